@@ -1,0 +1,68 @@
+"""Argument checks shared by the public functions.
+
+Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong shape, value or option) with a message that names the argument, the value
+it got and what was expected, as DESIGN.md asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def tensor(name: str, value, ndim: int | None = None, floating: bool = True) -> torch.Tensor:
+    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(
+            f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}"
+        )
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if floating and not torch.isfinite(value).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinite values")
+    return value
+
+
+def positive(name: str, value) -> float:
+    """Check that ``value`` is a real number greater than 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def option(name: str, value, allowed: Iterable):
+    """Check that ``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def size_pair(name: str, value) -> tuple[int, int]:
+    """Check that ``value`` is a pair ``(h, w)`` of positive integers."""
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
+    if not ok:
+        raise TypeError(f"{name} must be a pair (h, w) of ints, got {value!r}")
+    if min(value) < 2:
+        raise ValueError(f"{name} must be at least (2, 2), got {tuple(value)}")
+    return int(value[0]), int(value[1])
+
+
+def same_shape(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> None:
+    """Check that tensors have one shape, naming all of them if not."""
+    shapes = [tuple(v.shape) for v in values]
+    if len(set(shapes)) != 1:
+        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
+        raise ValueError(f"{', '.join(names)} must have the same shape, got {listed}")

@@ -1,0 +1,74 @@
+"""The Differentiable Hard Attention Module (notebook 03_dham_layer).
+
+logits ``[B, K, H', W']`` → spatial softmax → PMF → expected position ``(tx, ty)``
+and expected distance ``s`` → a bilinear glimpse ``[B, K, C, h, w]`` of the image.
+The logits map is taken to span the image (its corner pixel centres are the
+image's), so it may have another resolution than the image.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from dham_lib import _checks
+from dham_lib.pmf import expected_norm, expected_position, spatial_softmax
+from dham_lib.sampling import PADDING_MODES, glimpse
+
+
+class AttentionParams(NamedTuple):
+    """Where each glimpse looks, in normalised coordinates; each field is ``[B, K]``."""
+
+    tx: torch.Tensor
+    ty: torch.Tensor
+    s: torch.Tensor
+
+
+class DHAM(nn.Module):
+    """Turn an attention logits map into a hard, differentiable crop of the image.
+
+    ``forward(image [B, C, H, W], logits [B, K, H', W'])`` →
+    ``(glimpses [B, K, C, h, w], AttentionParams)``. It has no weights: the
+    network that makes the logits learns, through this module, from the loss.
+    """
+
+    def __init__(
+        self,
+        output_size: tuple[int, int] = (28, 28),
+        norm: int = 2,
+        temperature: float = 1.0,
+        padding_mode: str = "border",
+    ) -> None:
+        super().__init__()
+        self.output_size = _checks.size_pair("output_size", output_size)
+        self.norm = _checks.option("norm", norm, (1, 2))
+        self.temperature = _checks.positive("temperature", temperature)
+        self.padding_mode = _checks.option("padding_mode", padding_mode, PADDING_MODES)
+
+    def attention(self, logits: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
+        """The PMF ``[B, K, H', W']`` and the glimpse parameters read off it."""
+        pmf = spatial_softmax(logits, self.temperature)
+        tx, ty = expected_position(pmf)
+        return pmf, AttentionParams(tx, ty, expected_norm(pmf, self.norm))
+
+    def forward(
+        self, image: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, AttentionParams]:
+        _checks.tensor("image", image, ndim=4)
+        _checks.tensor("logits", logits, ndim=4)
+        if logits.shape[0] != image.shape[0]:
+            raise ValueError(
+                f"logits must have the image's batch size {image.shape[0]}, "
+                f"got shape {tuple(logits.shape)}"
+            )
+        _, params = self.attention(logits)
+        glimpses = glimpse(image, *params, size=self.output_size, padding_mode=self.padding_mode)
+        return glimpses, params
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, norm={self.norm}, "
+            f"temperature={self.temperature}, padding_mode={self.padding_mode!r}"
+        )

@@ -1,0 +1,75 @@
+"""Box metrics: how well a glimpse box matches the true digit box (notebook 04).
+
+Boxes are ``[..., 4]`` tensors ``x0, y0, x1, y1`` in pixel coordinates (the centre
+of pixel i is at i), as DESIGN.md fixes for every box in the library.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dham_lib import _checks
+
+
+def _check_boxes(name: str, boxes: torch.Tensor) -> None:
+    _checks.tensor(name, boxes)
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
+    if (boxes[..., 2] < boxes[..., 0]).any() or (boxes[..., 3] < boxes[..., 1]).any():
+        raise ValueError(f"{name} must have x1 >= x0 and y1 >= y0 in every box")
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def _intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    height = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(
+        min=0
+    )
+    return width * height
+
+
+def _pair(
+    a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a", "b")
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_boxes(names[0], a)
+    _check_boxes(names[1], b)
+    try:
+        return torch.broadcast_tensors(a, b)
+    except RuntimeError:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must broadcast together, got shapes "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        ) from None
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union, elementwise: ``[..., 4]``, ``[..., 4]`` → ``[...]``.
+
+    A pair whose union has zero area scores 0, never NaN.
+    """
+    a, b = _pair(a, b)
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def box_coverage(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Fraction of the true box's area inside the predicted box: ``[..., 4]`` x2 → ``[...]``.
+
+    A loose glimpse can cover the whole digit (coverage 1) with a low IoU.
+    """
+    pred, true = _pair(pred, true, ("pred", "true"))
+    area = _area(true)
+    inter = _intersection(pred, true)
+    return torch.where(area > 0, inter / area.clamp(min=1e-12), torch.zeros_like(area))
+
+
+def box_centre_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance in pixels between the two boxes' centres: ``[..., 4]`` x2 → ``[...]``."""
+    pred, true = _pair(pred, true, ("pred", "true"))
+    dx = (pred[..., 0] + pred[..., 2] - true[..., 0] - true[..., 2]) / 2
+    dy = (pred[..., 1] + pred[..., 3] - true[..., 1] - true[..., 3]) / 2
+    return torch.sqrt(dx**2 + dy**2)
