@@ -19,9 +19,7 @@ def tensor(name: str, value, ndim: int | None = None, floating: bool = True) -> 
     if floating and not value.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
     if ndim is not None and value.dim() != ndim:
-        raise ValueError(
-            f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}"
-        )
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
     if value.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     if floating and not torch.isfinite(value).all():

@@ -63,9 +63,7 @@ def expected_position(pmf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tx, ty
 
 
-def distance_map(
-    pmf: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, p: int = 2
-) -> torch.Tensor:
+def distance_map(pmf: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, p: int = 2) -> torch.Tensor:
     """Distance of every pixel centre from ``(tx, ty)``: ``[B, K, H, W]``.
 
     ``p=2`` is the Euclidean distance, ``p=1`` the city-block distance; ``tx`` and
