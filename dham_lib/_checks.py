@@ -36,6 +36,15 @@ def positive(name: str, value) -> float:
     return float(value)
 
 
+def positive_int(name: str, value) -> int:
+    """Check that ``value`` is an int >= 1 (a bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
 def option(name: str, value, allowed: Iterable):
     """Check that ``value`` is one of ``allowed``."""
     allowed = tuple(allowed)

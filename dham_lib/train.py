@@ -135,10 +135,8 @@ def fit(
     Returns the history, a dict of lists keyed by ``HISTORY_KEYS`` (one entry per
     epoch; ``seconds`` is the cumulative training time, evaluation excluded).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    _checks.positive_int("epochs", epochs)
+    _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive("lr", lr)
     seed_everything(seed)
     device = choose_device(device)

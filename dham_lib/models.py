@@ -1,0 +1,326 @@
+"""The classifiers the course trains and compares (derived in 04_clean_translated_mnist).
+
+Every model maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`:
+
+- ``DHAMClassifier``: attention convolutions -> DHAM glimpse -> small LeNet;
+- ``STNClassifier``: a localisation network -> affine glimpse -> the same LeNet;
+- ``PlainCNN``: a 4-layer CNN on the whole canvas, no glimpse (the baseline);
+- ``OracleClassifier``: the LeNet on the glimpse of the true box (the upper bound).
+
+Each model keeps its constructor arguments in ``model.config`` (a JSON-able dict
+with the model's ``name``) so that ``build_model(**model.config)`` rebuilds it;
+checkpoints rely on this.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dham_lib import _checks
+from dham_lib.dham import DHAM, AttentionParams
+from dham_lib.sampling import box_to_params, glimpse, glimpse_box
+
+
+class Prediction(NamedTuple):
+    """What every model returns.
+
+    logits:   ``[B, num_classes]`` class scores (before softmax).
+    boxes:    ``[B, K, 4]`` attention boxes ``x0, y0, x1, y1`` in pixel
+              coordinates, or ``None`` for a model that does not attend.
+    glimpses: ``[B, K, C, h, w]`` the crops the classifier saw, or ``None``.
+    """
+
+    logits: torch.Tensor
+    boxes: torch.Tensor | None
+    glimpses: torch.Tensor | None
+
+
+def _canvas(canvas, in_channels: int) -> torch.Tensor:
+    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count."""
+    _checks.tensor("canvas", canvas, ndim=4)
+    if canvas.shape[1] != in_channels:
+        raise ValueError(
+            f"canvas must have {in_channels} channel(s) (shape [B, {in_channels}, H, W]), "
+            f"got shape {tuple(canvas.shape)}"
+        )
+    return canvas
+
+
+def _config(name: str, **kwargs) -> dict:
+    """The JSON-able config of a model: tuples become lists, as JSON would make them."""
+    return {"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+
+
+class AttentionNet(nn.Module):
+    """Two 5x5 convolutions from the image to K attention logit maps, as in the original.
+
+    ``[B, C, H, W] -> [B, K, H', W']``. "Same" padding keeps the map aligned with
+    the image (the original's unpadded convolutions shrank a 120-pixel image to a
+    112-pixel map). With ``stride = r > 1`` the image is first average-pooled by r,
+    so the map is ``ceil(H / r) x ceil(W / r)`` and costs about r^2 times less.
+    DHAM reads any map as spanning the whole image (its corner pixel centres are
+    normalised +-1), while a pooled pixel's centre sits (r - 1) / 2 image pixels
+    inside the corner: positions read off such a map are off by at most r / 2
+    image pixels. This model does not correct for it.
+
+    ``uniform_start=True`` zeroes the last convolution, so the first PMF is
+    uniform and the first glimpse covers most of the canvas (like an STN's
+    identity start); training then narrows it.
+    """
+
+    def __init__(self, in_channels=1, width=16, k=1, stride=1, uniform_start=True):
+        super().__init__()
+        for name, value in [("in_channels", in_channels), ("width", width), ("k", k)]:
+            _checks.positive_int(name, value)
+        self.stride = _checks.positive_int("stride", stride)
+        self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)
+        self.conv2 = nn.Conv2d(width, k, 5, padding=2)
+        if uniform_start:
+            nn.init.zeros_(self.conv2.weight)
+            nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, K, H', W']`` attention logits."""
+        if self.stride > 1:
+            # ceil_mode keeps the last partial window, so the map still reaches the far edge.
+            image = F.avg_pool2d(image, self.stride, ceil_mode=True)
+        return self.conv2(F.relu(self.conv1(image)))
+
+
+class GlimpseClassifier(nn.Module):
+    """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
+
+    conv5x5 32 -> ReLU -> maxpool 2 -> conv5x5 64 -> ReLU -> maxpool 2 -> FC 128
+    -> ReLU -> FC num_classes. Padding 2 keeps each convolution's size, so a
+    28x28 glimpse reaches the FC layer as 64 x 7 x 7.
+    """
+
+    def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28)):
+        super().__init__()
+        h, w = _checks.size_pair("glimpse_size", glimpse_size)
+        if min(h, w) < 4:
+            raise ValueError(f"glimpse_size must be at least (4, 4), got {(h, w)}")
+        self.in_shape = (
+            _checks.positive_int("k", k),
+            _checks.positive_int("in_channels", in_channels),
+            h,
+            w,
+        )
+        self.conv1 = nn.Conv2d(k * in_channels, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), 128)
+        self.fc2 = nn.Linear(128, _checks.positive_int("num_classes", num_classes))
+
+    def forward(self, glimpses: torch.Tensor) -> torch.Tensor:
+        """``[B, K, C, h, w] -> [B, num_classes]`` logits."""
+        _checks.tensor("glimpses", glimpses, ndim=5)
+        if tuple(glimpses.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"glimpses must have shape [B, {', '.join(map(str, self.in_shape))}], "
+                f"got {tuple(glimpses.shape)}"
+            )
+        x = glimpses.flatten(1, 2)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class DHAMClassifier(nn.Module):
+    """AttentionNet -> DHAM -> GlimpseClassifier, trained by the class loss alone.
+
+    All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
+    ``width`` is the attention convolutions' channel count (the seed claim: more
+    noise needs more of them), ``k`` the number of glimpses, ``norm`` 1 or 2 for
+    the scale, ``stride`` the attention map's subsampling (see AttentionNet).
+    """
+
+    def __init__(
+        self,
+        width=16,
+        k=1,
+        norm=2,
+        temperature=1.0,
+        stride=1,
+        in_channels=1,
+        glimpse_size=(28, 28),
+        uniform_start=True,
+        num_classes=10,
+    ):
+        super().__init__()
+        self.config = _config(
+            "dham",
+            width=width,
+            k=k,
+            norm=norm,
+            temperature=temperature,
+            stride=stride,
+            in_channels=in_channels,
+            glimpse_size=glimpse_size,
+            uniform_start=uniform_start,
+            num_classes=num_classes,
+        )
+        self.in_channels = in_channels
+        self.attention = AttentionNet(in_channels, width, k, stride, uniform_start)
+        size = _checks.size_pair("glimpse_size", glimpse_size)
+        self.dham = DHAM(size, norm=norm, temperature=temperature)
+        self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size)
+
+    def attend(self, canvas: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
+        """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``).
+
+        For figures (``viz.plot_pmf``); ``forward`` computes the same PMF.
+        """
+        _canvas(canvas, self.in_channels)
+        return self.dham.attention(self.attention(canvas))
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` (boxes ``[B, K, 4]``); ``true_box`` is ignored."""
+        _canvas(canvas, self.in_channels)
+        glimpses, params = self.dham(canvas, self.attention(canvas))
+        boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvas.shape[-2:]))
+        return Prediction(self.classifier(glimpses), boxes, glimpses)
+
+
+class STNClassifier(nn.Module):
+    """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
+
+    The localisation network (three conv + ReLU + maxpool 2 stages) is pooled
+    adaptively to a ``canvas // 8`` grid (what a ``canvas``-sized input gives), so
+    other canvas sizes still run. Its last layer starts at zero weight and the
+    identity bias, so the first glimpse is the whole canvas, resampled.
+    """
+
+    def __init__(self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10):
+        super().__init__()
+        self.config = _config(
+            "stn",
+            in_channels=in_channels,
+            canvas=canvas,
+            glimpse_size=glimpse_size,
+            num_classes=num_classes,
+        )
+        if _checks.positive_int("canvas", canvas) < 28:
+            raise ValueError(f"canvas must be at least 28, got {canvas}")
+        self.in_channels = _checks.positive_int("in_channels", in_channels)
+        self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
+        self.grid = canvas // 8
+        self.features = nn.Sequential(
+            *self._stage(in_channels, 8, 5),
+            *self._stage(8, 16, 5),
+            *self._stage(16, 16, 3),
+            nn.AdaptiveAvgPool2d(self.grid),
+        )
+        self.fc1 = nn.Linear(16 * self.grid**2, 32)
+        self.fc2 = nn.Linear(32, 6)
+        nn.init.zeros_(self.fc2.weight)
+        with torch.no_grad():
+            self.fc2.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)
+
+    @staticmethod
+    def _stage(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
+
+    def theta(self, canvas: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, 2, 3]`` affine maps from glimpse to canvas (normalised)."""
+        return self.fc2(F.relu(self.fc1(self.features(canvas).flatten(1)))).view(-1, 2, 3)
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` (boxes ``[B, 1, 4]``); ``true_box`` is ignored."""
+        _canvas(canvas, self.in_channels)
+        b, c, height, width = canvas.shape
+        theta = self.theta(canvas)
+        grid = F.affine_grid(theta, [b, c, *self.glimpse_size], align_corners=True)
+        crop = F.grid_sample(canvas, grid, padding_mode="border", align_corners=True)
+        glimpses = crop.unsqueeze(1)
+        boxes = affine_box(theta, (height, width)).unsqueeze(1)
+        return Prediction(self.classifier(glimpses), boxes, glimpses)
+
+
+def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
+    """The pixel bounding box ``[B, 4]`` of an affine glimpse ``theta [B, 2, 3]``.
+
+    The glimpse's corners ``(+-1, +-1)`` map to ``theta @ [u, v, 1]`` in
+    normalised canvas coordinates; the box is their axis-aligned hull.
+    """
+    height, width = _checks.size_pair("image_size", image_size)
+    corners = theta.new_tensor([[-1, -1, 1], [1, -1, 1], [-1, 1, 1], [1, 1, 1]])
+    xy = corners @ theta.transpose(1, 2)  # [B, 4 corners, 2]
+    scale = theta.new_tensor([width - 1, height - 1])
+    xy = (xy + 1) / 2 * scale
+    return torch.cat([xy.amin(dim=1), xy.amax(dim=1)], dim=1)
+
+
+class PlainCNN(nn.Module):
+    """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels.
+
+    Global average pooling makes it run on any canvas of at least 16x16.
+    """
+
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        self.config = _config("cnn", in_channels=in_channels, num_classes=num_classes)
+        self.in_channels = _checks.positive_int("in_channels", in_channels)
+        channels = [in_channels, 16, 32, 64, 64]
+        layers = []
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
+        self.fc = nn.Linear(64, _checks.positive_int("num_classes", num_classes))
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
+        _canvas(canvas, self.in_channels)
+        if min(canvas.shape[-2:]) < 16:
+            raise ValueError(f"canvas must be at least 16x16, got {tuple(canvas.shape)}")
+        return Prediction(self.fc(self.features(canvas).flatten(1)), None, None)
+
+
+class OracleClassifier(nn.Module):
+    """The upper bound: the LeNet on the glimpse of the true digit box ``[B, 4]``."""
+
+    def __init__(self, in_channels=1, glimpse_size=(28, 28), num_classes=10):
+        super().__init__()
+        self.config = _config(
+            "oracle", in_channels=in_channels, glimpse_size=glimpse_size, num_classes=num_classes
+        )
+        self.in_channels = _checks.positive_int("in_channels", in_channels)
+        self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
+        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W]`` and ``true_box [B, 4]`` -> Prediction (boxes ``[B, 1, 4]``)."""
+        _canvas(canvas, self.in_channels)
+        if true_box is None:
+            raise ValueError("true_box is required by the oracle: pass the digit boxes [B, 4]")
+        _checks.tensor("true_box", true_box, ndim=2)
+        if true_box.shape != (canvas.shape[0], 4):
+            raise ValueError(
+                f"true_box must have shape [{canvas.shape[0]}, 4] (one box per canvas), "
+                f"got {tuple(true_box.shape)}"
+            )
+        size = tuple(canvas.shape[-2:])
+        tx, ty, s = box_to_params(true_box.unsqueeze(1), image_size=size)
+        glimpses = glimpse(canvas, tx, ty, s, size=self.glimpse_size)
+        boxes = glimpse_box(tx, ty, s, image_size=size)
+        return Prediction(self.classifier(glimpses), boxes, glimpses)
+
+
+MODELS = {
+    "dham": DHAMClassifier,
+    "stn": STNClassifier,
+    "cnn": PlainCNN,
+    "oracle": OracleClassifier,
+}
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build a model by name ("dham", "stn", "cnn", "oracle") with its constructor kwargs.
+
+    ``build_model(**model.config)`` rebuilds a model of the same architecture.
+    """
+    return MODELS[_checks.option("name", name, MODELS)](**kwargs)

@@ -1,0 +1,242 @@
+"""The course's figures: glimpses, attention PMFs and learning curves.
+
+Every function builds a matplotlib ``Figure`` and returns it without calling
+``plt.show``, so it works under the Agg backend (tests, nbval) and inline in
+notebooks alike. Images are drawn with pixel i's centre at coordinate i, the
+library's pixel coordinates, so boxes are drawn exactly where they sample.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from dham_lib import _checks
+from dham_lib.pmf import expected_norm, expected_position
+from dham_lib.sampling import glimpse_box
+
+BOX_COLOURS = ("red", "orange", "magenta", "cyan")
+_SMALL = 7
+
+
+def _tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
+    """A detached CPU float tensor from a tensor or array, with one of ``ndims`` dimensions."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a tensor or array, got {type(value).__name__}"
+            ) from None
+    value = value.detach().cpu().float()
+    if value.dim() not in ndims:
+        expected = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{name} must be {expected}, got shape {tuple(value.shape)}")
+    return _checks.tensor(name, value)
+
+
+def _batch(names: tuple[str, ...], values: tuple[torch.Tensor | None, ...]) -> int:
+    """Check that the given tensors share one batch size; returns it."""
+    given = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
+    sizes = {len(v) for _, v in given}
+    if len(sizes) != 1:
+        listed = ", ".join(f"{n} {len(v)}" for n, v in given)
+        raise ValueError(f"{', '.join(n for n, _ in given)} must have one batch size, got {listed}")
+    return sizes.pop()
+
+
+def _box_patch(box: torch.Tensor, colour: str, style: str = "-") -> Rectangle:
+    """A rectangle from ``x0, y0, x1, y1`` in pixel coordinates."""
+    x0, y0, x1, y1 = box.tolist()
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style)
+
+
+def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None:
+    """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels."""
+    pixels = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1)
+    ax.imshow(pixels.numpy(), cmap="gray")
+    ax.set_title(title, fontsize=_SMALL + 1)
+    ax.set_xlabel(xlabel, fontsize=_SMALL)
+    ax.set_ylabel(ylabel, fontsize=_SMALL)
+    ax.tick_params(labelsize=_SMALL - 1)
+
+
+def _positive_count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return n
+
+
+def _item_title(i: int, labels, predictions) -> str:
+    parts = [] if labels is None else [f"label {int(labels[i])}"]
+    parts += [] if predictions is None else [f"pred {int(predictions[i])}"]
+    return ", ".join(parts) or f"item {i}"
+
+
+def plot_glimpses(
+    canvases, boxes, glimpses, labels=None, predictions=None, true_boxes=None, n=8
+) -> Figure:
+    """For ``n`` items, the canvas with its attention box(es) above the glimpse(s).
+
+    canvases ``[B, C, H, W]``; boxes ``[B, 4]`` or ``[B, K, 4]`` in pixel
+    coordinates (red, then orange, magenta, cyan for further glimpses);
+    glimpses ``[B, C, h, w]`` or ``[B, K, C, h, w]``; labels, predictions ``[B]``;
+    true_boxes ``[B, 4]`` (dashed green). One column per item, rows: the
+    canvas, then one row per glimpse.
+    """
+    canvases = _tensor("canvases", canvases, (4,))
+    boxes = _tensor("boxes", boxes, (2, 3))
+    glimpses = _tensor("glimpses", glimpses, (4, 5))
+    boxes = boxes[:, None] if boxes.dim() == 2 else boxes
+    glimpses = glimpses[:, None] if glimpses.dim() == 4 else glimpses
+    if boxes.shape[-1] != 4 or boxes.shape[1] != glimpses.shape[1]:
+        raise ValueError(
+            f"boxes must have shape [B, K, 4] with K = {glimpses.shape[1]} (the glimpses'), "
+            f"got {tuple(boxes.shape)}"
+        )
+    if true_boxes is not None:
+        true_boxes = _tensor("true_boxes", true_boxes, (2,))
+    labels = None if labels is None else _tensor("labels", labels, (1,))
+    predictions = None if predictions is None else _tensor("predictions", predictions, (1,))
+    names = ("canvases", "boxes", "glimpses", "labels", "predictions", "true_boxes")
+    size = _batch(names, (canvases, boxes, glimpses, labels, predictions, true_boxes))
+    n = min(_positive_count(n), size)
+    k = glimpses.shape[1]
+    fig, axes = plt.subplots(1 + k, n, figsize=(2.0 * n, 2.1 * (1 + k)), squeeze=False)
+    for i in range(n):
+        _show(
+            axes[0, i], canvases[i], _item_title(i, labels, predictions), "x (pixels)", "y (pixels)"
+        )
+        for j in range(k):
+            axes[0, i].add_patch(_box_patch(boxes[i, j], BOX_COLOURS[j % len(BOX_COLOURS)]))
+            title = "glimpse" if k == 1 else f"glimpse {j}"
+            _show(axes[1 + j, i], glimpses[i, j], title, "x (glimpse px)", "y (glimpse px)")
+        if true_boxes is not None:
+            axes[0, i].add_patch(_box_patch(true_boxes[i], "lime", "--"))
+    fig.tight_layout()
+    return fig
+
+
+def _map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, ...]:
+    """``imshow`` extent that puts the map's corner pixel centres on the image's corners.
+
+    DHAM reads a map of any resolution as spanning the image this way.
+    """
+    (h, w), (height, width) = map_size, image_size
+    dx, dy = (width - 1) / max(w - 1, 1), (height - 1) / max(h - 1, 1)
+    return (-dx / 2, (w - 0.5) * dx, (h - 0.5) * dy, -dy / 2)
+
+
+def _single_map(name: str, value) -> torch.Tensor:
+    """One map ``[H, W]`` or ``[1, 1, H, W]`` as ``[1, 1, H, W]``."""
+    value = _tensor(name, value, (2, 4))
+    if value.dim() == 4 and value.shape[:2] != (1, 1):
+        raise ValueError(f"{name} must be [H, W] or [1, 1, H, W], got shape {tuple(value.shape)}")
+    return value.reshape(1, 1, *value.shape[-2:])
+
+
+def _scalar(name: str, value) -> torch.Tensor:
+    """A number or one-element tensor as a ``[1, 1]`` tensor."""
+    value = _tensor(name, value, (0, 1, 2))
+    if value.numel() != 1:
+        raise ValueError(f"{name} must be one number, got shape {tuple(value.shape)}")
+    return value.reshape(1, 1)
+
+
+def _params(pmf: torch.Tensor, tx, ty, s) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``tx, ty, s`` as ``[1, 1]`` tensors: given (all three) or read off the PMF (L2)."""
+    given = [v is not None for v in (tx, ty, s)]
+    if any(given) and not all(given):
+        raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
+    if not any(given):
+        tx, ty = expected_position(pmf)
+        return tx, ty, expected_norm(pmf)
+    return _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
+
+
+def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
+    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box.
+
+    ``tx, ty, s`` (numbers or one-element tensors, normalised) default to the
+    PMF's expected position and L2 norm. With ``image`` (``[H, W]`` or
+    ``[1, 1, H, W]``) the PMF is laid over it, stretched to span it as DHAM
+    reads it, and the axes are the image's pixels.
+    """
+    pmf = _single_map("pmf", pmf)
+    tx, ty, s = _params(pmf, tx, ty, s)
+    map_size = tuple(pmf.shape[-2:])
+    image_size = map_size
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    if image is not None:
+        image = _single_map("image", image)
+        image_size = tuple(image.shape[-2:])
+        ax.imshow(image[0, 0].numpy(), cmap="gray")
+    alpha = 1.0 if image is None else 0.6
+    heat = ax.imshow(
+        pmf[0, 0].numpy(), cmap="viridis", alpha=alpha, extent=_map_extent(map_size, image_size)
+    )
+    fig.colorbar(heat, ax=ax, label="probability")
+    box = glimpse_box(tx, ty, s, image_size=image_size)[0, 0]
+    ax.add_patch(_box_patch(box, "red"))
+    mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
+    ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
+    ax.plot([], [], "r-", label="glimpse box (tx, ty) ± s")
+    ax.legend(loc="upper right", fontsize=_SMALL)
+    ax.set_title(title)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    return fig
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _check_history(history) -> None:
+    """Check the keys, equal lengths and accuracy fractions of a training history."""
+    if not isinstance(history, dict):
+        raise TypeError(f"history must be a dict of lists, got {type(history).__name__}")
+    missing = [k for k in HISTORY_KEYS if k not in history]
+    if missing:
+        raise ValueError(f"history must have the keys {HISTORY_KEYS}, missing {missing}")
+    keys = [*HISTORY_KEYS, *(["test_iou"] if "test_iou" in history else [])]
+    lengths = {k: len(history[k]) for k in keys}
+    if len(set(lengths.values())) != 1 or lengths["epoch"] == 0:
+        raise ValueError(
+            f"history lists must be non-empty and of one length, got lengths {lengths}"
+        )
+    for key in ("train_acc", "test_acc", "test_iou"):
+        values = history.get(key, [])
+        if any(not 0 <= v <= 1 for v in values):
+            raise ValueError(f"history[{key!r}] must be fractions in [0, 1], got {list(values)}")
+
+
+def plot_learning_curves(history) -> Figure:
+    """Loss, accuracy (in %) and, when recorded, test IoU against the epoch.
+
+    ``history``: a dict of equally long lists with keys "epoch", "train_loss",
+    "test_loss", "train_acc", "test_acc" (accuracies as fractions in [0, 1])
+    and optionally "test_iou".
+    """
+    _check_history(history)
+    has_iou = "test_iou" in history
+    fig, axes = plt.subplots(1, 3 if has_iou else 2, figsize=(11 if has_iou else 8, 3.4))
+    epoch = history["epoch"]
+    loss, acc = axes[0], axes[1]
+    loss.plot(epoch, history["train_loss"], "o-", label="train")
+    loss.plot(epoch, history["test_loss"], "o-", label="test")
+    loss.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
+    acc.plot(epoch, [100 * a for a in history["train_acc"]], "o-", label="train")
+    acc.plot(epoch, [100 * a for a in history["test_acc"]], "o-", label="test")
+    acc.set(title="classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    if has_iou:
+        axes[2].plot(epoch, history["test_iou"], "o-", color="C2", label="test")
+        axes[2].set(title="glimpse box vs true box", xlabel="epoch", ylabel="IoU", ylim=(0, 1))
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

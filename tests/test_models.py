@@ -1,0 +1,226 @@
+"""The classifiers (notebook 04): shapes, starting points, the oracle's crop, gradients."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dham_lib.models import (
+    AttentionNet,
+    DHAMClassifier,
+    OracleClassifier,
+    Prediction,
+    STNClassifier,
+    build_model,
+)
+
+NAMES = ("dham", "stn", "cnn", "oracle")
+
+
+def _centre_box(batch: int, height: int, width: int, side: int = 28) -> torch.Tensor:
+    """A ``[B, 4]`` square box of ``side`` pixels in the middle of the canvas."""
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return torch.tensor([[x0, y0, x0 + side - 1, y0 + side - 1]], dtype=torch.float32).repeat(
+        batch, 1
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("height", "width"), [(120, 120), (160, 200)])
+def test_output_shapes(name, height, width):
+    torch.manual_seed(0)
+    canvas = torch.rand(2, 1, height, width)
+    out = build_model(name)(canvas, true_box=_centre_box(2, height, width))
+    assert isinstance(out, Prediction)
+    assert out.logits.shape == (2, 10)
+    if name == "cnn":
+        assert out.boxes is None and out.glimpses is None
+    else:
+        assert out.boxes.shape == (2, 1, 4)
+        assert out.glimpses.shape == (2, 1, 1, 28, 28)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_two_glimpses_give_two_boxes():
+    out = DHAMClassifier(width=4, k=2, uniform_start=False)(torch.rand(3, 1, 120, 120))
+    assert out.boxes.shape == (3, 2, 4)
+    assert out.glimpses.shape == (3, 2, 1, 28, 28)
+
+
+def _mean_distance_from_centre(height: int, width: int) -> float:
+    """E||(x, y)||_2 under the uniform PMF, by hand: an average over the pixel centres."""
+    xs = [-1 + 2 * i / (width - 1) for i in range(width)]
+    ys = [-1 + 2 * j / (height - 1) for j in range(height)]
+    return sum(math.hypot(x, y) for x in xs for y in ys) / (width * height)
+
+
+def test_uniform_pmf_scale_matches_the_continuous_square():
+    # Over the continuous square [-1, 1]^2 the mean distance from the centre is
+    # (sqrt(2) + asinh(1)) / 3 = 0.7652; the 120 x 120 grid of centres is close to it.
+    continuous = (math.sqrt(2) + math.asinh(1)) / 3
+    assert continuous == pytest.approx(0.765196, abs=1e-6)
+    assert _mean_distance_from_centre(120, 120) == pytest.approx(continuous, abs=0.01)
+
+
+@pytest.mark.parametrize(("height", "width"), [(120, 120), (40, 60)])
+def test_uniform_start_spans_the_canvas(height, width):
+    model = DHAMClassifier(width=4)
+    pmf, params = model.attend(torch.rand(2, 1, height, width))
+    torch.testing.assert_close(pmf, torch.full_like(pmf, 1 / (height * width)))
+    torch.testing.assert_close(params.tx, torch.zeros(2, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(params.ty, torch.zeros(2, 1), atol=1e-6, rtol=0)
+    s = _mean_distance_from_centre(height, width)
+    torch.testing.assert_close(params.s, torch.full((2, 1), s))
+    # The box is the whole canvas [0, 0, W-1, H-1] shrunk about its centre by s < 1:
+    # an L2 mean distance is shorter than the half-side it would need to reach the edge.
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    expected = torch.tensor([cx - s * cx, cy - s * cy, cx + s * cx, cy + s * cy])
+    out = model(torch.rand(2, 1, height, width))
+    torch.testing.assert_close(out.boxes, expected.expand(2, 1, 4))
+
+
+def test_random_start_is_not_uniform():
+    torch.manual_seed(0)
+    pmf, _ = DHAMClassifier(width=4, uniform_start=False).attend(torch.rand(1, 1, 60, 60))
+    assert pmf.std() > 0
+
+
+def test_stride_halves_the_map_and_still_runs():
+    net = AttentionNet(width=4, stride=2)
+    assert net(torch.rand(2, 1, 120, 120)).shape == (2, 1, 60, 60)
+    assert net(torch.rand(2, 1, 121, 75)).shape == (2, 1, 61, 38)  # ceil: the edge stays
+    out = DHAMClassifier(width=4, stride=2, uniform_start=False)(torch.rand(2, 1, 121, 75))
+    assert out.logits.shape == (2, 10) and out.boxes.shape == (2, 1, 4)
+
+
+def test_stride_offset_is_at_most_half_the_stride():
+    # Make the map the pooled image itself (centre taps only) and sharpen the PMF,
+    # so DHAM points at the pooled pixel holding a single bright image pixel.
+    net = AttentionNet(width=1, stride=2, uniform_start=False)
+    with torch.no_grad():
+        for conv in (net.conv1, net.conv2):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[0, 0, 2, 2] = 100.0
+    model = DHAMClassifier(width=1, stride=2)
+    model.attention = net
+    columns = torch.tensor([0, 1, 2, 59, 60, 61, 117, 118, 119])
+    canvas = torch.zeros(len(columns), 1, 120, 120)
+    canvas[torch.arange(len(columns)), 0, 40, columns] = 1.0
+    boxes = model(canvas).boxes[:, 0]
+    found = (boxes[:, 0] + boxes[:, 2]) / 2
+    assert (found - columns).abs().max() <= 1.0  # stride / 2
+
+
+@pytest.mark.parametrize(("height", "width"), [(120, 120), (160, 200)])
+def test_stn_starts_at_the_identity(height, width):
+    torch.manual_seed(0)
+    canvas = torch.rand(2, 1, height, width)
+    out = STNClassifier()(canvas)
+    whole = F.interpolate(canvas, size=(28, 28), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(out.glimpses[:, 0], whole, atol=1e-4, rtol=1e-4)
+    expected = torch.tensor([0.0, 0.0, width - 1, height - 1]).expand(2, 1, 4)
+    torch.testing.assert_close(out.boxes, expected)
+
+
+def _reference_glimpse(canvas: torch.Tensor, box: list[float], size: int = 28) -> torch.Tensor:
+    """Sample ``size x size`` points from corner to corner of a square pixel box, by hand."""
+    height, width = canvas.shape[-2:]
+    x0, y0, x1, y1 = box
+    xs = torch.linspace(x0, x1, size) / (width - 1) * 2 - 1
+    ys = torch.linspace(y0, y1, size) / (height - 1) * 2 - 1
+    grid = torch.stack([xs.expand(size, size), ys[:, None].expand(size, size)], dim=-1)
+    return F.grid_sample(canvas, grid[None], align_corners=True)[0]
+
+
+def test_oracle_glimpse_is_the_tile():
+    torch.manual_seed(0)
+    tile = torch.rand(28, 28)
+    canvas = torch.zeros(1, 1, 120, 120)
+    canvas[0, 0, 30:58, 70:98] = tile
+    box = [70.0, 30.0, 97.0, 57.0]  # pixel centres of the tile's corner pixels
+    out = OracleClassifier()(canvas, true_box=torch.tensor([box]))
+    torch.testing.assert_close(out.glimpses[0, 0, 0], tile)
+    torch.testing.assert_close(out.boxes[0, 0], torch.tensor(box))
+
+
+def test_oracle_box_covers_the_true_box_on_a_wide_canvas():
+    # A glimpse is square in normalised units, so on a 120 x 160 canvas a square
+    # pixel box gets the larger (vertical) half-side and a wider pixel box.
+    box = torch.tensor([[70.0, 30.0, 97.0, 57.0]])
+    out = OracleClassifier()(torch.rand(1, 1, 120, 160), true_box=box)
+    glimpse_box = out.boxes[0, 0]
+    torch.testing.assert_close(glimpse_box[[1, 3]], box[0, [1, 3]])
+    assert glimpse_box[0] < box[0, 0] and glimpse_box[2] > box[0, 2]
+    torch.testing.assert_close((glimpse_box[0] + glimpse_box[2]) / 2, (box[0, 0] + box[0, 2]) / 2)
+
+
+def test_oracle_glimpse_of_a_larger_box_matches_grid_sample():
+    torch.manual_seed(0)
+    tile = F.interpolate(torch.rand(1, 1, 28, 28), size=(45, 45), mode="bilinear")
+    canvas = torch.zeros(2, 1, 120, 120)
+    canvas[:, :, 11:56, 60:105] = tile
+    boxes = [[60.0, 11.0, 104.0, 55.0], [50.0, 5.0, 110.0, 65.0]]
+    out = OracleClassifier()(canvas, true_box=torch.tensor(boxes))
+    for i, box in enumerate(boxes):
+        torch.testing.assert_close(out.glimpses[i, 0], _reference_glimpse(canvas[i : i + 1], box))
+
+
+def test_oracle_needs_the_true_box():
+    with pytest.raises(ValueError, match="true_box"):
+        OracleClassifier()(torch.rand(1, 1, 120, 120))
+    with pytest.raises(ValueError, match="true_box"):
+        OracleClassifier()(torch.rand(2, 1, 120, 120), true_box=torch.zeros(3, 4))
+
+
+def _attention_grads(model: DHAMClassifier) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model.zero_grad()
+    out = model(torch.rand(4, 1, 60, 60))
+    F.cross_entropy(out.logits, torch.tensor([0, 1, 2, 3])).backward()
+    return model.attention.conv1.weight.grad, model.attention.conv2.weight.grad
+
+
+def test_class_loss_reaches_the_first_attention_conv():
+    torch.manual_seed(0)
+    first, last = _attention_grads(DHAMClassifier(width=4, uniform_start=False))
+    assert first.abs().sum() > 0 and last.abs().sum() > 0
+
+
+def test_uniform_start_moves_the_last_conv_first():
+    # With the last conv at zero, the first conv's gradient passes through zero
+    # weights: it is exactly zero until one step has moved the last conv.
+    model = DHAMClassifier(width=4)
+    first, last = _attention_grads(model)
+    assert last.abs().sum() > 0 and first.abs().sum() == 0
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    first, _ = _attention_grads(model)
+    assert first.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_rebuilds_the_model(name):
+    model = build_model(name)
+    config = json.loads(json.dumps(model.config))
+    assert config["name"] == name
+    assert build_model(**config).config == model.config
+
+
+def test_build_model_rejects_an_unknown_name():
+    with pytest.raises(ValueError, match=r"name .*'dham', 'stn', 'cnn', 'oracle'.*'resnet'"):
+        build_model("resnet")
+
+
+@pytest.mark.parametrize("width", [0, -1, 2.5, True])
+def test_build_model_rejects_a_bad_width(width):
+    with pytest.raises((TypeError, ValueError), match=rf"width .*{width}"):
+        build_model("dham", width=width)
+
+
+def test_models_reject_a_3d_canvas_and_wrong_channels():
+    with pytest.raises(ValueError, match="canvas"):
+        build_model("cnn")(torch.rand(1, 120, 120))
+    with pytest.raises(ValueError, match="canvas"):
+        build_model("dham")(torch.rand(1, 3, 120, 120))
