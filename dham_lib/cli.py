@@ -20,7 +20,7 @@ import dham_lib
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import build_model
-from dham_lib.train import choose_device, evaluate, fit
+from dham_lib.train import choose_device, evaluate, fit, seed_everything
 
 # Every model and seed is scored on the same test canvases.
 TEST_SEED = 2018
@@ -178,6 +178,7 @@ def run_train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = data_config(args)
     train_set, test_set = make_datasets(data)
+    seed_everything(args.seed)  # before building: the initial weights are drawn here
     model = build_model(args.model, **model_config(args))
     history = fit(
         model,

@@ -1,0 +1,71 @@
+"""The command line: --help everywhere, and a tiny end-to-end training run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dham_lib.checkpoints import load_checkpoint
+from dham_lib.cli import build_parser, main
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
+def test_help(argv):
+    result = subprocess.run(
+        [sys.executable, "-m", "dham_lib", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m dham_lib" in result.stdout
+
+
+def test_every_sub_command_has_help():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        assert sub.format_help().strip(), f"{name} has no help"
+
+
+def test_train_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--model",
+            "dham",
+            "--width",
+            "4",
+            "--stride",
+            "2",
+            "--snr-db",
+            "6",
+            "--epochs",
+            "1",
+            "--train-size",
+            "128",
+            "--test-size",
+            "64",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "test accuracy" in capsys.readouterr().out
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["model_config"]["width"] == 4
+    assert record["data_config"]["snr_db"] == 6.0
+    assert len(record["history"]["test_acc"]) == 1
+    assert (out / "learning_curves.png").stat().st_size > 0
+    assert (out / "glimpses.png").stat().st_size > 0
+    model, meta = load_checkpoint(out / "checkpoint.pt", expected_config=record["model_config"])
+    assert meta["metrics"]["acc"] == pytest.approx(record["test"]["acc"])
+
+
+def test_bad_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--width", "0", "--out", "x"])
+    assert info.value.code == 2
+    assert "--width" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""fit and evaluate on a small task: histories, metrics, seeds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dham_lib.data import TranslatedMNIST, load_mnist
+from dham_lib.models import build_model
+from dham_lib.train import HISTORY_KEYS, choose_device, evaluate, fit, seed_everything
+
+
+@pytest.fixture(scope="module")
+def small_task():
+    images, labels = load_mnist("train", source="bundled", verbose=False)
+    train = TranslatedMNIST(images[:256], labels[:256], canvas=64, seed=0)
+    test = TranslatedMNIST(images[256:384], labels[256:384], canvas=64, seed=1)
+    return train, test
+
+
+def test_fit_history_and_learning(small_task):
+    train, test = small_task
+    model = build_model("oracle")
+    history = fit(model, train, test, epochs=3, batch_size=32, progress=False)
+    assert set(history) == set(HISTORY_KEYS)
+    assert history["epoch"] == [1, 2, 3]
+    assert all(len(v) == 3 for v in history.values())
+    assert history["seconds"] == sorted(history["seconds"])
+    # The oracle sees the true crop: three epochs on 256 digits beat chance clearly.
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["test_acc"][-1] > 0.3
+
+
+def test_same_seed_same_model(small_task):
+    train, test = small_task
+    weights = []
+    for _ in range(2):
+        seed_everything(7)  # the initial weights come from the global generator
+        model = build_model("dham", width=4, stride=2)
+        fit(model, train, test, epochs=1, batch_size=64, seed=7, progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1])
+
+
+def test_evaluate_reports_box_metrics_only_for_attending_models(small_task):
+    _, test = small_task
+    torch.manual_seed(0)
+    dham = evaluate(build_model("dham", width=4, norm=1), test)
+    cnn = evaluate(build_model("cnn"), test)
+    for key in ("iou", "centre_error", "coverage"):
+        assert not math.isnan(dham[key])
+        assert math.isnan(cnn[key])
+    assert 0 <= dham["acc"] <= 1 and 0 <= dham["iou"] <= 1
+    # With the L1 scale, a uniform start's glimpse spans the whole canvas (s ≈ 1):
+    # it covers every digit, loosely.
+    assert dham["coverage"] == pytest.approx(1.0)
+    assert dham["iou"] < 0.3
+
+
+def test_evaluate_accuracy_counts_correct_items(small_task):
+    _, test = small_task
+
+    class Constant(torch.nn.Module):
+        """Predicts class 3 for every canvas."""
+
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, canvas, true_box=None):
+            from dham_lib.models import Prediction
+
+            logits = torch.zeros(len(canvas), 10) + self.bias
+            logits[:, 3] = 1.0
+            return Prediction(logits, None, None)
+
+    labels = np.asarray([test[i][1].item() for i in range(len(test))])
+    assert evaluate(Constant(), test)["acc"] == pytest.approx(np.mean(labels == 3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_fit_arguments(small_task, kwargs, word):
+    train, test = small_task
+    with pytest.raises(ValueError, match=word):
+        fit(build_model("cnn"), train, test, progress=False, **kwargs)
+
+
+def test_choose_device():
+    assert choose_device("cpu") == torch.device("cpu")
+    assert choose_device().type in ("cpu", "cuda", "mps")
