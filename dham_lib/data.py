@@ -16,6 +16,7 @@ the pixel coordinates of DESIGN.md (the centre of pixel ``i`` is at ``i``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.client
 import io
@@ -351,6 +352,17 @@ class TranslatedMNIST(Dataset):
                 "its noise level; expected every digit to have some ink"
             )
         return np.sqrt(power / 10 ** (self.snr_db / 10))
+
+    def reseeded(self, seed: int) -> TranslatedMNIST:
+        """The same digits and settings with every random choice drawn anew from ``seed``.
+
+        Training calls this each epoch, so the model sees fresh placements and fresh
+        noise of the same digits instead of memorising 4,000 fixed canvases.
+        """
+        other = copy.copy(self)
+        other._draw_parameters(_check_seed(seed))
+        other.sigma = other._noise_sigma()
+        return other
 
     def __len__(self) -> int:
         """Number of items, one per source digit."""

@@ -118,6 +118,20 @@ def _train_epoch(model, dataset, optimiser, batch_size, seed, device, bar) -> tu
     return loss_sum / count, correct / count
 
 
+def _parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
+    """Adam's parameter groups: ``model.attention`` at ``attention_lr``, the rest at ``lr``."""
+    attention = getattr(model, "attention", None)
+    if attention_lr is None or attention is None:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    attention_lr = _checks.positive("attention_lr", attention_lr)
+    own = {id(p) for p in attention.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in own]
+    return [
+        {"params": list(attention.parameters()), "lr": attention_lr},
+        {"params": rest, "lr": lr},
+    ]
+
+
 def fit(
     model: nn.Module,
     train_set,
@@ -128,10 +142,15 @@ def fit(
     seed: int = 0,
     device=None,
     progress: bool = True,
+    fresh_canvases: bool = True,
+    attention_lr: float | None = None,
 ) -> dict[str, list]:
     """Train ``model`` with Adam and cross-entropy; evaluate on ``test_set`` after each epoch.
 
     The classifier's loss is the only loss: no term rewards the attention box.
+    ``fresh_canvases`` draws new placements and noise of the training digits each
+    epoch (``train_set.reseeded``); ``attention_lr`` gives the parameters of
+    ``model.attention`` (where the model has one) their own learning rate.
     Returns the history, a dict of lists keyed by ``HISTORY_KEYS`` (one entry per
     epoch; ``seconds`` is the cumulative training time, evaluation excluded).
     """
@@ -141,15 +160,17 @@ def fit(
     seed_everything(seed)
     device = choose_device(device)
     model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    optimiser = torch.optim.Adam(_parameter_groups(model, lr, attention_lr))
     history = {key: [] for key in HISTORY_KEYS}
     steps = -(-len(train_set) // batch_size)
     seconds = 0.0
     with tqdm(total=epochs * steps, desc=type(model).__name__, disable=not progress) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
+            epoch_seed = seed * 10_000 + epoch
+            epoch_set = train_set.reseeded(epoch_seed) if fresh_canvases else train_set
             train_loss, train_acc = _train_epoch(
-                model, train_set, optimiser, batch_size, seed * 10_000 + epoch, device, bar
+                model, epoch_set, optimiser, batch_size, epoch_seed, device, bar
             )
             seconds += time.perf_counter() - start
             scores = evaluate(model, test_set, device=device)

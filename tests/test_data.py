@@ -65,6 +65,22 @@ def test_same_seed_same_items_other_seed_other_items(digits, background):
     assert not torch.equal(a[2], c[2])
 
 
+def test_reseeded_is_a_fresh_draw_of_the_same_task(digits):
+    base = TranslatedMNIST(*digits, snr_db=3.0, seed=1)
+    again = base.reseeded(2)
+    direct = TranslatedMNIST(*digits, snr_db=3.0, seed=2)
+    for x, y in zip(again.batch(range(16)), direct.batch(range(16)), strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(base.batch(range(16))[2], again.batch(range(16))[2])
+    # The original keeps its own draws.
+    for x, y in zip(
+        base.batch(range(4)),
+        TranslatedMNIST(*digits, snr_db=3.0, seed=1).batch(range(4)),
+        strict=True,
+    ):
+        assert torch.equal(x, y)
+
+
 @pytest.mark.parametrize("background", ["noise", "clutter"])
 def test_item_does_not_depend_on_its_batch(digits, background):
     ds = TranslatedMNIST(*digits, snr_db=0.0, background=background, seed=5)

@@ -43,6 +43,22 @@ def test_same_seed_same_model(small_task):
     torch.testing.assert_close(weights[0], weights[1])
 
 
+def test_attention_lr_gets_its_own_parameter_group(small_task):
+    train, test = small_task
+    model = build_model("dham", width=4, stride=2, uniform_start=False)
+    frozen_attention = [p.detach().clone() for p in model.attention.parameters()]
+    frozen_classifier = [p.detach().clone() for p in model.classifier.parameters()]
+    # A tiny attention learning rate barely moves the attention network; the classifier moves.
+    fit(model, train, test, epochs=1, lr=1e-3, attention_lr=1e-12, progress=False)
+    for before, after in zip(frozen_attention, model.attention.parameters(), strict=True):
+        torch.testing.assert_close(before, after.detach(), atol=1e-9, rtol=0)
+    moved = [
+        (before - after.detach()).abs().max().item()
+        for before, after in zip(frozen_classifier, model.classifier.parameters(), strict=True)
+    ]
+    assert max(moved) > 1e-4
+
+
 def test_evaluate_reports_box_metrics_only_for_attending_models(small_task):
     _, test = small_task
     torch.manual_seed(0)
