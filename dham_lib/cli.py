@@ -1,13 +1,15 @@
-"""The command line: ``python -m dham_lib train ...`` (``--help`` on every sub-command).
+"""The command line: ``python -m dham_lib train|sweep ...`` (``--help`` on each).
 
-``train`` builds a translated-MNIST task and a model, trains it, and writes into
-its output folder a checkpoint (with its ``.sha256``), ``metrics.json`` (configs,
-final scores, history, versions) and figures (learning curves, glimpses).
+``train`` trains one model on translated MNIST and writes into its output folder
+a checkpoint (with its ``.sha256``), ``metrics.json`` (the run, final scores,
+history, versions) and figures (learning curves, glimpses). ``sweep`` trains a
+grid of runs into a results CSV, skipping the rows it already holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -18,12 +20,9 @@ import torch
 
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
-from dham_lib.data import TranslatedMNIST, load_mnist
-from dham_lib.models import build_model
-from dham_lib.train import choose_device, evaluate, fit, seed_everything
+from dham_lib.experiments import RESULT_COLUMNS, Cell, grid, make_dataset, sweep, train_cell
+from dham_lib.train import choose_device
 
-# Every model and seed is scored on the same test canvases.
-TEST_SEED = 2018
 MODELS = ("dham", "stn", "cnn", "oracle")
 
 
@@ -52,10 +51,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that define the data: canvas, noise, background, source, sizes."""
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that define the data: background, canvas, source, sizes."""
     task = parser.add_argument_group("data")
-    task.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
     task.add_argument("--background", choices=("noise", "clutter"), default="noise")
     task.add_argument("--canvas", type=_positive_int, default=120, help="canvas side in pixels")
     task.add_argument(
@@ -68,76 +66,49 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--test-size", type=_positive_int, help="use only the first N test digits")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that define the model."""
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=MODELS, default="dham")
-    model.add_argument("--width", type=_positive_int, default=16, help="attention conv channels")
-    model.add_argument("--k", type=_positive_int, default=1, help="attention channels (glimpses)")
-    model.add_argument("--stride", type=_positive_int, default=1, help="attention map stride")
-    model.add_argument("--norm", type=int, choices=(1, 2), default=2, help="scale: L1 or L2")
-    model.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+def add_attention_arguments(parser: argparse.ArgumentParser) -> None:
+    """The DHAM model's own options (other models ignore them)."""
+    attention = parser.add_argument_group("attention (DHAM only)")
+    attention.add_argument("--k", type=_positive_int, default=1, help="glimpses per canvas")
+    attention.add_argument("--stride", type=_positive_int, default=2, help="attention map stride")
+    attention.add_argument("--norm", type=int, choices=(1, 2), default=2, help="scale: L1 or L2")
+    attention.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    attention.add_argument(
+        "--attention-lr", type=float, default=None, help="learning rate of the attention network"
+    )
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser, default_epochs: int) -> None:
     """The options of the optimisation."""
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, default=5)
+    training.add_argument("--epochs", type=_positive_int, default=default_epochs)
     training.add_argument("--batch-size", type=_positive_int, default=64)
     training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    training.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
     training.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
-    training.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    training.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def model_config(args: argparse.Namespace) -> dict:
-    """Constructor arguments of the chosen model, from the parsed options."""
-    if args.model == "dham":
-        return {
-            "width": args.width,
-            "k": args.k,
-            "stride": args.stride,
-            "norm": args.norm,
-            "temperature": args.temperature,
-        }
-    if args.model == "stn":
-        return {"canvas": args.canvas}
-    return {}
-
-
-def data_config(args: argparse.Namespace) -> dict:
-    """The data set's definition, as stored with the checkpoint and the metrics."""
-    return {
-        "source": args.source,
-        "canvas": args.canvas,
-        "snr_db": args.snr_db,
-        "background": args.background,
-        "train_seed": args.seed,
-        "test_seed": TEST_SEED,
-        "train_size": args.train_size,
-        "test_size": args.test_size,
-    }
-
-
-def make_datasets(config: dict) -> tuple[TranslatedMNIST, TranslatedMNIST]:
-    """Train and test sets of the task that ``data_config`` describes."""
-    sets = []
-    for split, seed, size in (
-        ("train", config["train_seed"], config["train_size"]),
-        ("test", config["test_seed"], config["test_size"]),
-    ):
-        images, labels = load_mnist(split, source=config["source"])
-        sets.append(
-            TranslatedMNIST(
-                images[:size],
-                labels[:size],
-                canvas=config["canvas"],
-                snr_db=config["snr_db"],
-                background=config["background"],
-                seed=seed,
-            )
-        )
-    return sets[0], sets[1]
+def cell_from(args: argparse.Namespace) -> Cell:
+    """The training run that the ``train`` options describe."""
+    return Cell(
+        model=args.model,
+        width=args.width,
+        snr_db=args.snr_db,
+        seed=args.seed,
+        background=args.background,
+        epochs=args.epochs,
+        k=args.k,
+        stride=args.stride,
+        norm=args.norm,
+        temperature=args.temperature,
+        lr=args.lr,
+        attention_lr=args.attention_lr,
+        batch_size=args.batch_size,
+        canvas=args.canvas,
+        source=args.source,
+        train_size=args.train_size,
+        test_size=args.test_size,
+    )
 
 
 def _save_figures(model, history, test_set, out: Path) -> list[str]:
@@ -176,28 +147,12 @@ def run_train(args: argparse.Namespace) -> dict:
     """Train one model as the options say and write its files; returns the metrics record."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = data_config(args)
-    train_set, test_set = make_datasets(data)
-    seed_everything(args.seed)  # before building: the initial weights are drawn here
-    model = build_model(args.model, **model_config(args))
-    history = fit(
-        model,
-        train_set,
-        test_set,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-    )
-    final = evaluate(model, test_set)
+    cell = cell_from(args)
+    model, history, row = train_cell(cell, device=args.device, progress=not args.no_progress)
     record = {
+        "cell": dataclasses.asdict(cell),
         "model_config": model.config,
-        "data_config": data,
-        "training": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size},
-        "test": final,
-        "train_seconds": history["seconds"][-1],
+        "test": {k: row[k] for k in RESULT_COLUMNS},
         "history": history,
         "versions": {
             "dham_lib": dham_lib.__version__,
@@ -206,15 +161,45 @@ def run_train(args: argparse.Namespace) -> dict:
         },
         "device": str(choose_device(args.device)),
     }
-    sha = save_checkpoint(out / "checkpoint.pt", model, data_config=data, metrics=final)
-    record["checkpoint_sha256"] = sha
-    record["figures"] = _save_figures(model, history, test_set, out)
-    (out / "metrics.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    record["checkpoint_sha256"] = save_checkpoint(
+        out / "checkpoint.pt", model, data_config=dataclasses.asdict(cell), metrics=record["test"]
+    )
+    record["figures"] = _save_figures(model, history, make_dataset(cell, "test"), out)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     print(
-        f"{args.model}: test accuracy {final['acc']:.1%}, IoU {final['iou']:.3f}, "
-        f"{record['train_seconds']:.0f} s training; wrote {out}"
+        f"{args.model}: test accuracy {row['test_acc']:.1%}, IoU {row['iou']:.3f}, "
+        f"{row['train_seconds']:.0f} s training; wrote {out}"
     )
     return record
+
+
+def run_sweep(args: argparse.Namespace) -> list:
+    """Run the grid of cells that the options describe, resumably."""
+    cells = grid(
+        args.models,
+        args.widths,
+        args.snr_db,
+        args.seeds,
+        background=args.background,
+        epochs=args.epochs,
+        stride=args.stride,
+        norm=args.norm,
+        temperature=args.temperature,
+        lr=args.lr,
+        attention_lr=args.attention_lr,
+        batch_size=args.batch_size,
+        canvas=args.canvas,
+        source=args.source,
+        train_size=args.train_size,
+        test_size=args.test_size,
+    )
+    return sweep(
+        cells,
+        args.out,
+        checkpoints=args.checkpoints,
+        device=args.device,
+        progress=not args.no_progress,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,11 +216,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model on translated MNIST; write checkpoint.pt, metrics.json "
         "and figures into --out.",
     )
-    add_model_arguments(train)
-    add_task_arguments(train)
-    add_training_arguments(train)
+    model = train.add_argument_group("model")
+    model.add_argument("--model", choices=MODELS, default="dham")
+    model.add_argument("--width", type=_positive_int, default=16, help="attention conv channels")
+    add_attention_arguments(train)
+    run = train.add_argument_group("run")
+    run.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
+    run.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
+    add_data_arguments(train)
+    add_training_arguments(train, default_epochs=20)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
+
+    sweep_parser = commands.add_parser(
+        "sweep",
+        help="train a grid of models x widths x SNRs x seeds into a results CSV, resumably",
+        description="Train every cell of the grid that is not yet in --out (a CSV), appending "
+        "one row per finished cell; kill it at any time and run the same command to resume.",
+    )
+    grid_options = sweep_parser.add_argument_group("grid")
+    grid_options.add_argument("--models", nargs="+", choices=MODELS, default=["dham"])
+    grid_options.add_argument("--widths", nargs="+", type=_positive_int, default=[2, 4, 8, 16, 32])
+    grid_options.add_argument(
+        "--snr-db",
+        nargs="+",
+        type=_snr,
+        default=[None, 12.0, 6.0, 3.0, 0.0, -3.0],
+        help="SNRs in dB; 'clean' for no noise",
+    )
+    grid_options.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    add_attention_arguments(sweep_parser)
+    add_data_arguments(sweep_parser)
+    add_training_arguments(sweep_parser, default_epochs=20)
+    sweep_parser.add_argument("--out", required=True, help="results CSV (created or extended)")
+    sweep_parser.add_argument("--checkpoints", help="folder to save each cell's model in")
+    sweep_parser.set_defaults(handler=run_sweep)
     return parser
 
 

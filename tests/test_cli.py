@@ -10,7 +10,7 @@ from dham_lib.checkpoints import load_checkpoint
 from dham_lib.cli import build_parser, main
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["sweep", "--help"]])
 def test_help(argv):
     result = subprocess.run(
         [sys.executable, "-m", "dham_lib", *argv], capture_output=True, text=True, timeout=120
@@ -56,12 +56,13 @@ def test_train_end_to_end(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     record = json.loads((out / "metrics.json").read_text())
     assert record["model_config"]["width"] == 4
-    assert record["data_config"]["snr_db"] == 6.0
+    assert record["cell"]["snr_db"] == 6.0
     assert len(record["history"]["test_acc"]) == 1
+    assert 0 <= record["test"]["acc_canvas200"] <= 1
     assert (out / "learning_curves.png").stat().st_size > 0
     assert (out / "glimpses.png").stat().st_size > 0
     model, meta = load_checkpoint(out / "checkpoint.pt", expected_config=record["model_config"])
-    assert meta["metrics"]["acc"] == pytest.approx(record["test"]["acc"])
+    assert meta["metrics"]["test_acc"] == pytest.approx(record["test"]["test_acc"])
 
 
 def test_bad_option_is_a_usage_error(capsys):

@@ -1,0 +1,253 @@
+"""Experiments: one training run per cell, and resumable sweeps over cells (notebook 05).
+
+A :class:`Cell` names everything that defines a run (model, attention width, SNR,
+seed, recipe). ``train_cell`` trains it and scores it on the fixed test canvases
+and, for the "any input size" question, on larger canvases with digits of the
+same pixel size. ``sweep`` runs many cells and appends one CSV row per finished
+cell, skipping cells already in the file, so it can be killed and resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from dham_lib import _checks
+from dham_lib.checkpoints import save_checkpoint
+from dham_lib.data import TranslatedMNIST, load_mnist
+from dham_lib.models import build_model
+from dham_lib.train import evaluate, fit, seed_everything
+
+# Every model and seed is scored on the same test canvases.
+TEST_SEED = 2018
+SCALE = (0.24, 0.40)
+LARGER_CANVASES = (160, 200)
+RESULT_COLUMNS = (
+    "test_acc",
+    "test_loss",
+    "iou",
+    "centre_error",
+    "coverage",
+    "train_seconds",
+    "seconds_to_90",
+    *(f"acc_canvas{side}" for side in LARGER_CANVASES),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One training run. Attention settings (width, k, stride, norm, temperature,
+    attention_lr) apply to ``model="dham"`` only and are recorded as 0 or empty otherwise."""
+
+    model: str = "dham"
+    width: int = 16
+    snr_db: float | None = None
+    seed: int = 0
+    background: str = "noise"
+    epochs: int = 20
+    k: int = 1
+    stride: int = 2
+    norm: int = 2
+    temperature: float = 1.0
+    lr: float = 1e-3
+    attention_lr: float | None = None
+    batch_size: int = 64
+    canvas: int = 120
+    source: str = "bundled"
+    train_size: int | None = None
+    test_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model != "dham":
+            # These do not exist for the other models: one canonical cell per run.
+            for name in ("width", "k", "stride", "norm"):
+                object.__setattr__(self, name, 0)
+            object.__setattr__(self, "temperature", 0.0)
+            object.__setattr__(self, "attention_lr", None)
+
+    def model_kwargs(self) -> dict:
+        """Constructor arguments for ``build_model(self.model, ...)``."""
+        if self.model == "dham":
+            return {
+                "width": self.width,
+                "k": self.k,
+                "stride": self.stride,
+                "norm": self.norm,
+                "temperature": self.temperature,
+            }
+        if self.model == "stn":
+            return {"canvas": self.canvas}
+        return {}
+
+    def key(self) -> tuple[str, ...]:
+        """The cell's identity as CSV text, to find it among finished rows."""
+        return tuple(_text(value) for value in dataclasses.astuple(self))
+
+
+CELL_COLUMNS = tuple(field.name for field in dataclasses.fields(Cell))
+
+
+def _text(value) -> str:
+    """A cell value as it is written to, and read back from, the CSV."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def make_dataset(cell: Cell, split: str, canvas: int | None = None) -> TranslatedMNIST:
+    """The cell's train or test set; ``canvas`` other than the cell's keeps the digits'
+    pixel size (the scale range shrinks in proportion)."""
+    images, labels = load_mnist(split, source=cell.source, verbose=False)
+    size = cell.train_size if split == "train" else cell.test_size
+    side = cell.canvas if canvas is None else canvas
+    ratio = cell.canvas / side
+    return TranslatedMNIST(
+        images[:size],
+        labels[:size],
+        canvas=side,
+        scale=(SCALE[0] * ratio, SCALE[1] * ratio),
+        snr_db=cell.snr_db,
+        background=cell.background,
+        seed=cell.seed if split == "train" else TEST_SEED,
+    )
+
+
+def train_cell(cell: Cell, device=None, progress: bool = True):
+    """Train and score one cell: returns ``(model, history, row)``.
+
+    ``row`` holds the cell's fields and ``RESULT_COLUMNS``: test accuracy and loss,
+    the box metrics (NaN without a box), training seconds, the training seconds
+    when test accuracy first reached 90% (NaN if never), and the accuracy on the
+    larger canvases.
+    """
+    train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")
+    seed_everything(cell.seed)  # the initial weights are drawn when the model is built
+    model = build_model(cell.model, **cell.model_kwargs())
+    history = fit(
+        model,
+        train_set,
+        test_set,
+        epochs=cell.epochs,
+        lr=cell.lr,
+        batch_size=cell.batch_size,
+        seed=cell.seed,
+        device=device,
+        progress=progress,
+        attention_lr=cell.attention_lr,
+    )
+    final = evaluate(model, test_set)
+    reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
+    row = {name: getattr(cell, name) for name in CELL_COLUMNS}
+    row.update(
+        test_acc=final["acc"],
+        test_loss=final["loss"],
+        iou=final["iou"],
+        centre_error=final["centre_error"],
+        coverage=final["coverage"],
+        train_seconds=history["seconds"][-1],
+        seconds_to_90=reached[0] if reached else math.nan,
+    )
+    for side in LARGER_CANVASES:
+        row[f"acc_canvas{side}"] = evaluate(model, make_dataset(cell, "test", canvas=side))["acc"]
+    return model, history, row
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a results CSV as dicts of text (an empty list if the file is missing)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    """Write all rows to a temporary file, then rename it over ``path``.
+
+    The rename is atomic, so a sweep killed at any moment leaves either the old or
+    the new file, never a half-written one.
+    """
+    columns = [*CELL_COLUMNS, *RESULT_COLUMNS]
+    temporary = path.with_name(path.name + ".partial")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({name: _text(row.get(name)) for name in columns})
+    os.replace(temporary, path)
+
+
+def sweep(
+    cells: Iterable[Cell],
+    results: str | os.PathLike,
+    checkpoints: str | os.PathLike | None = None,
+    device=None,
+    progress: bool = True,
+) -> list[dict[str, str]]:
+    """Run every cell not yet in the ``results`` CSV, appending a row as each finishes.
+
+    Rows already in the file are kept as they are; a cell that was interrupted
+    has no row and runs again. With ``checkpoints``, each run's model is saved
+    there too. Returns the file's rows at the end.
+    """
+    results = Path(results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    cells = list(dict.fromkeys(cells))
+    if not all(isinstance(cell, Cell) for cell in cells):
+        raise TypeError("cells must be Cell objects")
+    rows = read_rows(results)
+    done = {tuple(row.get(name, "") for name in CELL_COLUMNS) for row in rows}
+    todo = [cell for cell in cells if cell.key() not in done]
+    print(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already in {results.name}")
+    for cell in tqdm(todo, desc="sweep", unit="cell", disable=not progress):
+        start = time.perf_counter()
+        model, _, row = train_cell(cell, device=device, progress=False)
+        if checkpoints is not None:
+            folder = Path(checkpoints)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(
+                folder / checkpoint_name(cell),
+                model,
+                data_config=dataclasses.asdict(cell),
+                metrics={"acc": row["test_acc"]},
+            )
+        rows.append({name: _text(value) for name, value in row.items()})
+        _write_rows(results, rows)
+        tqdm.write(
+            f"{cell.model} width={cell.width} snr={_text(cell.snr_db) or 'clean'} "
+            f"seed={cell.seed}: acc {row['test_acc']:.3f} iou {row['iou']:.3f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
+    return rows
+
+
+def checkpoint_name(cell: Cell) -> str:
+    """A readable, unique file name for the cell's checkpoint, e.g. ``dham-w16-snr6.0-...pt``."""
+    digest = hashlib.sha1("|".join(cell.key()).encode()).hexdigest()[:8]
+    snr = "clean" if cell.snr_db is None else f"{cell.snr_db:g}"
+    return f"{cell.model}-w{cell.width}-snr{snr}-{cell.background}-seed{cell.seed}-{digest}.pt"
+
+
+def grid(
+    models: Iterable[str], widths: Iterable[int], snrs: Iterable, seeds: Iterable[int], **common
+):
+    """Cells over the product of the lists; models without attention get one cell per
+    (snr, seed), whatever the widths."""
+    cells = []
+    for snr in snrs:
+        for model in models:
+            for width in widths if model == "dham" else [0]:
+                for seed in seeds:
+                    _checks.option("model", model, ("dham", "stn", "cnn", "oracle"))
+                    cells.append(Cell(model=model, width=width, snr_db=snr, seed=seed, **common))
+    return list(dict.fromkeys(cells))

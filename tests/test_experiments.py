@@ -1,0 +1,71 @@
+"""Cells and resumable sweeps: a killed sweep loses no finished row and resumes."""
+
+import math
+
+import pytest
+
+from dham_lib import experiments
+from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, grid, read_rows, sweep
+
+TINY = {"epochs": 1, "train_size": 64, "test_size": 32, "canvas": 64, "batch_size": 32}
+
+
+def test_grid_gives_one_cell_per_baseline_run():
+    cells = grid(["dham", "cnn"], [2, 8], [None, 6.0], [0, 1], **TINY)
+    dham = [c for c in cells if c.model == "dham"]
+    cnn = [c for c in cells if c.model == "cnn"]
+    assert len(dham) == 2 * 2 * 2
+    assert len(cnn) == 2 * 2  # widths do not multiply a model without attention
+    assert all(c.width == 0 and c.stride == 0 for c in cnn)
+
+
+def test_grid_rejects_unknown_models():
+    with pytest.raises(ValueError, match="model"):
+        grid(["transformer"], [2], [None], [0])
+
+
+def test_train_cell_row(tmp_path):
+    _, history, row = experiments.train_cell(Cell(model="dham", width=2, **TINY), progress=False)
+    assert set(CELL_COLUMNS) | set(RESULT_COLUMNS) <= set(row)
+    assert 0 <= row["test_acc"] <= 1 and 0 <= row["iou"] <= 1
+    assert row["train_seconds"] == history["seconds"][-1]
+    assert 0 <= row["acc_canvas160"] <= 1
+    _, _, cnn = experiments.train_cell(Cell(model="cnn", **TINY), progress=False)
+    assert math.isnan(cnn["iou"])
+
+
+def test_sweep_resumes_after_a_kill_and_loses_nothing(tmp_path, monkeypatch):
+    results = tmp_path / "sweep.csv"
+    cells = grid(["dham"], [2, 4], [None], [0], **TINY)
+    real = experiments.train_cell
+    calls = []
+
+    def killed_on_second_cell(cell, **kwargs):
+        calls.append(cell)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, in the middle of the cell
+        return real(cell, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_cell", killed_on_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(cells, results, progress=False)
+    rows = read_rows(results)
+    assert [r["width"] for r in rows] == ["2"]
+    assert not (tmp_path / "sweep.csv.partial").exists()
+
+    monkeypatch.setattr(experiments, "train_cell", real)
+    rows = sweep(cells, results, checkpoints=tmp_path / "ckpt", progress=False)
+    assert [r["width"] for r in rows] == ["2", "4"]
+    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 1  # only the cell run this time
+
+    # A third run finds everything done and trains nothing.
+    monkeypatch.setattr(experiments, "train_cell", lambda *a, **k: pytest.fail("retrained"))
+    assert len(sweep(cells, results, progress=False)) == 2
+
+
+def test_sweep_rows_round_trip_through_the_csv(tmp_path):
+    cells = [Cell(model="oracle", snr_db=3.0, **TINY)]
+    sweep(cells, tmp_path / "r.csv", progress=False)
+    (row,) = read_rows(tmp_path / "r.csv")
+    assert row["snr_db"] == "3.0" and row["model"] == "oracle"
+    assert tuple(row[name] for name in CELL_COLUMNS) == cells[0].key()
