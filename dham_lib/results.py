@@ -1,0 +1,100 @@
+"""Reading experiment results back: typed rows, means over seeds, the width verdict (notebook 05).
+
+The CSVs that ``dham_lib.experiments.sweep`` writes hold text; ``load_results``
+types them again, ``summarise`` averages over seeds, and ``narrowest_widths``
+answers the original's claim: for each SNR, the narrowest attention width whose
+mean accuracy reaches a fraction of the oracle's at that SNR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+
+from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, read_rows
+
+_FIELD_TYPES = {field.name: field.type for field in dataclasses.fields(Cell)}
+
+
+def _typed(name: str, text: str):
+    """One CSV field back to its Python value (None for an empty optional field)."""
+    if name in RESULT_COLUMNS:
+        return float(text) if text not in ("", "nan") else math.nan
+    kind = _FIELD_TYPES.get(name, "str")
+    if text == "":
+        return None
+    if "int" in kind:
+        return int(text)
+    if "float" in kind:
+        return float(text)
+    return text
+
+
+def load_results(path: str | os.PathLike) -> list[dict]:
+    """Rows of a results CSV with numbers as numbers; raises if the file is missing."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no results file at {path}; run the sweep that writes it first")
+    return [
+        {name: _typed(name, text) for name, text in row.items() if name is not None}
+        for row in read_rows(path)
+    ]
+
+
+def summarise(
+    rows: Iterable[dict],
+    by: tuple[str, ...] = ("model", "width", "snr_db"),
+    metrics: tuple[str, ...] = ("test_acc", "iou", "coverage", "centre_error", "train_seconds"),
+) -> list[dict]:
+    """Mean and standard deviation over the rows that share ``by`` (in practice: seeds).
+
+    Returns one dict per group with the ``by`` fields, ``n`` (rows in the group),
+    and ``<metric>_mean`` and ``<metric>_std`` (0 for a single row) per metric.
+    """
+    unknown = [name for name in (*by, *metrics) if name not in (*CELL_COLUMNS, *RESULT_COLUMNS)]
+    if unknown:
+        raise ValueError(f"by and metrics must name result columns, got unknown {unknown}")
+    groups = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[name] for name in by)].append(row)
+    summary = []
+    for key, members in groups.items():
+        entry = dict(zip(by, key, strict=True), n=len(members))
+        for metric in metrics:
+            values = [m[metric] for m in members if not math.isnan(m[metric])]
+            entry[f"{metric}_mean"] = statistics.fmean(values) if values else math.nan
+            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def narrowest_widths(rows: Iterable[dict], fraction: float = 0.9) -> dict:
+    """For each SNR, the narrowest DHAM width whose mean accuracy reaches ``fraction``
+    of the oracle's mean accuracy at that SNR (None if no width does, or no oracle ran).
+
+    Keys are the SNRs in dB (None for clean); values are widths or None.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    summary = summarise(rows, metrics=("test_acc",))
+    oracle = {s["snr_db"]: s["test_acc_mean"] for s in summary if s["model"] == "oracle"}
+    verdict = {}
+    for snr in sorted({s["snr_db"] for s in summary if s["model"] == "dham"}, key=_snr_order):
+        cells = sorted(
+            (s for s in summary if s["model"] == "dham" and s["snr_db"] == snr),
+            key=lambda s: s["width"],
+        )
+        bar = oracle.get(snr)
+        hits = [
+            s["width"] for s in cells if bar is not None and s["test_acc_mean"] >= fraction * bar
+        ]
+        verdict[snr] = hits[0] if hits else None
+    return verdict
+
+
+def _snr_order(snr) -> float:
+    """Clean first, then from high SNR (little noise) to low."""
+    return -math.inf if snr is None else -snr

@@ -1,0 +1,73 @@
+"""Reading results back: types, means over seeds, and the narrowest-width verdict by hand."""
+
+import csv
+import math
+
+import pytest
+
+from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
+from dham_lib.results import load_results, narrowest_widths, summarise
+
+
+def write(path, entries):
+    """entries: (model, width, snr_db, seed, test_acc)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*CELL_COLUMNS, *RESULT_COLUMNS])
+        writer.writeheader()
+        for model, width, snr, seed, acc in entries:
+            cell = Cell(model=model, width=width, snr_db=snr, seed=seed)
+            row = dict(zip(CELL_COLUMNS, cell.key(), strict=True))
+            row.update({name: "nan" for name in RESULT_COLUMNS})
+            row["test_acc"] = repr(acc)
+            writer.writerow(row)
+
+
+@pytest.fixture
+def results(tmp_path):
+    path = tmp_path / "sweep.csv"
+    write(
+        path,
+        [
+            ("oracle", 0, None, 0, 0.96),
+            ("oracle", 0, None, 1, 0.98),  # clean oracle: mean 0.97, 90% of it 0.873
+            ("dham", 2, None, 0, 0.80),
+            ("dham", 2, None, 1, 0.90),  # mean 0.85 < 0.873
+            ("dham", 4, None, 0, 0.90),
+            ("dham", 4, None, 1, 0.92),  # mean 0.91: the narrowest that passes
+            ("dham", 8, None, 0, 0.95),
+            ("oracle", 0, 6.0, 0, 0.90),
+            ("dham", 2, 6.0, 0, 0.50),
+            ("dham", 8, 6.0, 0, 0.70),  # 0.70 < 0.81: no width passes at 6 dB
+        ],
+    )
+    return path
+
+
+def test_rows_come_back_typed(results):
+    rows = load_results(results)
+    assert rows[0]["snr_db"] is None and rows[-1]["snr_db"] == 6.0
+    assert rows[0]["width"] == 0 and isinstance(rows[0]["test_acc"], float)
+    assert math.isnan(rows[0]["iou"])
+    assert rows[0]["attention_lr"] is None
+
+
+def test_summary_by_hand(results):
+    summary = summarise(load_results(results), metrics=("test_acc",))
+    (w2,) = [s for s in summary if s["model"] == "dham" and s["width"] == 2 and s["snr_db"] is None]
+    assert w2["n"] == 2
+    assert w2["test_acc_mean"] == pytest.approx(0.85)
+    assert w2["test_acc_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
+
+
+def test_narrowest_width_verdict(results):
+    assert narrowest_widths(load_results(results)) == {None: 4, 6.0: None}
+    assert narrowest_widths(load_results(results), fraction=0.5) == {None: 2, 6.0: 2}
+
+
+def test_bad_arguments(results, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results"):
+        load_results(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match="fraction"):
+        narrowest_widths(load_results(results), fraction=1.5)
+    with pytest.raises(ValueError, match="unknown"):
+        summarise(load_results(results), by=("colour",))
