@@ -8,6 +8,8 @@ library's pixel coordinates, so boxes are drawn exactly where they sample.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
@@ -208,7 +210,8 @@ def _check_history(history) -> None:
             f"history lists must be non-empty and of one length, got lengths {lengths}"
         )
     for key in ("train_acc", "test_acc", "test_iou"):
-        values = history.get(key, [])
+        # A model without an attention box records its IoU as NaN.
+        values = [v for v in history.get(key, []) if not (key == "test_iou" and math.isnan(v))]
         if any(not 0 <= v <= 1 for v in values):
             raise ValueError(f"history[{key!r}] must be fractions in [0, 1], got {list(values)}")
 
@@ -221,7 +224,7 @@ def plot_learning_curves(history) -> Figure:
     and optionally "test_iou".
     """
     _check_history(history)
-    has_iou = "test_iou" in history
+    has_iou = any(not math.isnan(v) for v in history.get("test_iou", []))
     fig, axes = plt.subplots(1, 3 if has_iou else 2, figsize=(11 if has_iou else 8, 3.4))
     epoch = history["epoch"]
     loss, acc = axes[0], axes[1]
@@ -238,5 +241,42 @@ def plot_learning_curves(history) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
+    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns).
+
+    ``summary``: the dicts of ``dham_lib.results.summarise`` (``model``, ``width``,
+    ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``); only ``model == "dham"``
+    rows are drawn. Each cell shows its mean, its spread over seeds (±std) and
+    the number of seeds; accuracies are shown in %. Empty cells are runs not done yet.
+    """
+    cells = [s for s in summary if s.get("model") == "dham"]
+    if not cells:
+        raise ValueError("summary must hold at least one row with model 'dham'")
+    if f"{metric}_mean" not in cells[0]:
+        raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
+    widths = sorted({s["width"] for s in cells})
+    snrs = sorted({s["snr_db"] for s in cells}, key=lambda v: -math.inf if v is None else -v)
+    scale = 100 if metric.endswith("acc") else 1
+    grid = torch.full((len(widths), len(snrs)), math.nan)
+    fig, ax = plt.subplots(figsize=(1.3 * len(snrs) + 2, 0.7 * len(widths) + 1.6))
+    for s in cells:
+        i, j = widths.index(s["width"]), snrs.index(s["snr_db"])
+        grid[i, j] = s[f"{metric}_mean"] * scale
+        text = f"{grid[i, j]:.1f}\n±{s[f'{metric}_std'] * scale:.1f} (n={s['n']})"
+        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL)
+    image = ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
+    label = f"{metric} (%)" if scale == 100 else metric
+    fig.colorbar(image, ax=ax, label=label)
+    ax.set_xticks(range(len(snrs)), ["clean" if v is None else f"{v:g}" for v in snrs])
+    ax.set_yticks(range(len(widths)), [str(w) for w in widths])
+    ax.set(
+        xlabel="SNR (dB); noisier to the right",
+        ylabel="attention width (channels)",
+        title=title or f"DHAM {label}: mean ±std over seeds",
+    )
     fig.tight_layout()
     return fig

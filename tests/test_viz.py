@@ -166,3 +166,49 @@ def test_plot_learning_curves_rejects_bad_history():
         plot_learning_curves({**_history(), "train_acc": [30, 60, 90]})
     with pytest.raises(TypeError, match="history"):
         plot_learning_curves([1, 2, 3])
+
+
+def test_learning_curves_without_a_box_skip_the_iou_panel():
+    history = {
+        "epoch": [1, 2],
+        "train_loss": [2.0, 1.0],
+        "test_loss": [2.1, 1.2],
+        "train_acc": [0.2, 0.6],
+        "test_acc": [0.2, 0.5],
+        "test_iou": [float("nan"), float("nan")],
+    }
+    assert len(plot_learning_curves(history).axes) == 2
+
+
+def test_sweep_heatmap_cells_and_labels():
+    from dham_lib.viz import plot_sweep_heatmap
+
+    summary = [
+        {
+            "model": "dham",
+            "width": w,
+            "snr_db": snr,
+            "n": 2,
+            "test_acc_mean": 0.5,
+            "test_acc_std": 0.1,
+        }
+        for w in (2, 8)
+        for snr in (None, 6.0, 0.0)
+    ]
+    summary.append(
+        {
+            "model": "oracle",
+            "width": 0,
+            "snr_db": None,
+            "n": 2,
+            "test_acc_mean": 0.9,
+            "test_acc_std": 0.0,
+        }
+    )
+    fig = plot_sweep_heatmap(summary)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "6", "0"]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    assert sum("50.0" in t.get_text() for t in ax.texts) == 6
+    with pytest.raises(ValueError, match="metric"):
+        plot_sweep_heatmap(summary, metric="speed")
