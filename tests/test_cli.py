@@ -70,3 +70,12 @@ def test_bad_option_is_a_usage_error(capsys):
         main(["train", "--width", "0", "--out", "x"])
     assert info.value.code == 2
     assert "--width" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["cnn", "stn", "oracle"])
+def test_train_every_baseline(tmp_path, model):
+    out = tmp_path / model
+    argv = ["train", "--model", model, "--epochs", "1", "--train-size", "64", "--test-size", "32"]
+    assert main([*argv, "--canvas", "64", "--no-progress", "--out", str(out)]) == 0
+    assert (out / "learning_curves.png").exists()
+    assert (out / "glimpses.png").exists() == (model != "cnn")
