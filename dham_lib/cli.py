@@ -51,6 +51,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard I/N`` with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
+    return index, count
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that define the data: background, canvas, source, sizes."""
     task = parser.add_argument_group("data")
@@ -199,6 +210,7 @@ def run_sweep(args: argparse.Namespace) -> list:
         checkpoints=args.checkpoints,
         device=args.device,
         progress=not args.no_progress,
+        shard=args.shard,
     )
 
 
@@ -250,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(sweep_parser, default_epochs=20)
     sweep_parser.add_argument("--out", required=True, help="results CSV (created or extended)")
     sweep_parser.add_argument("--checkpoints", help="folder to save each cell's model in")
+    sweep_parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        help="I/N: run every N-th cell from the I-th, so N processes can share one CSV",
+    )
     sweep_parser.set_defaults(handler=run_sweep)
     return parser
 

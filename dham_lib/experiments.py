@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import math
 import os
@@ -187,26 +188,41 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     os.replace(temporary, path)
 
 
+def _append_row(path: Path, row: dict) -> list[dict[str, str]]:
+    """Add one row to the CSV under a lock, keeping rows other processes wrote meanwhile."""
+    with (path.parent / (path.name + ".lock")).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = read_rows(path)
+        rows.append({name: _text(value) for name, value in row.items()})
+        _write_rows(path, rows)
+    return rows
+
+
 def sweep(
     cells: Iterable[Cell],
     results: str | os.PathLike,
     checkpoints: str | os.PathLike | None = None,
     device=None,
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, str]]:
     """Run every cell not yet in the ``results`` CSV, appending a row as each finishes.
 
     Rows already in the file are kept as they are; a cell that was interrupted
     has no row and runs again. With ``checkpoints``, each run's model is saved
-    there too. Returns the file's rows at the end.
+    there too. ``shard=(i, n)`` runs only every n-th cell starting at i, so n
+    processes can share one CSV. Returns the file's rows at the end.
     """
     results = Path(results)
     results.parent.mkdir(parents=True, exist_ok=True)
     cells = list(dict.fromkeys(cells))
     if not all(isinstance(cell, Cell) for cell in cells):
         raise TypeError("cells must be Cell objects")
-    rows = read_rows(results)
-    done = {tuple(row.get(name, "") for name in CELL_COLUMNS) for row in rows}
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    cells = cells[index::count]
+    done = {tuple(row.get(name, "") for name in CELL_COLUMNS) for row in read_rows(results)}
     todo = [cell for cell in cells if cell.key() not in done]
     print(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already in {results.name}")
     for cell in tqdm(todo, desc="sweep", unit="cell", disable=not progress):
@@ -221,14 +237,13 @@ def sweep(
                 data_config=dataclasses.asdict(cell),
                 metrics={"acc": row["test_acc"]},
             )
-        rows.append({name: _text(value) for name, value in row.items()})
-        _write_rows(results, rows)
+        _append_row(results, row)
         tqdm.write(
             f"{cell.model} width={cell.width} snr={_text(cell.snr_db) or 'clean'} "
             f"seed={cell.seed}: acc {row['test_acc']:.3f} iou {row['iou']:.3f} "
             f"({time.perf_counter() - start:.0f} s)"
         )
-    return rows
+    return read_rows(results)
 
 
 def checkpoint_name(cell: Cell) -> str:
@@ -241,13 +256,15 @@ def checkpoint_name(cell: Cell) -> str:
 def grid(
     models: Iterable[str], widths: Iterable[int], snrs: Iterable, seeds: Iterable[int], **common
 ):
-    """Cells over the product of the lists; models without attention get one cell per
+    """Cells over the product of the lists, seed by seed (a sweep cut short then still
+    covers the whole grid once); models without attention get one cell per
     (snr, seed), whatever the widths."""
+    for model in models:
+        _checks.option("model", model, ("dham", "stn", "cnn", "oracle"))
     cells = []
-    for snr in snrs:
-        for model in models:
-            for width in widths if model == "dham" else [0]:
-                for seed in seeds:
-                    _checks.option("model", model, ("dham", "stn", "cnn", "oracle"))
+    for seed in seeds:
+        for snr in snrs:
+            for model in models:
+                for width in widths if model == "dham" else [0]:
                     cells.append(Cell(model=model, width=width, snr_db=snr, seed=seed, **common))
     return list(dict.fromkeys(cells))

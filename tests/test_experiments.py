@@ -69,3 +69,31 @@ def test_sweep_rows_round_trip_through_the_csv(tmp_path):
     (row,) = read_rows(tmp_path / "r.csv")
     assert row["snr_db"] == "3.0" and row["model"] == "oracle"
     assert tuple(row[name] for name in CELL_COLUMNS) == cells[0].key()
+
+
+def fake_train_cell(cell, **kwargs):
+    """A stand-in that 'trains' instantly: its row records the cell with made-up scores."""
+    row = {name: getattr(cell, name) for name in CELL_COLUMNS}
+    row.update({name: 0.5 for name in RESULT_COLUMNS})
+    return None, None, row
+
+
+def test_shards_share_one_csv_and_cover_every_cell_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
+    cells = grid(["dham", "oracle"], [2, 4, 8], [None, 6.0], [0, 1], **TINY)
+    results = tmp_path / "sweep.csv"
+    sweep(cells, results, progress=False, shard=(1, 2))
+    rows = sweep(cells, results, progress=False, shard=(0, 2))
+    keys = [tuple(r[name] for name in CELL_COLUMNS) for r in rows]
+    assert sorted(keys) == sorted(c.key() for c in cells)
+
+
+def test_grid_is_seed_major():
+    cells = grid(["dham"], [2, 4], [None, 6.0], [0, 1])
+    assert [c.seed for c in cells] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("shard", [(2, 2), (-1, 2), (0, 0)])
+def test_bad_shard(tmp_path, shard):
+    with pytest.raises(ValueError, match="shard"):
+        sweep([Cell()], tmp_path / "r.csv", shard=shard)
