@@ -214,6 +214,40 @@ def run_sweep(args: argparse.Namespace) -> list:
     )
 
 
+def run_report(args: argparse.Namespace) -> None:
+    """Summarise the result CSVs in a folder: tables, the width verdict and figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dham_lib import results, viz
+
+    folder = Path(args.results)
+    figures = folder / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    found = False
+    if (folder / "clean.csv").exists():
+        found = True
+        summary = results.summarise(results.load_results(folder / "clean.csv"))
+        metrics = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
+        print("## Clean canvases\n\n" + results.markdown_table(summary, metrics) + "\n")
+        viz.plot_model_comparison(summary).savefig(figures / "clean_models.png", dpi=100)
+    if (folder / "sweep.csv").exists():
+        found = True
+        rows = results.load_results(folder / "sweep.csv")
+        summary = results.summarise(rows)
+        print("## Sweep\n\n" + results.markdown_table(summary) + "\n")
+        verdict = results.narrowest_widths(rows)
+        print("Narrowest width reaching 90% of the oracle's accuracy, per SNR (dB):")
+        for snr, width in verdict.items():
+            print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
+        for metric in ("test_acc", "iou"):
+            figure = viz.plot_sweep_heatmap(summary, metric)
+            figure.savefig(figures / f"sweep_{metric}.png", dpi=100)
+    if not found:
+        raise FileNotFoundError(f"no clean.csv or sweep.csv in {folder}")
+    print(f"figures written to {figures}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dham_lib`` argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -269,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="I/N: run every N-th cell from the I-th, so N processes can share one CSV",
     )
     sweep_parser.set_defaults(handler=run_sweep)
+
+    report = commands.add_parser(
+        "report",
+        help="summarise result CSVs: tables, the width verdict, heat maps",
+        description="Read clean.csv and sweep.csv in a folder; print Markdown tables and the "
+        "narrowest width per SNR; write figures into its figures/ folder.",
+    )
+    report.add_argument("results", help="folder holding clean.csv and/or sweep.csv")
+    report.set_defaults(handler=run_report)
     return parser
 
 

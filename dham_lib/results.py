@@ -98,3 +98,25 @@ def narrowest_widths(rows: Iterable[dict], fraction: float = 0.9) -> dict:
 def _snr_order(snr) -> float:
     """Clean first, then from high SNR (little noise) to low."""
     return -math.inf if snr is None else -snr
+
+
+def markdown_table(summary: Iterable[dict], metrics: tuple[str, ...] = ("test_acc", "iou")) -> str:
+    """A Markdown table of a summary: one line per group, ``mean ± std`` per metric
+    (accuracies in %), and the number of seeds."""
+    summary = list(summary)
+    if not summary:
+        raise ValueError("summary must not be empty")
+    by = [name for name in ("model", "width", "snr_db", "background") if name in summary[0]]
+    header = [*by, *metrics, "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in summary:
+        cells = [
+            "clean" if name == "snr_db" and entry[name] is None else str(entry[name]) for name in by
+        ]
+        for metric in metrics:
+            mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
+            scale = 100 if metric.endswith("acc") else 1
+            cells.append("–" if math.isnan(mean) else f"{mean * scale:.3g} ± {std * scale:.2g}")
+        cells.append(str(entry["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

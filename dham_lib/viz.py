@@ -280,3 +280,26 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     )
     fig.tight_layout()
     return fig
+
+
+def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
+    """Bar charts of each model's mean (error bar: std over seeds), one panel per metric.
+
+    ``summary``: the dicts of ``dham_lib.results.summarise``, one per model; a metric
+    that a model lacks (NaN, e.g. the CNN's IoU) leaves its bar out.
+    """
+    summary = list(summary)
+    if not summary:
+        raise ValueError("summary must not be empty")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
+    names = [str(s["model"]) for s in summary]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        scale = 100 if metric.endswith("acc") else 1
+        means = [s[f"{metric}_mean"] * scale for s in summary]
+        stds = [s[f"{metric}_std"] * scale for s in summary]
+        ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
+        label = f"{metric} (%)" if scale == 100 else metric
+        ax.set(title=f"{label} by model (±std over seeds)", xlabel="model", ylabel=label)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

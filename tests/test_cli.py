@@ -10,7 +10,9 @@ from dham_lib.checkpoints import load_checkpoint
 from dham_lib.cli import build_parser, main
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["sweep", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["sweep", "--help"], ["report", "--help"]]
+)
 def test_help(argv):
     result = subprocess.run(
         [sys.executable, "-m", "dham_lib", *argv], capture_output=True, text=True, timeout=120
@@ -79,3 +81,25 @@ def test_train_every_baseline(tmp_path, model):
     assert main([*argv, "--canvas", "64", "--no-progress", "--out", str(out)]) == 0
     assert (out / "learning_curves.png").exists()
     assert (out / "glimpses.png").exists() == (model != "cnn")
+
+
+def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys):
+    from dham_lib import experiments
+    from tests.test_experiments import fake_train_cell
+
+    monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
+    cells = experiments.grid(["dham", "oracle"], [2, 4], [None, 6.0], [0, 1])
+    experiments.sweep(cells, tmp_path / "sweep.csv", progress=False)
+    clean = experiments.grid(["dham", "cnn", "oracle"], [16], [None], [0, 1])
+    experiments.sweep(clean, tmp_path / "clean.csv", progress=False)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "## Clean canvases" in out and "## Sweep" in out
+    assert "Narrowest width reaching 90%" in out
+    for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 0
+
+
+def test_report_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no clean.csv or sweep.csv" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
-from dham_lib.results import load_results, narrowest_widths, summarise
+from dham_lib.results import load_results, markdown_table, narrowest_widths, summarise
 
 
 def write(path, entries):
@@ -71,3 +71,12 @@ def test_bad_arguments(results, tmp_path):
         narrowest_widths(load_results(results), fraction=1.5)
     with pytest.raises(ValueError, match="unknown"):
         summarise(load_results(results), by=("colour",))
+
+
+def test_markdown_table(results):
+    summary = summarise(load_results(results), metrics=("test_acc", "iou"))
+    table = markdown_table(summary).splitlines()
+    assert table[0] == "| model | width | snr_db | test_acc | iou | seeds |"
+    assert "| dham | 2 | clean | 85 ± 7.1 | – | 2 |" in table
+    with pytest.raises(ValueError, match="empty"):
+        markdown_table([])
