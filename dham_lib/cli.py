@@ -79,13 +79,17 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_attention_arguments(parser: argparse.ArgumentParser) -> None:
     """The DHAM model's own options (other models ignore them)."""
-    attention = parser.add_argument_group("attention (DHAM only)")
+    attention = parser.add_argument_group("attention (DHAM only, but --attention-lr: also STN)")
     attention.add_argument("--k", type=_positive_int, default=1, help="glimpses per canvas")
     attention.add_argument("--stride", type=_positive_int, default=2, help="attention map stride")
     attention.add_argument("--norm", type=int, choices=(1, 2), default=2, help="scale: L1 or L2")
     attention.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
     attention.add_argument(
-        "--attention-lr", type=float, default=None, help="learning rate of the attention network"
+        "--attention-lr",
+        type=float,
+        default=1e-2,
+        help="learning rate of the network that decides where to look (DHAM and STN; "
+        "default 1e-2, ten times --lr)",
     )
 
 

@@ -45,8 +45,14 @@ RESULT_COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One training run. Attention settings (width, k, stride, norm, temperature,
-    attention_lr) apply to ``model="dham"`` only and are recorded as 0 or empty otherwise."""
+    """One training run. Attention settings (width, k, stride, norm, temperature) apply
+    to ``model="dham"`` only and are recorded as 0 otherwise; ``attention_lr`` is the
+    learning rate of the part that decides where to look, in DHAM and in the STN.
+
+    The defaults are the course's recipe: attention map at stride 2, L2 scale, and
+    the attention network at 10 times the classifier's learning rate (without it,
+    DHAM at 6 dB was still at 22% after 2 epochs where the recipe reached 86%).
+    """
 
     model: str = "dham"
     width: int = 16
@@ -59,7 +65,7 @@ class Cell:
     norm: int = 2
     temperature: float = 1.0
     lr: float = 1e-3
-    attention_lr: float | None = None
+    attention_lr: float | None = 1e-2
     batch_size: int = 64
     canvas: int = 120
     source: str = "bundled"
@@ -72,6 +78,7 @@ class Cell:
             for name in ("width", "k", "stride", "norm"):
                 object.__setattr__(self, name, 0)
             object.__setattr__(self, "temperature", 0.0)
+        if self.model not in ("dham", "stn"):
             object.__setattr__(self, "attention_lr", None)
 
     def model_kwargs(self) -> dict:

@@ -208,17 +208,22 @@ class STNClassifier(nn.Module):
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
         self.grid = canvas // 8
-        self.features = nn.Sequential(
+        last = nn.Linear(32, 6)
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+        # Named "attention" like DHAM's attention network: the part that decides where
+        # to look, which fit's attention_lr then tunes alike for both.
+        self.attention = nn.Sequential(
             *self._stage(in_channels, 8, 5),
             *self._stage(8, 16, 5),
             *self._stage(16, 16, 3),
             nn.AdaptiveAvgPool2d(self.grid),
+            nn.Flatten(),
+            nn.Linear(16 * self.grid**2, 32),
+            nn.ReLU(),
+            last,
         )
-        self.fc1 = nn.Linear(16 * self.grid**2, 32)
-        self.fc2 = nn.Linear(32, 6)
-        nn.init.zeros_(self.fc2.weight)
-        with torch.no_grad():
-            self.fc2.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
         self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)
 
     @staticmethod
@@ -227,7 +232,7 @@ class STNClassifier(nn.Module):
 
     def theta(self, canvas: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, 2, 3]`` affine maps from glimpse to canvas (normalised)."""
-        return self.fc2(F.relu(self.fc1(self.features(canvas).flatten(1)))).view(-1, 2, 3)
+        return self.attention(canvas).view(-1, 2, 3)
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` (boxes ``[B, 1, 4]``); ``true_box`` is ignored."""
