@@ -5,12 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lab test lint format clean
+.PHONY: help setup lab test lint format clean reproduce
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
 	@echo "make test   set up .venv and run the linter and every test"
 	@echo "make setup  only create .venv and install the course into it"
+	@echo "make reproduce  rerun the clean experiment and one sweep row (hours on a CPU)"
 	@echo "make clean  remove .venv and caches"
 
 # Reinstall whenever pyproject.toml changes its dependencies.
@@ -34,6 +35,16 @@ test: lint
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The experiments of data/results/README.md: the clean comparison (4 models x 3 seeds)
+# and the 6 dB row of the SNR x width sweep, then their tables and figures. The sweep
+# skips cells already in its CSV: delete a CSV to recompute it from scratch.
+reproduce: setup
+	$(BIN)/python -m dham_lib sweep --models dham oracle cnn stn --widths 16 --snr-db clean \
+		--seeds 0 1 2 --epochs 12 --out data/results/clean.csv --checkpoints runs/clean
+	$(BIN)/python -m dham_lib sweep --models dham oracle --widths 2 4 8 16 32 --snr-db 6 \
+		--seeds 0 1 --epochs 10 --out data/results/sweep.csv --checkpoints runs/sweep
+	$(BIN)/python -m dham_lib report data/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dham_lib.egg-info
