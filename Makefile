@@ -29,8 +29,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Unit tests, then every notebook under nbval in quick mode: each cell must run without error,
+# and cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their committed output.
 test: lint
 	DHAM_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+	DHAM_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 format: setup
 	$(BIN)/ruff format .

@@ -128,7 +128,8 @@ def check_answers(
     if problems:
         print("Not yet:\n  " + "\n  ".join(problems))
         raise AssertionError(f"{len(problems)} of {len(expected)} answers are off: {problems}")
-    print(f"Correct: all {len(expected)} answers agree (within {atol:g}).")
+    agree = "the answer agrees" if len(expected) == 1 else f"all {len(expected)} answers agree"
+    print(f"Correct: {agree} (within {atol:g}).")
 
 
 # --------------------------------------------------------------------------- sliders

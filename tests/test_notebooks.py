@@ -1,0 +1,195 @@
+"""Hygiene of the committed notebooks (notebooks/*.ipynb; notebooks/student/ is generated).
+
+Students read the committed notebooks on GitHub, so each must carry the outputs of one
+clean top-to-bottom run and nothing machine-specific. The rules checked here:
+
+- valid nbformat JSON, named ``NN_topic.ipynb``, under 2 MB;
+- the first cell is Markdown with the "Open in Colab" badge of this very notebook, and the
+  first code cell is ``dham_lib.interactive.COLAB_CELL`` word for word;
+- every code cell is non-empty and was executed, with execution counts 1, 2, … n in order
+  (one fresh kernel, top to bottom);
+- no error outputs; cells marked ``# NBVAL_CHECK_OUTPUT``, cells that print or show a
+  figure, and exercise check cells have outputs (check cells end in "Correct");
+- no widget state (``metadata.widgets``) and no volatile cell metadata (timings);
+- no absolute paths (home folders, /tmp) in any output;
+- ``### BEGIN SOLUTION`` / ``### END SOLUTION`` come in pairs within a cell.
+
+Run as a script, this file also executes notebooks and strips what the rules forbid::
+
+    .venv/bin/python tests/test_notebooks.py --execute notebooks/01_pmf_math.ipynb
+    .venv/bin/python tests/test_notebooks.py --strip notebooks/*.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dham_lib.interactive import COLAB_CELL, colab_url
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+# Top level only: notebooks/student/ holds generated copies without outputs.
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+MAX_BYTES = 2 * 1024 * 1024
+NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+ABSOLUTE_PATH = re.compile(r"/home/|/root/|/tmp/|/Users/|[A-Za-z]:\\Users", re.IGNORECASE)
+VOLATILE_CELL_METADATA = ("execution", "ExecuteTime")
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def _load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(nb) -> list:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _output_text(output) -> str:
+    """All the text of one output: streams, text data and error messages."""
+    if output.output_type == "stream":
+        return output.text
+    if output.output_type == "error":
+        return "\n".join([output.ename, output.evalue, *output.traceback])
+    data = output.get("data", {})
+    return "\n".join(
+        v for k, v in data.items() if isinstance(v, str) and not k.startswith("image/")
+    )
+
+
+def _printed(cell) -> str:
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream")
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def notebook(request):
+    path = request.param
+    return path, _load(path)
+
+
+def test_valid_json_name_and_size(notebook):
+    path, nb = notebook
+    json.loads(path.read_text(encoding="utf-8"))
+    nbformat.validate(nb)
+    assert NAME.match(path.name), f"{path.name}: expected NN_topic.ipynb"
+    size = path.stat().st_size
+    assert size < MAX_BYTES, f"{path.name} is {size / 1e6:.2f} MB; save figures at a lower dpi"
+
+
+def test_colab_badge_and_install_cell(notebook):
+    path, nb = notebook
+    first = nb.cells[0]
+    assert first.cell_type == "markdown", f"{path.name}: the first cell must be Markdown"
+    assert "Open In Colab" in first.source and f"({colab_url(path.name)})" in first.source, (
+        f"{path.name}: the first cell lacks the Colab badge for {colab_url(path.name)}"
+    )
+    assert _code_cells(nb)[0].source == COLAB_CELL, (
+        f"{path.name}: the first code cell must be dham_lib.interactive.COLAB_CELL word for word"
+    )
+
+
+def test_executed_once_top_to_bottom(notebook):
+    path, nb = notebook
+    cells = _code_cells(nb)
+    for i, cell in enumerate(cells):
+        assert cell.source.strip(), f"{path.name}: code cell {i + 1} is empty"
+    counts = [cell.execution_count for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), (
+        f"{path.name}: execution counts {counts}; run it top to bottom in a fresh kernel"
+    )
+
+
+def test_outputs_present_and_no_errors(notebook):
+    path, nb = notebook
+    for i, cell in enumerate(_code_cells(nb), start=1):
+        where = f"{path.name}, code cell {i}"
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{where} has an error output: {errors[0].ename}: {errors[0].evalue}"
+        wants_output = (
+            CHECK_MARK in cell.source
+            or "plt.show()" in cell.source
+            or re.search(r"^\s*print\(", cell.source, re.MULTILINE)
+        )
+        if wants_output:
+            assert cell.outputs, f"{where} should have an output and has none"
+        if "check_answers(" in cell.source:
+            assert "Correct" in _printed(cell), f"{where}: the check cell does not say Correct"
+    images = [o for c in _code_cells(nb) for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} shows no figure"
+
+
+def test_no_widget_state_or_volatile_metadata(notebook):
+    path, nb = notebook
+    assert "widgets" not in nb.metadata, f"{path.name}: strip metadata.widgets (see --strip)"
+    for i, cell in enumerate(nb.cells, start=1):
+        volatile = [key for key in VOLATILE_CELL_METADATA if key in cell.metadata]
+        assert not volatile, f"{path.name}, cell {i}: volatile metadata {volatile}"
+
+
+def test_no_absolute_paths_in_outputs(notebook):
+    path, nb = notebook
+    for i, cell in enumerate(_code_cells(nb), start=1):
+        for output in cell.outputs:
+            found = ABSOLUTE_PATH.search(_output_text(output))
+            assert not found, f"{path.name}, code cell {i}: absolute path {found.group()!r}"
+
+
+def test_solution_markers_pair_up(notebook):
+    path, nb = notebook
+    for i, cell in enumerate(_code_cells(nb), start=1):
+        lines = [line.strip() for line in cell.source.splitlines()]
+        marks = [line for line in lines if line in ("### BEGIN SOLUTION", "### END SOLUTION")]
+        pairs = ["### BEGIN SOLUTION", "### END SOLUTION"] * (len(marks) // 2)
+        assert marks == pairs, f"{path.name}, code cell {i}: unpaired solution markers {marks}"
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def strip(path: Path) -> None:
+    """Remove widget state and volatile cell metadata from the notebook at ``path``."""
+    nb = _load(path)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for key in VOLATILE_CELL_METADATA:
+            cell.metadata.pop(key, None)
+    nbformat.write(nb, path)
+
+
+def execute(path: Path) -> None:
+    """Run the notebook top to bottom in a fresh kernel, in place, then strip it."""
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupyter"),
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            "--ExecutePreprocessor.timeout=1800",
+            "--ExecutePreprocessor.record_timing=False",
+            str(path),
+        ],
+        check=True,
+    )
+    strip(path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("--strip", "--execute"):
+        sys.exit("usage: test_notebooks.py --strip|--execute NOTEBOOK.ipynb ...")
+    action = strip if sys.argv[1] == "--strip" else execute
+    for name in sys.argv[2:]:
+        action(Path(name))
+        print(f"{sys.argv[1][2:]}: {name}")
