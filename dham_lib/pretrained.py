@@ -1,0 +1,113 @@
+"""The committed checkpoints behind the notebooks: load one when it matches, else train it.
+
+A student should never be stuck waiting (notebooks 04 and 05): ``train_or_load``
+loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the requested
+:class:`~dham_lib.experiments.Cell`, and says so. It trains instead when asked
+(``train=True`` or ``DHAM_TRAIN=1``), when the file is missing or was trained for
+another cell, or when its checksum fails (the bad file is reported and replaced).
+In quick mode (``DHAM_QUICK=1``, set by the test command) it trains a shrunken
+cell for seconds and saves nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file
+from dham_lib.experiments import Cell, train_cell
+
+MANIFEST = "SHA256SUMS"
+QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
+
+
+def checkpoint_dir() -> Path:
+    """``$DHAM_CHECKPOINT_DIR`` if set, else the repository's ``data/checkpoints``."""
+    override = os.environ.get("DHAM_CHECKPOINT_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+
+
+def quick_mode() -> bool:
+    """True when ``DHAM_QUICK=1``: every training run shrinks to seconds."""
+    return os.environ.get("DHAM_QUICK") == "1"
+
+
+def train_or_load(
+    name: str, cell: Cell, train: bool | None = None, device=None, progress: bool = True
+):
+    """The model of ``cell`` as ``(model, history, row)``: loaded from ``<name>.pt`` or trained.
+
+    ``history`` is ``fit``'s per-epoch record and ``row`` the scores of
+    ``train_cell``. Prints one line saying which it did and why.
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be a dham_lib.experiments.Cell, got {type(cell).__name__}")
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"name must be a plain file name such as 'dham-clean-w16', got {name!r}")
+    if quick_mode():
+        quick = dataclasses.replace(cell, **QUICK)
+        print(
+            f"Quick mode (DHAM_QUICK=1): training {name} for {quick.epochs} epoch on "
+            f"{quick.train_size} digits, not saved."
+        )
+        return train_cell(quick, device=device, progress=progress)
+    path = checkpoint_dir() / f"{name}.pt"
+    if train is None:
+        train = os.environ.get("DHAM_TRAIN") == "1"
+    if not train:
+        loaded = _load_matching(path, cell)
+        if loaded is not None:
+            return loaded
+    model, history, row = train_cell(cell, device=device, progress=progress)
+    save_checkpoint(
+        path, model, data_config=dataclasses.asdict(cell), metrics=row, extra={"history": history}
+    )
+    write_manifest(path.parent)
+    print(f"Trained {name} and saved it as {path.name}.")
+    return model, history, row
+
+
+def _load_matching(path: Path, cell: Cell):
+    """The checkpoint's ``(model, history, row)`` if it holds ``cell``'s model, else None."""
+    if not path.exists():
+        print(f"No committed checkpoint {path.name}: training it (this takes minutes).")
+        return None
+    try:
+        model, meta = load_checkpoint(path)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"The checkpoint {path.name} is unusable ({error}); training it again.")
+        return None
+    if meta.get("data_config") != dataclasses.asdict(cell):
+        print(f"The checkpoint {path.name} was trained for another setting; training it again.")
+        return None
+    row, history = meta["metrics"], meta["extra"]["history"]
+    print(
+        f"Loaded the committed checkpoint {path.name}: {cell.epochs} epochs, test accuracy "
+        f"{row['test_acc']:.1%}, {row['train_seconds']:.0f} s of training. "
+        "Set DHAM_TRAIN=1 to train it yourself."
+    )
+    return model, history, row
+
+
+def write_manifest(folder: str | os.PathLike | None = None) -> Path:
+    """Write ``SHA256SUMS`` (``sha256sum`` format) for every ``*.pt`` in the folder."""
+    folder = checkpoint_dir() if folder is None else Path(folder)
+    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(folder.glob("*.pt"))]
+    manifest = folder / MANIFEST
+    manifest.write_text("".join(line + "\n" for line in lines))
+    return manifest
+
+
+def verify_manifest(folder: str | os.PathLike | None = None) -> list[str]:
+    """Names of the files in the folder's ``SHA256SUMS`` that are missing or differ."""
+    folder = checkpoint_dir() if folder is None else Path(folder)
+    bad = []
+    for line in (folder / MANIFEST).read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        path = folder / name
+        if not path.exists() or sha256_file(path) != digest:
+            bad.append(name)
+    return bad

@@ -1,0 +1,79 @@
+"""train_or_load: load a matching committed checkpoint, else train; quick mode; bad files."""
+
+import pytest
+
+from dham_lib import pretrained
+from dham_lib.experiments import Cell
+from dham_lib.models import build_model
+
+CELL = Cell(model="cnn", epochs=3)
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DHAM_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.delenv("DHAM_QUICK", raising=False)
+    monkeypatch.delenv("DHAM_TRAIN", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Replace training by an instant stand-in; records the cells it was asked to train."""
+    calls = []
+
+    def fake_train_cell(cell, **kwargs):
+        calls.append(cell)
+        history = {"epoch": [1], "test_acc": [0.5]}
+        return build_model("cnn"), history, {"test_acc": 0.5, "train_seconds": 1.0}
+
+    monkeypatch.setattr(pretrained, "train_cell", fake_train_cell)
+    return calls
+
+
+def test_missing_then_trained_then_loaded(folder, trained, capsys):
+    pretrained.train_or_load("demo", CELL)
+    assert "No committed checkpoint demo.pt" in capsys.readouterr().out
+    assert (folder / "demo.pt").exists() and pretrained.verify_manifest(folder) == []
+    model, history, row = pretrained.train_or_load("demo", CELL)
+    assert "Loaded the committed checkpoint demo.pt" in capsys.readouterr().out
+    assert len(trained) == 1
+    assert history["test_acc"] == [0.5] and row["test_acc"] == 0.5
+    assert not model.training
+
+
+def test_other_setting_or_asked_to_train_trains_again(folder, trained, capsys):
+    pretrained.train_or_load("demo", CELL)
+    pretrained.train_or_load("demo", Cell(model="cnn", epochs=4))
+    assert "trained for another setting" in capsys.readouterr().out
+    pretrained.train_or_load("demo", Cell(model="cnn", epochs=4), train=True)
+    assert len(trained) == 3
+
+
+def test_corrupt_checkpoint_is_reported_and_replaced(folder, trained, capsys):
+    pretrained.train_or_load("demo", CELL)
+    data = (folder / "demo.pt").read_bytes()
+    (folder / "demo.pt").write_bytes(data[: len(data) // 2])  # a truncated file
+    assert pretrained.verify_manifest(folder) == ["demo.pt"]
+    pretrained.train_or_load("demo", CELL)
+    out = capsys.readouterr().out
+    assert "unusable" in out and "demo.pt" in out
+    assert len(trained) == 2
+    assert pretrained.verify_manifest(folder) == []  # replaced, manifest rewritten
+
+
+def test_quick_mode_trains_a_small_cell_and_saves_nothing(folder, trained, monkeypatch, capsys):
+    monkeypatch.setenv("DHAM_QUICK", "1")
+    pretrained.train_or_load("demo", CELL)
+    assert trained[0].epochs == 1 and trained[0].train_size == 512
+    assert not (folder / "demo.pt").exists()
+    assert "Quick mode" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "cell", "error"),
+    [("a/b", CELL, ValueError), ("", CELL, ValueError), ("x", {}, TypeError)],
+)
+def test_bad_arguments(folder, name, cell, error):
+    with pytest.raises(error):
+        pretrained.train_or_load(name, cell)
