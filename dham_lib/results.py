@@ -9,11 +9,13 @@ mean accuracy reaches a fraction of the oracle's at that SNR.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, read_rows
 
@@ -120,3 +122,40 @@ def markdown_table(summary: Iterable[dict], metrics: tuple[str, ...] = ("test_ac
         cells.append(str(entry["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def results_dir() -> Path:
+    """The repository's ``data/results`` folder, where the committed result CSVs live."""
+    return Path(__file__).resolve().parent.parent / "data" / "results"
+
+
+def claim_verdict(widths: dict) -> str:
+    """One sentence on the original's claim ("noisier input needs wider attention
+    convolutions"), from ``narrowest_widths``' answer.
+
+    The data support the claim when the narrowest sufficient width never shrinks
+    as the SNR falls and grows at least once; an SNR where no width suffices
+    counts as needing more than the widest tried.
+    """
+    if not widths:
+        raise ValueError("widths must name at least one SNR; run the sweep first")
+    order = sorted(widths, key=_snr_order)
+    needed = [math.inf if widths[snr] is None else widths[snr] for snr in order]
+    shown = ", ".join(
+        f"{'clean' if snr is None else f'{snr:g} dB'}: {_width_text(widths[snr])}" for snr in order
+    )
+    if len(order) < 2:
+        return f"Only one SNR has results ({shown}): too little to test the claim."
+    never_shrinks = all(a <= b for a, b in itertools.pairwise(needed))
+    grows = needed[-1] > needed[0]
+    if never_shrinks and grows:
+        return f"The data support the claim: the width needed grows as the SNR falls ({shown})."
+    if all(n == needed[0] for n in needed):
+        return f"The data do not support the claim: the same width suffices at every SNR ({shown})."
+    return (
+        f"The data do not support the claim: the width needed is not monotone in the SNR ({shown})."
+    )
+
+
+def _width_text(width) -> str:
+    return "no width tried suffices" if width is None else f"width {width}"

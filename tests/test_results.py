@@ -6,7 +6,13 @@ import math
 import pytest
 
 from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
-from dham_lib.results import load_results, markdown_table, narrowest_widths, summarise
+from dham_lib.results import (
+    claim_verdict,
+    load_results,
+    markdown_table,
+    narrowest_widths,
+    summarise,
+)
 
 
 def write(path, entries):
@@ -80,3 +86,23 @@ def test_markdown_table(results):
     assert "| dham | 2 | clean | 85 ± 7.1 | – | 2 |" in table
     with pytest.raises(ValueError, match="empty"):
         markdown_table([])
+
+
+@pytest.mark.parametrize(
+    ("widths", "start"),
+    [
+        ({None: 2, 6.0: 2, 0.0: 8, -3.0: None}, "The data support the claim"),
+        ({None: 4, 6.0: 4, 0.0: 4}, "The data do not support the claim: the same width"),
+        ({None: 8, 6.0: 2, 0.0: 4}, "The data do not support the claim: the width needed is not"),
+        ({6.0: 4}, "Only one SNR"),
+    ],
+)
+def test_claim_verdict(widths, start):
+    assert claim_verdict(widths).startswith(start)
+
+
+def test_claim_verdict_names_every_snr():
+    text = claim_verdict({None: 2, -3.0: None})
+    assert "clean: width 2" in text and "-3 dB: no width tried suffices" in text
+    with pytest.raises(ValueError, match="sweep"):
+        claim_verdict({})
