@@ -111,3 +111,25 @@ def verify_manifest(folder: str | os.PathLike | None = None) -> list[str]:
         if not path.exists() or sha256_file(path) != digest:
             bad.append(name)
     return bad
+
+
+def publish(source: str | os.PathLike, name: str) -> Path:
+    """Copy a trained checkpoint (e.g. one a sweep saved) into the committed folder as
+    ``<name>.pt``, verified on the way, and rewrite the manifest; returns the new path."""
+    model, meta = load_checkpoint(source)
+    path = checkpoint_dir() / f"{name}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        path, model, data_config=meta["data_config"], metrics=meta["metrics"], extra=meta["extra"]
+    )
+    write_manifest(path.parent)
+    return path
+
+
+def load_committed(name: str):
+    """Load the committed checkpoint ``<name>.pt``: ``(model in eval mode, metadata)``.
+
+    Its sha256 is checked against its sidecar; a bad file raises ``ValueError``
+    naming it (``train_or_load`` or the sweep that made it can remake it).
+    """
+    return load_checkpoint(checkpoint_dir() / f"{name}.pt")

@@ -77,3 +77,18 @@ def test_quick_mode_trains_a_small_cell_and_saves_nothing(folder, trained, monke
 def test_bad_arguments(folder, name, cell, error):
     with pytest.raises(error):
         pretrained.train_or_load(name, cell)
+
+
+def test_publish_and_load_committed(folder, tmp_path):
+    from dham_lib.checkpoints import save_checkpoint
+
+    source = tmp_path / "run" / "x.pt"
+    source.parent.mkdir()
+    save_checkpoint(source, build_model("dham", width=2), data_config={"snr_db": 6.0})
+    path = pretrained.publish(source, "dham-snr6-w2")
+    assert path == folder / "dham-snr6-w2.pt" and pretrained.verify_manifest(folder) == []
+    model, meta = pretrained.load_committed("dham-snr6-w2")
+    assert model.config["width"] == 2 and meta["data_config"] == {"snr_db": 6.0}
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="dham-snr6-w2.pt"):
+        pretrained.load_committed("dham-snr6-w2")
