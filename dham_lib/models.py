@@ -261,9 +261,13 @@ def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
 
 
 class PlainCNN(nn.Module):
-    """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels.
+    """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels,
+    then a LeNet-like head (FC 128 -> ReLU -> FC classes) on a 7x7 grid of features.
 
-    Global average pooling makes it run on any canvas of at least 16x16.
+    The head keeps where features are: with global average pooling instead, the four
+    3x3 layers' 31-pixel receptive field sees only part of a 48-pixel digit, and the
+    model reached 85.9% on clean canvases against 96% for the oracle. Adaptive pooling
+    to 7x7 (what a 120x120 canvas gives) lets it run on other canvas sizes.
     """
 
     def __init__(self, in_channels=1, num_classes=10):
@@ -274,15 +278,20 @@ class PlainCNN(nn.Module):
         layers = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
-        self.fc = nn.Linear(64, _checks.positive_int("num_classes", num_classes))
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Linear(128, _checks.positive_int("num_classes", num_classes)),
+        )
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
         _canvas(canvas, self.in_channels)
         if min(canvas.shape[-2:]) < 16:
             raise ValueError(f"canvas must be at least 16x16, got {tuple(canvas.shape)}")
-        return Prediction(self.fc(self.features(canvas).flatten(1)), None, None)
+        return Prediction(self.head(self.features(canvas)), None, None)
 
 
 class OracleClassifier(nn.Module):
