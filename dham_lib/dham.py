@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.pmf import expected_norm, expected_position, spatial_softmax
-from dham_lib.sampling import PADDING_MODES, glimpse
+from dham_lib.pmf import _norm, _position, spatial_softmax
+from dham_lib.sampling import PADDING_MODES, _sample_glimpses
 
 
 class AttentionParams(NamedTuple):
@@ -50,8 +50,9 @@ class DHAM(nn.Module):
     def attention(self, logits: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         """The PMF ``[B, K, H', W']`` and the glimpse parameters read off it."""
         pmf = spatial_softmax(logits, self.temperature)
-        tx, ty = expected_position(pmf)
-        return pmf, AttentionParams(tx, ty, expected_norm(pmf, self.norm))
+        # The softmax made a valid PMF: no need to check it again.
+        tx, ty = _position(pmf)
+        return pmf, AttentionParams(tx, ty, _norm(pmf, self.norm))
 
     def forward(
         self, image: torch.Tensor, logits: torch.Tensor
@@ -64,7 +65,7 @@ class DHAM(nn.Module):
                 f"got shape {tuple(logits.shape)}"
             )
         _, params = self.attention(logits)
-        glimpses = glimpse(image, *params, size=self.output_size, padding_mode=self.padding_mode)
+        glimpses = _sample_glimpses(image, *params, self.output_size, self.padding_mode)
         return glimpses, params
 
     def extra_repr(self) -> str:

@@ -56,6 +56,11 @@ def expected_position(pmf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ``tx = Σ p(y, x) · x`` with x the normalised column coordinate, and likewise ``ty``.
     """
     _check_pmf(pmf)
+    return _position(pmf)
+
+
+def _position(pmf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``expected_position`` without the argument checks, for callers that made the PMF."""
     xs = pixel_axis(pmf.shape[-1], pmf)
     ys = pixel_axis(pmf.shape[-2], pmf)
     tx = (pmf.sum(dim=-2) * xs).sum(dim=-1)
@@ -87,6 +92,12 @@ def expected_norm(pmf: torch.Tensor, p: int = 2) -> torch.Tensor:
     glimpse's size to its position.
     """
     _checks.option("p", p, (1, 2))
-    tx, ty = expected_position(pmf)
+    _check_pmf(pmf)
+    return _norm(pmf, p)
+
+
+def _norm(pmf: torch.Tensor, p: int) -> torch.Tensor:
+    """``expected_norm`` without the argument checks, for callers that made the PMF."""
+    tx, ty = _position(pmf)
     distances = distance_map(pmf, tx.detach(), ty.detach(), p=p)
     return (pmf * distances).sum(dim=(-2, -1))

@@ -103,7 +103,14 @@ def glimpse_grid(
     with ``u = linspace(-1, 1, w)`` and ``v = linspace(-1, 1, h)``.
     """
     _check_params(tx, ty, s)
-    h, w = _checks.size_pair("size", size)
+    return _grid(tx, ty, s, _checks.size_pair("size", size))
+
+
+def _grid(
+    tx: torch.Tensor, ty: torch.Tensor, s: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """``glimpse_grid`` without the argument checks: ``[B, K, h, w, 2]``."""
+    h, w = size
     u = pixel_axis(w, tx)
     v = pixel_axis(h, tx)
     x = tx[..., None, None] + s[..., None, None] * u[None, None, None, :]
@@ -138,7 +145,19 @@ def glimpse(
             f"tx, ty and s must match the image's dtype and device ({image.dtype}, "
             f"{image.device}), got ({tx.dtype}, {tx.device})"
         )
-    grid = glimpse_grid(tx, ty, s, size)
+    return _sample_glimpses(image, tx, ty, s, _checks.size_pair("size", size), padding_mode)
+
+
+def _sample_glimpses(
+    image: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    s: torch.Tensor,
+    size: tuple[int, int],
+    padding_mode: str,
+) -> torch.Tensor:
+    """``glimpse`` without the argument checks, for callers that checked them already."""
+    grid = _grid(tx, ty, s, size)
     b, k, h, w, _ = grid.shape
     sampled = F.grid_sample(
         image,
