@@ -1,0 +1,95 @@
+"""benchmarks/bench.py: a smoke run of --quick, and its loop references against DHAM.
+
+Not a timing test: the numbers of a --quick run are meaningless; this only checks
+that the script runs and prints every key, and that the references it times DHAM
+against compute the same glimpses and gradients.
+"""
+
+import math
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dham_lib.dham import DHAM
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+# The keys the benchmark's brief asks for; the script's KEYS must include them.
+REQUIRED = (
+    "layer_speedup",
+    "step_ratio_stn",
+    "step_ratio_cnn",
+    "step_ratio_stn_stride2",
+    "step_ratio_cnn_stride2",
+    "canvases_per_s",
+    "seconds_to_90",
+    "seconds_to_90_cnn",
+    "peak_rss_mb",
+)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return runpy.run_path(str(BENCH))
+
+
+def test_quick_run_prints_every_key(bench):
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs = re.findall(r"^([a-z0-9_]+)=(\S+)$", done.stdout, flags=re.MULTILINE)
+    values = dict(pairs)
+    assert len(values) == len(pairs), "a key is printed twice"
+    assert set(REQUIRED) <= set(bench["KEYS"])
+    assert list(values) == list(bench["KEYS"])
+    for key, text in values.items():
+        value = float(text)  # every value parses as a number
+        if key in bench["TRAINING_KEYS"]:
+            assert math.isnan(value), f"{key}: --quick skips training, expected nan"
+        else:
+            assert math.isfinite(value), f"{key}={text}"
+    assert "training part skipped" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["loop_reference", "reference_2018", "unchecked_vectorised"])
+@pytest.mark.parametrize(
+    ("image_shape", "logits_shape", "size"),
+    [
+        ((3, 1, 40, 40), (3, 1, 40, 40), (9, 9)),
+        ((2, 2, 31, 23), (2, 3, 12, 17), (7, 5)),  # C, K > 1, odd non-square, coarser map
+    ],
+)
+def test_reference_equals_dham(bench, name, image_shape, logits_shape, size):
+    torch.manual_seed(0)
+    image = torch.rand(*image_shape)
+    logits = 3 * torch.randn(*logits_shape)
+    upstream = torch.randn(image_shape[0], logits_shape[1], image_shape[1], *size)
+    forward_backward = bench["forward_backward"]
+
+    def dham(im, lg):
+        return DHAM(output_size=size)(im, lg)[0]
+
+    want, want_grad = forward_backward(dham, image, logits, upstream)
+    got, got_grad = forward_backward(
+        lambda im, lg: bench[name](im, lg, size=size), image, logits, upstream
+    )
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-3, atol=1e-6)
+
+
+def test_benchmark_inputs_reach_the_border(bench):
+    # The timed inputs include glimpses that cross the image edge, so the
+    # references' border padding is exercised where DHAM is compared with them.
+    image, logits = bench["benchmark_inputs"](64)
+    params = DHAM().attention(logits)[1]
+    edge = (params.tx.abs() + params.s).max() > 1 or (params.ty.abs() + params.s).max() > 1
+    assert edge
