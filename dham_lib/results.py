@@ -75,24 +75,23 @@ def summarise(
 
 def narrowest_widths(rows: Iterable[dict], fraction: float = 0.9) -> dict:
     """For each SNR, the narrowest DHAM width whose mean accuracy reaches ``fraction``
-    of the oracle's mean accuracy at that SNR (None if no width does, or no oracle ran).
+    of the oracle's mean accuracy at that SNR (None if no width tried does).
 
-    Keys are the SNRs in dB (None for clean); values are widths or None.
+    Keys are the SNRs in dB (None for clean) that have both DHAM and oracle results;
+    an SNR whose oracle has not run yet cannot be judged and is left out.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     summary = summarise(rows, metrics=("test_acc",))
     oracle = {s["snr_db"]: s["test_acc_mean"] for s in summary if s["model"] == "oracle"}
     verdict = {}
-    for snr in sorted({s["snr_db"] for s in summary if s["model"] == "dham"}, key=_snr_order):
+    dham_snrs = {s["snr_db"] for s in summary if s["model"] == "dham"}
+    for snr in sorted(dham_snrs & set(oracle), key=_snr_order):
         cells = sorted(
             (s for s in summary if s["model"] == "dham" and s["snr_db"] == snr),
             key=lambda s: s["width"],
         )
-        bar = oracle.get(snr)
-        hits = [
-            s["width"] for s in cells if bar is not None and s["test_acc_mean"] >= fraction * bar
-        ]
+        hits = [s["width"] for s in cells if s["test_acc_mean"] >= fraction * oracle[snr]]
         verdict[snr] = hits[0] if hits else None
     return verdict
 

@@ -106,3 +106,9 @@ def test_claim_verdict_names_every_snr():
     assert "clean: width 2" in text and "-3 dB: no width tried suffices" in text
     with pytest.raises(ValueError, match="sweep"):
         claim_verdict({})
+
+
+def test_an_snr_without_oracle_is_not_judged(tmp_path):
+    path = tmp_path / "partial.csv"
+    write(path, [("dham", 2, 0.0, 0, 0.9), ("dham", 2, 6.0, 0, 0.9), ("oracle", 0, 6.0, 0, 0.95)])
+    assert narrowest_widths(load_results(path)) == {6.0: 2}
