@@ -33,7 +33,7 @@ lint: setup
 # and cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their committed output.
 test: lint
 	DHAM_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest
-	DHAM_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	DHAM_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 format: setup

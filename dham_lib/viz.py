@@ -21,6 +21,14 @@ from dham_lib.pmf import expected_norm, expected_position
 from dham_lib.sampling import glimpse_box
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
+# Axis labels with units for the result columns that have them.
+_METRIC_LABELS = {
+    "test_acc": "test accuracy (%)",
+    "iou": "IoU with the true box",
+    "coverage": "coverage of the true box",
+    "centre_error": "centre error (px)",
+    "train_seconds": "training time (s)",
+}
 _SMALL = 7
 
 
@@ -298,7 +306,7 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
         means = [s[f"{metric}_mean"] * scale for s in summary]
         stds = [s[f"{metric}_std"] * scale for s in summary]
         ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
-        label = f"{metric} (%)" if scale == 100 else metric
+        label = _METRIC_LABELS.get(metric, f"{metric} (%)" if scale == 100 else metric)
         ax.set(title=f"{label} by model (±std over seeds)", xlabel="model", ylabel=label)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
