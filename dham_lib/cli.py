@@ -103,26 +103,17 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_epochs: int)
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _recipe(args: argparse.Namespace) -> dict:
+    """The Cell fields that ``train`` and ``sweep`` share: everything but the grid axes."""
+    names = ("background", "epochs", "k", "stride", "norm", "temperature", "lr")
+    more = ("attention_lr", "batch_size", "canvas", "source", "train_size", "test_size")
+    return {name: getattr(args, name) for name in (*names, *more)}
+
+
 def cell_from(args: argparse.Namespace) -> Cell:
     """The training run that the ``train`` options describe."""
     return Cell(
-        model=args.model,
-        width=args.width,
-        snr_db=args.snr_db,
-        seed=args.seed,
-        background=args.background,
-        epochs=args.epochs,
-        k=args.k,
-        stride=args.stride,
-        norm=args.norm,
-        temperature=args.temperature,
-        lr=args.lr,
-        attention_lr=args.attention_lr,
-        batch_size=args.batch_size,
-        canvas=args.canvas,
-        source=args.source,
-        train_size=args.train_size,
-        test_size=args.test_size,
+        model=args.model, width=args.width, snr_db=args.snr_db, seed=args.seed, **_recipe(args)
     )
 
 
@@ -190,24 +181,7 @@ def run_train(args: argparse.Namespace) -> dict:
 
 def run_sweep(args: argparse.Namespace) -> list:
     """Run the grid of cells that the options describe, resumably."""
-    cells = grid(
-        args.models,
-        args.widths,
-        args.snr_db,
-        args.seeds,
-        background=args.background,
-        epochs=args.epochs,
-        stride=args.stride,
-        norm=args.norm,
-        temperature=args.temperature,
-        lr=args.lr,
-        attention_lr=args.attention_lr,
-        batch_size=args.batch_size,
-        canvas=args.canvas,
-        source=args.source,
-        train_size=args.train_size,
-        test_size=args.test_size,
-    )
+    cells = grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
     return sweep(
         cells,
         args.out,

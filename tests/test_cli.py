@@ -103,3 +103,22 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
 def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no clean.csv or sweep.csv" in capsys.readouterr().err
+
+
+def test_sweep_and_train_options_reach_their_cells():
+    from dham_lib.cli import _recipe, cell_from
+
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "--k", "2", "--epochs", "3", "--widths", "4", "--out", "x"])
+    cells = experiments_grid(args)
+    assert {c.k for c in cells if c.model == "dham"} == {2} and all(c.epochs == 3 for c in cells)
+    train = parser.parse_args(["train", "--k", "2", "--snr-db", "0", "--out", "x"])
+    assert cell_from(train).k == 2 and cell_from(train).snr_db == 0.0
+    assert _recipe(train)["k"] == 2
+
+
+def experiments_grid(args):
+    from dham_lib.cli import _recipe
+    from dham_lib.experiments import grid
+
+    return grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
