@@ -24,7 +24,7 @@ from dham_lib import _checks
 from dham_lib.data import TranslatedMNIST
 from dham_lib.dham import DHAM
 from dham_lib.experiments import SCALE, TEST_SEED, Cell, make_dataset
-from dham_lib.interactive import View
+from dham_lib.interactive import View, _label
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou
 from dham_lib.models import DHAMClassifier
 from dham_lib.results import load_results, summarise
@@ -119,12 +119,6 @@ def _dataset(dataset) -> TranslatedMNIST:
     if not isinstance(dataset, TranslatedMNIST):
         raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
     return dataset
-
-
-def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel(ylabel, fontsize=9)
 
 
 def attention_explorer(
