@@ -1,33 +1,16 @@
 """The slider callbacks: figures and numbers follow the sliders, bad input fails."""
 
 import ipywidgets as widgets
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from dham_lib import interactive as ia
 from dham_lib.sampling import glimpse_box
-
-
-@pytest.fixture(autouse=True)
-def agg_backend():
-    """Draw off-screen, and close every figure after each test."""
-    matplotlib.use("Agg")
-    yield
-    plt.close("all")
-
-
-def _rectangles(ax) -> list[tuple[float, float, float, float]]:
-    """``x0, y0, x1, y1`` of every Rectangle patch on ``ax``."""
-    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
-    return [
-        (r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()) for r in rects
-    ]
+from tests.figures import agg_backend, rectangles  # noqa: F401 (agg_backend is an autouse fixture)
 
 
 def _marker_x(ax, marker: str) -> float:
@@ -79,7 +62,7 @@ def test_pmf_explorer_colder_gives_a_smaller_box():
     assert cold.numbers["s_L2"] < warm.numbers["s_L2"] < hot.numbers["s_L2"]
     assert cold.numbers["p_max"] > warm.numbers["p_max"] > hot.numbers["p_max"]
     # The drawn L2 box (the first rectangle) shrinks with the temperature too.
-    width = [_rectangles(v.figure.axes[1])[0] for v in (cold, hot)]
+    width = [rectangles(v.figure.axes[1])[0] for v in (cold, hot)]
     assert width[0][2] - width[0][0] < width[1][2] - width[1][0]
     # Hot: nearly uniform, so the L2 scale nears 0.765 of the half-side and the L1 scale 1.
     assert hot.numbers["s_L2"] == pytest.approx(0.76, abs=0.05)
@@ -144,7 +127,7 @@ def test_glimpse_explorer_tx_moves_the_glimpse_and_box():
     # The right-hand box overlaps the bright square, the left one sees only background.
     assert right.numbers["ink"] > 0.1 and left.numbers["ink"] == 0.0
     box = glimpse_box(torch.tensor(0.3), torch.tensor(-0.5), torch.tensor(0.3), (60, 80))
-    assert _rectangles(right.figure.axes[0])[0] == pytest.approx(box.tolist())
+    assert rectangles(right.figure.axes[0])[0] == pytest.approx(box.tolist())
     _assert_labelled(right.figure)
 
 
@@ -159,7 +142,7 @@ def test_glimpse_explorer_s_and_true_box():
     on_it = ia.glimpse_explorer(canvas, tx, ty, 9 / 79, true_box=true_box)
     # Square in normalised units: 9 px wide but 9·59/79 = 6.7 px tall on this 60×80 canvas.
     assert on_it.numbers["IoU"] == pytest.approx(6.72 / 9, abs=0.01)
-    assert len(_rectangles(on_it.figure.axes[0])) == 2  # glimpse box and the dashed true box
+    assert len(rectangles(on_it.figure.axes[0])) == 2  # glimpse box and the dashed true box
 
 
 @pytest.mark.parametrize(
@@ -195,7 +178,7 @@ def test_toy_trajectory_step_follows_the_step():
     assert last.numbers["step"] == 19 and last.numbers["loss"] == pytest.approx(0.0)
     assert last.numbers["tx"] == pytest.approx(0.5) and last.numbers["s"] == pytest.approx(0.2)
     # The box shrinks and moves right; the drawn path grows with the step.
-    box0, box1 = _rectangles(first.figure.axes[0])[0], _rectangles(last.figure.axes[0])[0]
+    box0, box1 = rectangles(first.figure.axes[0])[0], rectangles(last.figure.axes[0])[0]
     assert box1[2] - box1[0] < box0[2] - box0[0]
     assert (box1[0] + box1[2]) / 2 > (box0[0] + box0[2]) / 2
     path0, path1 = first.figure.axes[0].lines[0], last.figure.axes[0].lines[0]

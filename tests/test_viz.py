@@ -1,7 +1,5 @@
 """Figures: the right panels, labels and boxes, and clear errors for bad input."""
 
-import matplotlib
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -9,22 +7,7 @@ from matplotlib.patches import Rectangle
 
 from dham_lib.sampling import glimpse_box
 from dham_lib.viz import plot_glimpses, plot_learning_curves, plot_pmf
-
-
-@pytest.fixture(autouse=True)
-def agg_backend():
-    """Draw off-screen, and close every figure after each test."""
-    matplotlib.use("Agg")
-    yield
-    plt.close("all")
-
-
-def _rectangles(ax) -> list[tuple[float, float, float, float]]:
-    """The ``x0, y0, x1, y1`` of every Rectangle patch drawn on ``ax``."""
-    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
-    return [
-        (r.get_x(), r.get_y(), r.get_x() + r.get_width(), r.get_y() + r.get_height()) for r in rects
-    ]
+from tests.figures import agg_backend, rectangles  # noqa: F401 (agg_backend is an autouse fixture)
 
 
 def _assert_labelled(fig: Figure, skip=()) -> None:
@@ -59,7 +42,7 @@ def test_plot_glimpses_draws_each_box():
     top = fig.axes[:3]  # the canvas row
     assert top[0].get_xlabel() == "x (pixels)" and top[1].get_title() == "label 2, pred 7"
     for i, ax in enumerate(top):
-        rects = _rectangles(ax)
+        rects = rectangles(ax)
         assert rects[0] == pytest.approx(tuple(boxes[i, 0].tolist()))
         assert rects[1] == pytest.approx(tuple(true_boxes[i].tolist()))
         attention, truth = [p for p in ax.patches if isinstance(p, Rectangle)]
@@ -72,8 +55,8 @@ def test_plot_glimpses_with_two_glimpses_and_n():
     fig = plot_glimpses(canvases, boxes, glimpses, n=4)
     assert len(fig.axes) == 12  # 4 items x (canvas + 2 glimpses)
     _assert_labelled(fig)
-    assert len(_rectangles(fig.axes[0])) == 2
-    assert _rectangles(fig.axes[0])[1] == pytest.approx(tuple(boxes[0, 1].tolist()))
+    assert len(rectangles(fig.axes[0])) == 2
+    assert rectangles(fig.axes[0])[1] == pytest.approx(tuple(boxes[0, 1].tolist()))
 
 
 def test_plot_glimpses_rejects_bad_input():
@@ -102,7 +85,7 @@ def test_plot_pmf_marks_the_mean_and_the_box():
     # The mean of the square is its centre pixel coordinate (9.5, 14.5).
     mean = [line for line in ax.lines if line.get_marker() == "+"][0]
     assert (mean.get_xdata()[0], mean.get_ydata()[0]) == pytest.approx((9.5, 14.5))
-    (rect,) = _rectangles(ax)
+    (rect,) = rectangles(ax)
     assert (rect[0] + rect[2]) / 2 == pytest.approx(9.5)
     assert (rect[1] + rect[3]) / 2 == pytest.approx(14.5)
 
@@ -113,7 +96,7 @@ def test_plot_pmf_over_an_image_uses_image_pixels():
     fig = plot_pmf(pmf, tx=0.5, ty=torch.tensor(-0.25), s=torch.tensor([[0.2]]), image=image)
     ax = fig.axes[0]
     expected = glimpse_box(torch.tensor(0.5), torch.tensor(-0.25), torch.tensor(0.2), (60, 80))
-    assert _rectangles(ax)[0] == pytest.approx(tuple(expected.tolist()))
+    assert rectangles(ax)[0] == pytest.approx(tuple(expected.tolist()))
     heat = ax.get_images()[1]
     # The map's corner pixel centres sit on the image's: 0 and 79 across, 0 and 59 down.
     left, right, bottom, top = heat.get_extent()
