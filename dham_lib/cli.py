@@ -99,13 +99,20 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_epochs: int)
     training.add_argument("--epochs", type=_positive_int, default=default_epochs)
     training.add_argument("--batch-size", type=_positive_int, default=64)
     training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    training.add_argument(
+        "--curriculum",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="train noisy canvases from 12 dB down to --snr-db over this many epochs (default 0)",
+    )
     training.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The Cell fields that ``train`` and ``sweep`` share: everything but the grid axes."""
-    names = ("background", "epochs", "k", "stride", "norm", "temperature", "lr")
+    names = ("background", "epochs", "k", "stride", "norm", "temperature", "lr", "curriculum")
     more = ("attention_lr", "batch_size", "canvas", "source", "train_size", "test_size")
     return {name: getattr(args, name) for name in (*names, *more)}
 

@@ -364,6 +364,17 @@ class TranslatedMNIST(Dataset):
         other.sigma = other._noise_sigma()
         return other
 
+    def with_snr(self, snr_db: float | None) -> TranslatedMNIST:
+        """The same canvases (digits, placements, noise pattern) at another SNR.
+
+        Only the noise's σ changes, so a curriculum can raise the noise epoch by epoch
+        (``fit(curriculum_epochs=...)``); ``None`` gives the clean canvases.
+        """
+        other = copy.copy(self)
+        other.snr_db = _check_snr(snr_db)
+        other.sigma = other._noise_sigma()
+        return other
+
     def __len__(self) -> int:
         """Number of items, one per source digit."""
         return len(self._images)

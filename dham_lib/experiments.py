@@ -47,7 +47,9 @@ RESULT_COLUMNS = (
 class Cell:
     """One training run. Attention settings (width, k, stride, norm, temperature) apply
     to ``model="dham"`` only and are recorded as 0 otherwise; ``attention_lr`` is the
-    learning rate of the part that decides where to look, in DHAM and in the STN.
+    learning rate of the part that decides where to look, in DHAM and in the STN;
+    ``curriculum`` is the number of epochs over which noisy training canvases go
+    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -71,6 +73,7 @@ class Cell:
     source: str = "bundled"
     train_size: int | None = None
     test_size: int | None = None
+    curriculum: int = 0
 
     def __post_init__(self) -> None:
         if self.model != "dham":
@@ -152,6 +155,7 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
         device=device,
         progress=progress,
         attention_lr=cell.attention_lr,
+        curriculum_epochs=cell.curriculum,
     )
     final = evaluate(model, test_set)
     reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
@@ -170,13 +174,29 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
     return model, history, row
 
 
+_DEFAULT_TEXT = {
+    field.name: _text(field.default)
+    for field in dataclasses.fields(Cell)
+    if field.default is not dataclasses.MISSING
+}
+
+
 def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a results CSV as dicts of text (an empty list if the file is missing)."""
+    """The rows of a results CSV as dicts of text (an empty list if the file is missing).
+
+    A cell column that the file predates (added to ``Cell`` later) reads as its
+    default, so older rows keep matching their cells.
+    """
     path = Path(path)
     if not path.exists():
         return []
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for name in CELL_COLUMNS:
+            if name not in row:
+                row[name] = _DEFAULT_TEXT[name]
+    return rows
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:

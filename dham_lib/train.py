@@ -118,6 +118,29 @@ def _train_epoch(model, dataset, optimiser, batch_size, seed, device, bar) -> tu
     return loss_sum / count, correct / count
 
 
+CURRICULUM_START_DB = 12.0
+
+
+def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) -> float | None:
+    """The SNR (dB) to train at in ``epoch`` (1-based) of a clean-to-noisy curriculum.
+
+    The first epoch is at ``CURRICULUM_START_DB`` (12 dB, where every attention
+    width locked on in the sweep); the SNR then falls linearly in dB and reaches
+    ``target_db`` at epoch ``curriculum_epochs + 1``, where it stays. A target that is
+    clean (``None``) or at least 12 dB, or ``curriculum_epochs=0``, gives the target
+    at every epoch.
+    """
+    _checks.positive_int("epoch", epoch)
+    if isinstance(curriculum_epochs, bool) or not isinstance(curriculum_epochs, int):
+        raise TypeError(f"curriculum_epochs must be an int, got {curriculum_epochs!r}")
+    if curriculum_epochs < 0:
+        raise ValueError(f"curriculum_epochs must be >= 0, got {curriculum_epochs}")
+    if target_db is None or target_db >= CURRICULUM_START_DB or epoch > curriculum_epochs:
+        return target_db
+    done = (epoch - 1) / curriculum_epochs
+    return CURRICULUM_START_DB + done * (target_db - CURRICULUM_START_DB)
+
+
 def _parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
     """Adam's parameter groups: ``model.attention`` at ``attention_lr``, the rest at ``lr``."""
     attention = getattr(model, "attention", None)
@@ -144,19 +167,23 @@ def fit(
     progress: bool = True,
     fresh_canvases: bool = True,
     attention_lr: float | None = None,
+    curriculum_epochs: int = 0,
 ) -> dict[str, list]:
     """Train ``model`` with Adam and cross-entropy; evaluate on ``test_set`` after each epoch.
 
     The classifier's loss is the only loss: no term rewards the attention box.
     ``fresh_canvases`` draws new placements and noise of the training digits each
     epoch (``train_set.reseeded``); ``attention_lr`` gives the parameters of
-    ``model.attention`` (where the model has one) their own learning rate.
+    ``model.attention`` (where the model has one) their own learning rate;
+    ``curriculum_epochs`` trains a noisy ``train_set`` from 12 dB down to its own SNR
+    over that many epochs (``curriculum_snr``), the test set staying at its SNR.
     Returns the history, a dict of lists keyed by ``HISTORY_KEYS`` (one entry per
     epoch; ``seconds`` is the cumulative training time, evaluation excluded).
     """
     _checks.positive_int("epochs", epochs)
     _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive("lr", lr)
+    curriculum_snr(1, train_set.snr_db, curriculum_epochs)  # checks curriculum_epochs early
     seed_everything(seed)
     device = choose_device(device)
     model.to(device)
@@ -169,6 +196,10 @@ def fit(
             start = time.perf_counter()
             epoch_seed = seed * 10_000 + epoch
             epoch_set = train_set.reseeded(epoch_seed) if fresh_canvases else train_set
+            if curriculum_epochs:
+                epoch_set = epoch_set.with_snr(
+                    curriculum_snr(epoch, train_set.snr_db, curriculum_epochs)
+                )
             train_loss, train_acc = _train_epoch(
                 model, epoch_set, optimiser, batch_size, epoch_seed, device, bar
             )

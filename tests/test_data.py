@@ -81,6 +81,23 @@ def test_reseeded_is_a_fresh_draw_of_the_same_task(digits):
         assert torch.equal(x, y)
 
 
+def test_with_snr_keeps_the_canvases_and_changes_only_the_noise_level(digits):
+    noisy = TranslatedMNIST(*digits, snr_db=6.0, seed=4)
+    louder = noisy.with_snr(0.0)
+    direct = TranslatedMNIST(*digits, snr_db=0.0, seed=4)
+    for x, y in zip(louder.batch(range(16)), direct.batch(range(16)), strict=True):
+        assert torch.equal(x, y)
+    # 6 dB less SNR is twice the noise amplitude (10·log10(4) = 6.02 dB).
+    np.testing.assert_allclose(louder.sigma / noisy.sigma, 10 ** (6 / 20))
+    assert noisy.snr_db == 6.0  # the original is untouched
+    clean = noisy.with_snr(None)
+    assert torch.equal(
+        clean.batch(range(4))[0], TranslatedMNIST(*digits, seed=4).batch(range(4))[0]
+    )
+    with pytest.raises(ValueError, match="snr_db"):
+        noisy.with_snr(float("nan"))
+
+
 @pytest.mark.parametrize("background", ["noise", "clutter"])
 def test_item_does_not_depend_on_its_batch(digits, background):
     ds = TranslatedMNIST(*digits, snr_db=0.0, background=background, seed=5)

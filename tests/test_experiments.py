@@ -71,6 +71,20 @@ def test_sweep_rows_round_trip_through_the_csv(tmp_path):
     assert tuple(row[name] for name in CELL_COLUMNS) == cells[0].key()
 
 
+def test_rows_written_before_a_cell_field_existed_still_match_their_cells(tmp_path):
+    cells = [Cell(model="oracle", **TINY), Cell(model="oracle", seed=1, **TINY)]
+    header = [name for name in CELL_COLUMNS if name != "curriculum"]
+    values = dict(zip(CELL_COLUMNS, cells[0].key(), strict=True))
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(header) + "\n" + ",".join(values[name] for name in header) + "\n")
+    (row,) = read_rows(old)
+    assert row["curriculum"] == "0"
+    assert tuple(row[name] for name in CELL_COLUMNS) == cells[0].key()
+    rows = sweep(cells, old, progress=False)  # runs only the seed-1 cell
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    assert "curriculum" in old.read_text().splitlines()[0].split(",")
+
+
 def fake_train_cell(cell, **kwargs):
     """A stand-in that 'trains' instantly: its row records the cell with made-up scores."""
     row = {name: getattr(cell, name) for name in CELL_COLUMNS}

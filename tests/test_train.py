@@ -8,7 +8,14 @@ import torch
 
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import build_model
-from dham_lib.train import HISTORY_KEYS, choose_device, evaluate, fit, seed_everything
+from dham_lib.train import (
+    HISTORY_KEYS,
+    choose_device,
+    curriculum_snr,
+    evaluate,
+    fit,
+    seed_everything,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +120,35 @@ def test_bad_fit_arguments(small_task, kwargs, word):
 def test_choose_device():
     assert choose_device("cpu") == torch.device("cpu")
     assert choose_device().type in ("cpu", "cuda", "mps")
+
+
+def test_curriculum_goes_from_12_db_down_to_the_target_in_steps():
+    # Four curriculum epochs to -3 dB: 12, 8.25, 4.5, 0.75, then -3 for good.
+    schedule = [curriculum_snr(epoch, -3.0, 4) for epoch in range(1, 8)]
+    assert schedule == pytest.approx([12.0, 8.25, 4.5, 0.75, -3.0, -3.0, -3.0])
+    assert [curriculum_snr(e, 6.0, 0) for e in (1, 2)] == [6.0, 6.0]
+    assert curriculum_snr(1, None, 4) is None  # a clean task has no curriculum
+    assert curriculum_snr(1, 20.0, 4) == 20.0  # nor one already quieter than 12 dB
+
+
+@pytest.mark.parametrize(("curriculum", "error"), [(-1, ValueError), (1.5, TypeError)])
+def test_bad_curriculum(curriculum, error):
+    with pytest.raises(error, match="curriculum_epochs"):
+        curriculum_snr(1, 0.0, curriculum)
+
+
+def test_fit_trains_at_the_curriculum_snr_and_tests_at_the_target(small_task, monkeypatch):
+    train, test = small_task
+    noisy_train, noisy_test = train.with_snr(-3.0), test.with_snr(-3.0)
+    seen = []
+    real = TranslatedMNIST.with_snr
+
+    def recording(self, snr_db):
+        seen.append(snr_db)
+        return real(self, snr_db)
+
+    monkeypatch.setattr(TranslatedMNIST, "with_snr", recording)
+    model = build_model("oracle")
+    fit(model, noisy_train, noisy_test, epochs=3, curriculum_epochs=2, progress=False)
+    assert seen == pytest.approx([12.0, 4.5, -3.0])
+    assert noisy_test.snr_db == -3.0 and noisy_train.snr_db == -3.0
