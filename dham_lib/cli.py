@@ -102,9 +102,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_epochs: int)
     training.add_argument(
         "--curriculum",
         type=int,
-        default=0,
+        default=4,
         metavar="EPOCHS",
-        help="train noisy canvases from 12 dB down to --snr-db over this many epochs (default 0)",
+        help="train noisy canvases from 12 dB down to --snr-db over this many epochs "
+        "(default 4; 0 trains at --snr-db from the start)",
     )
     training.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")

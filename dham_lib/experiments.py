@@ -49,11 +49,13 @@ class Cell:
     to ``model="dham"`` only and are recorded as 0 otherwise; ``attention_lr`` is the
     learning rate of the part that decides where to look, in DHAM and in the STN;
     ``curriculum`` is the number of epochs over which noisy training canvases go
-    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start).
+    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
-    DHAM at 6 dB was still at 22% after 2 epochs where the recipe reached 86%).
+    DHAM at 6 dB was still at 22% after 2 epochs where the recipe reached 86%), and a
+    4-epoch curriculum from 12 dB to the target SNR (without it, width 16 at 0 dB and
+    -3 dB never locked on in 10 epochs: 21% and 23%; with it, 95% and 93%).
     """
 
     model: str = "dham"
@@ -73,9 +75,11 @@ class Cell:
     source: str = "bundled"
     train_size: int | None = None
     test_size: int | None = None
-    curriculum: int = 0
+    curriculum: int = 4
 
     def __post_init__(self) -> None:
+        if self.snr_db is None:
+            object.__setattr__(self, "curriculum", 0)  # nothing to ramp on a clean canvas
         if self.model != "dham":
             # These do not exist for the other models: one canonical cell per run.
             for name in ("width", "k", "stride", "norm"):
@@ -174,18 +178,16 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
     return model, history, row
 
 
-_DEFAULT_TEXT = {
-    field.name: _text(field.default)
-    for field in dataclasses.fields(Cell)
-    if field.default is not dataclasses.MISSING
-}
+# Cell fields added after results were first written, with the value that means
+# what those older rows did.
+_LEGACY_TEXT = {"curriculum": "0"}
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a results CSV as dicts of text (an empty list if the file is missing).
 
-    A cell column that the file predates (added to ``Cell`` later) reads as its
-    default, so older rows keep matching their cells.
+    A cell column that the file predates (added to ``Cell`` later) reads as the
+    value that reproduces what those rows did, so they keep matching their cells.
     """
     path = Path(path)
     if not path.exists():
@@ -195,7 +197,7 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     for row in rows:
         for name in CELL_COLUMNS:
             if name not in row:
-                row[name] = _DEFAULT_TEXT[name]
+                row[name] = _LEGACY_TEXT[name]
     return rows
 
 

@@ -72,7 +72,8 @@ def test_sweep_rows_round_trip_through_the_csv(tmp_path):
 
 
 def test_rows_written_before_a_cell_field_existed_still_match_their_cells(tmp_path):
-    cells = [Cell(model="oracle", **TINY), Cell(model="oracle", seed=1, **TINY)]
+    cells = [Cell(model="oracle", snr_db=6.0, curriculum=0, **TINY)]
+    cells.append(Cell(model="oracle", snr_db=6.0, curriculum=0, seed=1, **TINY))
     header = [name for name in CELL_COLUMNS if name != "curriculum"]
     values = dict(zip(CELL_COLUMNS, cells[0].key(), strict=True))
     old = tmp_path / "old.csv"
@@ -100,6 +101,11 @@ def test_shards_share_one_csv_and_cover_every_cell_once(tmp_path, monkeypatch):
     rows = sweep(cells, results, progress=False, shard=(0, 2))
     keys = [tuple(r[name] for name in CELL_COLUMNS) for r in rows]
     assert sorted(keys) == sorted(c.key() for c in cells)
+
+
+def test_a_clean_cell_has_no_curriculum():
+    assert Cell(snr_db=None, curriculum=4) == Cell(snr_db=None, curriculum=0)
+    assert Cell(snr_db=6.0).curriculum == 4  # the recipe's default
 
 
 def test_grid_is_seed_major():
