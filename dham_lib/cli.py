@@ -217,6 +217,14 @@ def run_report(args: argparse.Namespace) -> None:
         metrics = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
         print("## Clean canvases\n\n" + results.markdown_table(summary, metrics) + "\n")
         viz.plot_model_comparison(summary).savefig(figures / "clean_models.png", dpi=100)
+        sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
+        summary = results.summarise(results.load_results(folder / "clean.csv"), metrics=sizes)
+        print(
+            "## Larger canvases (trained on 120×120)\n\n" + results.markdown_table(summary, sizes)
+        )
+        print()
+        figure = viz.plot_model_comparison(summary, sizes)
+        figure.savefig(figures / "clean_canvas_sizes.png", dpi=100)
     if (folder / "sweep.csv").exists():
         found = True
         rows = results.load_results(folder / "sweep.csv")

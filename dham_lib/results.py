@@ -101,6 +101,11 @@ def _snr_order(snr) -> float:
     return -math.inf if snr is None else -snr
 
 
+def is_accuracy(metric: str) -> bool:
+    """Whether a result column is an accuracy (a fraction, shown in %)."""
+    return metric.endswith("acc") or metric.startswith("acc_")
+
+
 def markdown_table(summary: Iterable[dict], metrics: tuple[str, ...] = ("test_acc", "iou")) -> str:
     """A Markdown table of a summary: one line per group, ``mean ± std`` per metric
     (accuracies in %), and the number of seeds."""
@@ -116,7 +121,7 @@ def markdown_table(summary: Iterable[dict], metrics: tuple[str, ...] = ("test_ac
         ]
         for metric in metrics:
             mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
-            scale = 100 if metric.endswith("acc") else 1
+            scale = 100 if is_accuracy(metric) else 1
             cells.append("–" if math.isnan(mean) else f"{mean * scale:.3g} ± {std * scale:.2g}")
         cells.append(str(entry["n"]))
         lines.append("| " + " | ".join(cells) + " |")

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dham_lib import _checks
 from dham_lib.pmf import expected_norm, expected_position
+from dham_lib.results import is_accuracy
 from dham_lib.sampling import glimpse_box
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
@@ -28,6 +29,8 @@ _METRIC_LABELS = {
     "coverage": "coverage of the true box",
     "centre_error": "centre error (px)",
     "train_seconds": "training time (s)",
+    "acc_canvas160": "accuracy on 160×160 canvases (%)",
+    "acc_canvas200": "accuracy on 200×200 canvases (%)",
 }
 _SMALL = 7
 
@@ -302,7 +305,7 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
     names = [str(s["model"]) for s in summary]
     for ax, metric in zip(axes[0], metrics, strict=True):
-        scale = 100 if metric.endswith("acc") else 1
+        scale = 100 if is_accuracy(metric) else 1
         means = [s[f"{metric}_mean"] * scale for s in summary]
         stds = [s[f"{metric}_std"] * scale for s in summary]
         ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])

@@ -88,6 +88,13 @@ def test_markdown_table(results):
         markdown_table([])
 
 
+def test_accuracies_of_larger_canvases_are_shown_in_percent():
+    entry = {"model": "dham", "n": 1, "acc_canvas160_mean": 0.5, "acc_canvas160_std": 0.0}
+    entry.update(iou_mean=0.5, iou_std=0.0)
+    table = markdown_table([entry], ("acc_canvas160", "iou"))
+    assert table.splitlines()[-1] == "| dham | 50 ± 0 | 0.5 ± 0 | 1 |"
+
+
 @pytest.mark.parametrize(
     ("widths", "start"),
     [
