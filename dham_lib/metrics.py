@@ -73,3 +73,38 @@ def box_centre_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     dx = (pred[..., 0] + pred[..., 2] - true[..., 0] - true[..., 2]) / 2
     dy = (pred[..., 1] + pred[..., 3] - true[..., 1] - true[..., 3]) / 2
     return torch.sqrt(dx**2 + dy**2)
+
+
+def ink_square(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
+    """The square that frames each image's ink: ``[B, 1, H, W]`` → ``[B, 4]`` boxes.
+
+    The ink is every pixel brighter than ``threshold``; the square has the side of the
+    ink's bounding box's longer side and the same centre. The true digit box of the
+    data (the resized 28×28 tile) includes MNIST's empty margins, so this square is
+    the tightest fair target for a square glimpse (notebook 04). Clean canvases only:
+    on a noisy one the noise counts as ink. An image without ink is an error.
+    """
+    _checks.tensor("images", images, ndim=4)
+    if images.shape[1] != 1:
+        raise ValueError(f"images must have one channel, got shape {tuple(images.shape)}")
+    ink = images[:, 0] > threshold
+    rows, cols = ink.any(dim=2), ink.any(dim=1)
+    blank = torch.nonzero(~rows.any(dim=1)).flatten()
+    if blank.numel():
+        raise ValueError(
+            f"images[{blank[0].item()}] has no pixel above threshold={threshold}; "
+            "expected some ink in every image"
+        )
+    y0, y1 = _first_and_last(rows)
+    x0, x1 = _first_and_last(cols)
+    half = torch.maximum(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1)
+
+
+def _first_and_last(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the first and last True of each row of ``[B, N]``, as float ``[B]`` each."""
+    index = torch.arange(mask.shape[1], dtype=torch.float32, device=mask.device).expand_as(mask)
+    first = torch.where(mask, index, torch.full_like(index, float("inf"))).amin(dim=1)
+    last = torch.where(mask, index, torch.full_like(index, -1.0)).amax(dim=1)
+    return first, last

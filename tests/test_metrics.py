@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dham_lib.metrics import box_centre_error, box_coverage, box_iou
+from dham_lib.metrics import box_centre_error, box_coverage, box_iou, ink_square
 
 
 def test_iou_by_hand():
@@ -49,3 +49,23 @@ def test_coverage_and_centre_error_by_hand():
 def test_bad_boxes(a, word):
     with pytest.raises((ValueError, TypeError), match=word):
         box_iou(a, torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+
+def test_ink_square_by_hand():
+    image = torch.zeros(2, 1, 10, 12)
+    image[0, 0, 2:5, 3:9] = 1.0  # ink rows 2..4, columns 3..8: 6 wide, 3 tall
+    image[1, 0, 7, 1] = 0.5  # one ink pixel
+    image[1, 0, 0, 0] = 0.1  # below the threshold: not ink
+    squares = ink_square(image, threshold=0.2)
+    # Centre (5.5, 3), half-side = longer extent 5 / 2.
+    torch.testing.assert_close(squares[0], torch.tensor([3.0, 0.5, 8.0, 5.5]))
+    torch.testing.assert_close(squares[1], torch.tensor([1.0, 7.0, 1.0, 7.0]))
+
+
+def test_ink_square_of_a_blank_image_is_an_error():
+    image = torch.zeros(2, 1, 5, 5)
+    image[0, 0, 2, 2] = 1.0
+    with pytest.raises(ValueError, match=r"images\[1\].*threshold"):
+        ink_square(image)
+    with pytest.raises(ValueError, match="one channel"):
+        ink_square(torch.ones(1, 3, 5, 5))
