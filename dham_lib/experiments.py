@@ -178,9 +178,16 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
     return model, history, row
 
 
-# Cell fields added after results were first written, with the value that means
-# what those older rows did.
-_LEGACY_TEXT = {"curriculum": "0"}
+# Cell fields added after results and checkpoints were first written, with the value
+# that means what those older runs did.
+LEGACY_FIELDS = {"curriculum": 0}
+_LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
+
+
+def cell_from_config(config: dict) -> Cell:
+    """The Cell that a checkpoint's ``data_config`` (``dataclasses.asdict(cell)``) records;
+    fields the checkpoint predates take their ``LEGACY_FIELDS`` value."""
+    return Cell(**{**LEGACY_FIELDS, **config})
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file
-from dham_lib.experiments import Cell, train_cell
+from dham_lib.experiments import Cell, cell_from_config, train_cell
 
 MANIFEST = "SHA256SUMS"
 QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
@@ -80,7 +80,7 @@ def _load_matching(path: Path, cell: Cell):
     except (ValueError, FileNotFoundError) as error:
         print(f"The checkpoint {path.name} is unusable ({error}); training it again.")
         return None
-    if meta.get("data_config") != dataclasses.asdict(cell):
+    if _recorded_cell(meta) != cell:
         print(f"The checkpoint {path.name} was trained for another setting; training it again.")
         return None
     row, history = meta["metrics"], meta["extra"]["history"]
@@ -90,6 +90,17 @@ def _load_matching(path: Path, cell: Cell):
         "Set DHAM_TRAIN=1 to train it yourself."
     )
     return model, history, row
+
+
+def _recorded_cell(meta: dict) -> Cell | None:
+    """The cell a checkpoint was trained for, or None if its metadata does not say."""
+    config = meta.get("data_config")
+    if not isinstance(config, dict) or not config:
+        return None
+    try:
+        return cell_from_config(config)
+    except TypeError:  # a field that Cell does not have
+        return None
 
 
 def write_manifest(folder: str | os.PathLike | None = None) -> Path:

@@ -1,8 +1,11 @@
 """train_or_load: load a matching committed checkpoint, else train; quick mode; bad files."""
 
+import dataclasses
+
 import pytest
 
 from dham_lib import pretrained
+from dham_lib.checkpoints import save_checkpoint
 from dham_lib.experiments import Cell
 from dham_lib.models import build_model
 
@@ -48,6 +51,26 @@ def test_other_setting_or_asked_to_train_trains_again(folder, trained, capsys):
     assert "trained for another setting" in capsys.readouterr().out
     pretrained.train_or_load("demo", Cell(model="cnn", epochs=4), train=True)
     assert len(trained) == 3
+
+
+def test_a_checkpoint_older_than_a_cell_field_still_matches(folder, trained, capsys):
+    # Checkpoints saved before Cell had `curriculum` record no such key; they were
+    # trained without one, which is what a clean cell means.
+    clean = Cell(model="dham", width=16, epochs=12)
+    config = dataclasses.asdict(clean)
+    del config["curriculum"]
+    save_checkpoint(
+        folder / "old.pt",
+        build_model("dham", width=16),
+        data_config=config,
+        metrics={"test_acc": 0.9, "train_seconds": 1.0},
+        extra={"history": {}},
+    )
+    pretrained.train_or_load("old", clean)
+    assert "Loaded the committed checkpoint old.pt" in capsys.readouterr().out
+    pretrained.train_or_load("old", dataclasses.replace(clean, snr_db=0.0))
+    assert "trained for another setting" in capsys.readouterr().out
+    assert len(trained) == 1
 
 
 def test_corrupt_checkpoint_is_reported_and_replaced(folder, trained, capsys):
