@@ -234,6 +234,9 @@ def run_report(args: argparse.Namespace) -> None:
         print("Narrowest width reaching 90% of the oracle's accuracy, per SNR (dB):")
         for snr, width in verdict.items():
             print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
+        print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR (dB):")
+        for snr, (reached, runs) in results.runs_reaching(rows).items():
+            print(f"  {'clean' if snr is None else snr}: {reached} of {runs}")
         for metric in ("test_acc", "iou"):
             figure = viz.plot_sweep_heatmap(summary, metric)
             figure.savefig(figures / f"sweep_{metric}.png", dpi=100)

@@ -96,6 +96,31 @@ def narrowest_widths(rows: Iterable[dict], fraction: float = 0.9) -> dict:
     return verdict
 
 
+def runs_reaching(rows: Iterable[dict], fraction: float = 0.9) -> dict:
+    """For each SNR, how many single DHAM runs reached ``fraction`` of the oracle's mean
+    accuracy there: ``{snr_db: (reached, runs)}``, all widths and seeds counted.
+
+    A run far below it is one whose attention never locked on to the digit, so this
+    counts lock-on failures, which a mean over seeds would blur. SNRs without an
+    oracle result are left out.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    rows = list(rows)
+    oracle = {
+        s["snr_db"]: s["test_acc_mean"]
+        for s in summarise(rows, metrics=("test_acc",))
+        if s["model"] == "oracle"
+    }
+    counts = {}
+    for row in rows:
+        if row["model"] == "dham" and row["snr_db"] in oracle:
+            reached, runs = counts.get(row["snr_db"], (0, 0))
+            hit = row["test_acc"] >= fraction * oracle[row["snr_db"]]
+            counts[row["snr_db"]] = (reached + hit, runs + 1)
+    return {snr: counts[snr] for snr in sorted(counts, key=_snr_order)}
+
+
 def _snr_order(snr) -> float:
     """Clean first, then from high SNR (little noise) to low."""
     return -math.inf if snr is None else -snr

@@ -11,6 +11,7 @@ from dham_lib.results import (
     load_results,
     markdown_table,
     narrowest_widths,
+    runs_reaching,
     summarise,
 )
 
@@ -68,6 +69,14 @@ def test_summary_by_hand(results):
 def test_narrowest_width_verdict(results):
     assert narrowest_widths(load_results(results)) == {None: 4, 6.0: None}
     assert narrowest_widths(load_results(results), fraction=0.5) == {None: 2, 6.0: 2}
+
+
+def test_runs_reaching_counts_single_runs(results):
+    # Clean: 0.873 needed; 0.80 misses, 0.90, 0.90, 0.92, 0.95 reach. 6 dB: 0.81 needed.
+    assert runs_reaching(load_results(results)) == {None: (4, 5), 6.0: (0, 2)}
+    assert runs_reaching(load_results(results), fraction=0.5) == {None: (5, 5), 6.0: (2, 2)}
+    with pytest.raises(ValueError, match="fraction"):
+        runs_reaching([], fraction=0)
 
 
 def test_bad_arguments(results, tmp_path):
