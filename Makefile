@@ -44,12 +44,17 @@ format: setup
 # The experiments of data/results/README.md: the clean comparison (4 models x 3 seeds)
 # and the 6 dB row of the SNR x width sweep, then their tables and figures. The sweep
 # skips cells already in its CSV: delete a CSV to recompute it from scratch.
+# Fresh files in $(REPRODUCE_DIR), the same names as data/results/, to compare with them
+# (a sweep resumes, so writing into data/results/ would rerun nothing).
+REPRODUCE_DIR ?= runs/reproduce
 reproduce: setup
 	$(BIN)/python -m dham_lib sweep --models dham oracle cnn stn --widths 16 --snr-db clean \
-		--seeds 0 1 2 --epochs 12 --out data/results/clean.csv --checkpoints runs/clean
+		--seeds 0 1 2 --epochs 12 --out $(REPRODUCE_DIR)/clean.csv \
+		--checkpoints $(REPRODUCE_DIR)/checkpoints
 	$(BIN)/python -m dham_lib sweep --models dham oracle --widths 2 4 8 16 32 --snr-db 6 \
-		--seeds 0 1 --epochs 10 --out data/results/sweep.csv --checkpoints runs/sweep
-	$(BIN)/python -m dham_lib report data/results
+		--seeds 0 1 --epochs 10 --out $(REPRODUCE_DIR)/sweep.csv \
+		--checkpoints $(REPRODUCE_DIR)/checkpoints
+	$(BIN)/python -m dham_lib report $(REPRODUCE_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dham_lib.egg-info
