@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -167,23 +166,73 @@ def strip(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+CELL_TIMEOUT = 1800  # seconds a cell may go without output before the run fails
+OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "clear_output")
+
+
 def execute(path: Path) -> None:
-    """Run the notebook top to bottom in a fresh kernel, in place, then strip it."""
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "jupyter"),
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--inplace",
-            "--ExecutePreprocessor.timeout=1800",
-            "--ExecutePreprocessor.record_timing=False",
-            str(path),
-        ],
-        check=True,
-    )
+    """Run the notebook top to bottom in a fresh kernel, in place, then strip it.
+
+    A small jupyter_client loop rather than nbconvert: nbconvert's nbclient sometimes
+    waited forever (kernel idle, no timeout firing) after a cell that displays a slider
+    explorer. Outputs that an ``Output`` widget captures (a slider's first drawing)
+    belong to the widget, whose state is not committed, so they are dropped as
+    nbclient drops them.
+    """
+    from jupyter_client.manager import start_new_kernel
+
+    nb = _load(path)
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(path.parent))
+    try:
+        count = 0
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            count += 1
+            cell.outputs = _run_cell(client, cell.source, f"{path.name}, code cell {count}")
+            cell.execution_count = count
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    nbformat.write(nb, path)
     strip(path)
+
+
+def _run_cell(client, source: str, where: str) -> list:
+    """Execute ``source``; return its outputs as nbformat nodes. Raises on an error."""
+    msg_id = client.execute(source, store_history=True)
+    outputs, captured, clear_pending = [], {}, False
+    while True:
+        msg = client.get_iopub_msg(timeout=CELL_TIMEOUT)
+        kind, content = msg["msg_type"], msg["content"]
+        if kind in ("comm_open", "comm_msg"):
+            state = content.get("data", {}).get("state", {})
+            if "msg_id" in state:  # an Output widget starts or stops capturing
+                captured[content["comm_id"]] = state["msg_id"]
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if kind == "status" and content["execution_state"] == "idle":
+            break
+        if kind not in OUTPUT_TYPES or msg_id in captured.values():
+            continue
+        if kind == "clear_output":
+            if content.get("wait"):
+                clear_pending = True
+            else:
+                outputs = []
+            continue
+        if clear_pending:
+            outputs, clear_pending = [], False
+        output = nbformat.v4.output_from_msg(msg)
+        if kind == "error":
+            raise RuntimeError(f"{where} failed: {output.ename}: {output.evalue}")
+        last = outputs[-1] if outputs else None
+        if kind == "stream" and last is not None and last.get("name") == output.name:
+            last.text += output.text  # one output per stream run, as Jupyter stores it
+        else:
+            outputs.append(output)
+    return outputs
 
 
 if __name__ == "__main__":
