@@ -234,6 +234,11 @@ def run_report(args: argparse.Namespace) -> None:
         print("Narrowest width reaching 90% of the oracle's accuracy, per SNR (dB):")
         for snr, width in verdict.items():
             print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
+        best = results.narrowest_widths(rows, statistic="best")
+        print("\nThe same for the best seed of each width (what a width can do):")
+        for snr, width in best.items():
+            print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
+        print(f"\nVerdict (means): {results.claim_verdict(verdict)}")
         print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR (dB):")
         for snr, (reached, runs) in results.runs_reaching(rows).items():
             print(f"  {'clean' if snr is None else snr}: {reached} of {runs}")

@@ -71,6 +71,13 @@ def test_narrowest_width_verdict(results):
     assert narrowest_widths(load_results(results), fraction=0.5) == {None: 2, 6.0: 2}
 
 
+def test_narrowest_width_of_the_best_seed(results):
+    # Clean width 2: seeds 0.80 and 0.90; the best, 0.90, reaches 0.873 where the mean fails.
+    assert narrowest_widths(load_results(results), statistic="best") == {None: 2, 6.0: None}
+    with pytest.raises(ValueError, match="statistic"):
+        narrowest_widths(load_results(results), statistic="median")
+
+
 def test_runs_reaching_counts_single_runs(results):
     # Clean: 0.873 needed; 0.80 misses, 0.90, 0.90, 0.92, 0.95 reach. 6 dB: 0.81 needed.
     assert runs_reaching(load_results(results)) == {None: (4, 5), 6.0: (0, 2)}
