@@ -271,7 +271,7 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
         raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
     widths = sorted({s["width"] for s in cells})
     snrs = sorted({s["snr_db"] for s in cells}, key=lambda v: -math.inf if v is None else -v)
-    scale = 100 if metric.endswith("acc") else 1
+    scale = 100 if is_accuracy(metric) else 1
     grid = torch.full((len(widths), len(snrs)), math.nan)
     fig, ax = plt.subplots(figsize=(1.3 * len(snrs) + 2, 0.7 * len(widths) + 1.6))
     for s in cells:
@@ -280,7 +280,7 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
         text = f"{grid[i, j]:.1f}\n±{s[f'{metric}_std'] * scale:.1f} (n={s['n']})"
         ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL)
     image = ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
-    label = f"{metric} (%)" if scale == 100 else metric
+    label = _METRIC_LABELS.get(metric, f"{metric} (%)" if scale == 100 else metric)
     fig.colorbar(image, ax=ax, label=label)
     ax.set_xticks(range(len(snrs)), ["clean" if v is None else f"{v:g}" for v in snrs])
     ax.set_yticks(range(len(widths)), [str(w) for w in widths])
