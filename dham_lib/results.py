@@ -105,16 +105,18 @@ def narrowest_widths(rows: Iterable[dict], fraction: float = 0.9, statistic: str
     return verdict
 
 
-def runs_reaching(rows: Iterable[dict], fraction: float = 0.9) -> dict:
-    """For each SNR, how many single DHAM runs reached ``fraction`` of the oracle's mean
-    accuracy there: ``{snr_db: (reached, runs)}``, all widths and seeds counted.
+def runs_reaching(rows: Iterable[dict], fraction: float = 0.9, group: str = "snr_db") -> dict:
+    """How many single DHAM runs reached ``fraction`` of the oracle's mean accuracy at
+    their SNR: ``{key: (reached, runs)}`` per SNR (``group="snr_db"``, clean first) or
+    per attention width (``group="width"``), over everything else in ``rows``.
 
     A run far below it is one whose attention never locked on to the digit, so this
-    counts lock-on failures, which a mean over seeds would blur. SNRs without an
-    oracle result are left out.
+    counts lock-on failures, which a mean over seeds would blur. Runs at an SNR
+    without an oracle result are left out.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    _checks.option("group", group, ("snr_db", "width"))
     rows = list(rows)
     oracle = {
         s["snr_db"]: s["test_acc_mean"]
@@ -124,10 +126,11 @@ def runs_reaching(rows: Iterable[dict], fraction: float = 0.9) -> dict:
     counts = {}
     for row in rows:
         if row["model"] == "dham" and row["snr_db"] in oracle:
-            reached, runs = counts.get(row["snr_db"], (0, 0))
+            reached, runs = counts.get(row[group], (0, 0))
             hit = row["test_acc"] >= fraction * oracle[row["snr_db"]]
-            counts[row["snr_db"]] = (reached + hit, runs + 1)
-    return {snr: counts[snr] for snr in sorted(counts, key=_snr_order)}
+            counts[row[group]] = (reached + hit, runs + 1)
+    order = _snr_order if group == "snr_db" else None
+    return {key: counts[key] for key in sorted(counts, key=order)}
 
 
 def _snr_order(snr) -> float:

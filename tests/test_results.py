@@ -86,6 +86,13 @@ def test_runs_reaching_counts_single_runs(results):
         runs_reaching([], fraction=0)
 
 
+def test_runs_reaching_per_width(results):
+    # Width 2: 0.80 misses and 0.90 reaches clean, 0.50 misses at 6 dB.
+    assert runs_reaching(load_results(results), group="width") == {2: (1, 3), 4: (2, 2), 8: (1, 2)}
+    with pytest.raises(ValueError, match="group"):
+        runs_reaching(load_results(results), group="seed")
+
+
 def test_bad_arguments(results, tmp_path):
     with pytest.raises(FileNotFoundError, match="no results"):
         load_results(tmp_path / "missing.csv")
