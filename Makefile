@@ -48,7 +48,10 @@ format: setup
 # (a sweep resumes, so writing into data/results/ would rerun nothing).
 REPRODUCE_DIR ?= runs/reproduce
 reproduce: setup
-	$(BIN)/python -m dham_lib sweep --models dham oracle cnn stn --widths 16 --snr-db clean \
+	$(BIN)/python -m dham_lib sweep --models dham oracle cnn --widths 16 --snr-db clean \
+		--seeds 0 1 2 --epochs 12 --out $(REPRODUCE_DIR)/clean.csv \
+		--checkpoints $(REPRODUCE_DIR)/checkpoints
+	$(BIN)/python -m dham_lib sweep --models stn --attention-lr 1e-3 --snr-db clean \
 		--seeds 0 1 2 --epochs 12 --out $(REPRODUCE_DIR)/clean.csv \
 		--checkpoints $(REPRODUCE_DIR)/checkpoints
 	$(BIN)/python -m dham_lib sweep --models dham oracle --widths 2 4 8 16 32 --snr-db 6 \
