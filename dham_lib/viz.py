@@ -274,12 +274,16 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     scale = 100 if is_accuracy(metric) else 1
     grid = torch.full((len(widths), len(snrs)), math.nan)
     fig, ax = plt.subplots(figsize=(1.3 * len(snrs) + 2, 0.7 * len(widths) + 1.6))
+    texts = []
     for s in cells:
         i, j = widths.index(s["width"]), snrs.index(s["snr_db"])
         grid[i, j] = s[f"{metric}_mean"] * scale
-        text = f"{grid[i, j]:.1f}\n±{s[f'{metric}_std'] * scale:.1f} (n={s['n']})"
-        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL)
+        texts.append((i, j, f"{grid[i, j]:.1f}\n±{s[f'{metric}_std'] * scale:.1f} (n={s['n']})"))
     image = ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
+    for i, j, text in texts:
+        # White on the dark end of viridis, black on the light end, so every cell reads.
+        dark = image.norm(grid[i, j].item()) < 0.5
+        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color="w" if dark else "k")
     label = _METRIC_LABELS.get(metric, f"{metric} (%)" if scale == 100 else metric)
     fig.colorbar(image, ax=ax, label=label)
     ax.set_xticks(range(len(snrs)), ["clean" if v is None else f"{v:g}" for v in snrs])
