@@ -147,6 +147,19 @@ def _axis_weights(coord: torch.Tensor, n: int):
     return low, high, 1 - frac, frac
 
 
+def _batched_moments(logits: torch.Tensor):
+    """``tx, ty, s`` (each ``[B, K]``) of ``logits [B, K, H, W]`` for all maps at once: the
+    spatial softmax, the expected position, the expected L2 distance from the detached mean."""
+    batch, k_maps, map_h, map_w = logits.shape
+    pmf = torch.softmax(logits.reshape(batch, k_maps, -1), dim=-1).reshape(logits.shape)
+    xs, ys = _pixel_axis(map_w), _pixel_axis(map_h)
+    tx = (pmf.sum(-2) * xs).sum(-1)
+    ty = (pmf.sum(-1) * ys).sum(-1)
+    dx = (xs - tx[..., None]).detach()[..., None, :]
+    dy = (ys - ty[..., None]).detach()[..., :, None]
+    return tx, ty, (torch.sqrt(dx**2 + dy**2) * pmf).sum((-2, -1))
+
+
 def loop_reference(
     image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] = (28, 28)
 ) -> torch.Tensor:
@@ -198,15 +211,9 @@ def reference_2018(
     ``loop_reference``.
     """
     batch, channels, height, width = image.shape
-    _, k_maps, map_h, map_w = logits.shape
+    k_maps = logits.shape[1]
     out_h, out_w = size
-    pmf = torch.softmax(logits.reshape(batch, k_maps, -1), dim=-1).reshape(logits.shape)
-    xs, ys = _pixel_axis(map_w), _pixel_axis(map_h)
-    tx = (pmf.sum(-2) * xs).sum(-1)
-    ty = (pmf.sum(-1) * ys).sum(-1)
-    dx = (xs - tx[..., None]).detach()[..., None, :]
-    dy = (ys - ty[..., None]).detach()[..., :, None]
-    s = (torch.sqrt(dx**2 + dy**2) * pmf).sum((-2, -1))
+    tx, ty, s = _batched_moments(logits)
     u = _pixel_axis(out_w).view(1, 1, 1, out_w)
     v = _pixel_axis(out_h).view(1, 1, out_h, 1)
     gx = (tx[..., None, None] + s[..., None, None] * u).expand(batch, k_maps, out_h, out_w)
@@ -235,16 +242,9 @@ def unchecked_vectorised(
     Not a reference for the speed-up: a diagnostic of what ``dham_lib``'s input
     validation (finiteness and PMF checks on every call) costs in the layer's time.
     """
-    batch, _, _, _ = image.shape
-    _, k_maps, map_h, map_w = logits.shape
+    batch, k_maps = image.shape[0], logits.shape[1]
     out_h, out_w = size
-    pmf = torch.softmax(logits.reshape(batch, k_maps, -1), dim=-1).reshape(logits.shape)
-    xs, ys = _pixel_axis(map_w), _pixel_axis(map_h)
-    tx = (pmf.sum(-2) * xs).sum(-1)
-    ty = (pmf.sum(-1) * ys).sum(-1)
-    dx = (xs - tx[..., None]).detach()[..., None, :]
-    dy = (ys - ty[..., None]).detach()[..., :, None]
-    s = (torch.sqrt(dx**2 + dy**2) * pmf).sum((-2, -1))
+    tx, ty, s = _batched_moments(logits)
     gx = tx[..., None, None] + s[..., None, None] * _pixel_axis(out_w).view(1, 1, 1, out_w)
     gy = ty[..., None, None] + s[..., None, None] * _pixel_axis(out_h).view(1, 1, out_h, 1)
     grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
@@ -448,16 +448,18 @@ def train_worker(spec: dict) -> dict:
     """Run in a child process: train one model on the clean bundled task until 90% test accuracy.
 
     The task is ``dham_lib.experiments.Cell(model, width=16, stride=2)`` on the bundled
-    data (clean 120x120 canvases), trained by ``dham_lib.train.fit`` as ``train_cell``
-    does. ``fit`` evaluates on the test set after every epoch; to stop at the first
-    epoch that reaches 90% the child wraps ``dham_lib.train.evaluate`` (which ``fit``
-    calls) and raises once the accuracy is reached. The wrapper keeps the training
+    data (clean 120x120 canvases), trained with the cell's recipe by
+    ``dham_lib.experiments.fit_cell``, as ``train_cell`` trains it (the attention
+    network at its own learning rate). ``fit`` evaluates on the test set after every
+    epoch; to stop at the first epoch that reaches 90% the child wraps
+    ``dham_lib.train.evaluate`` (which ``fit`` calls) and raises once the accuracy is
+    reached. The wrapper keeps the training
     time as ``fit`` counts it, cumulative and without the evaluations; when ``fit``
     runs to the end, the two clocks are compared. The child's own peak RSS
     (``RUSAGE_SELF`` at the end) covers imports, data, training and evaluation.
     """
     import dham_lib.train as train_module
-    from dham_lib.experiments import Cell, make_dataset
+    from dham_lib.experiments import Cell, fit_cell, make_dataset
 
     cell = Cell(model=spec["model"], width=16, stride=2, snr_db=None, epochs=spec["epochs"])
     train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")
@@ -488,17 +490,7 @@ def train_worker(spec: dict) -> dict:
     clock["start"] = time.perf_counter()
     clock_gap = math.nan
     try:
-        history = train_module.fit(
-            model,
-            train_set,
-            test_set,
-            epochs=cell.epochs,
-            lr=cell.lr,
-            batch_size=cell.batch_size,
-            seed=cell.seed,
-            device="cpu",
-            progress=False,
-        )
+        history = fit_cell(cell, model, train_set, test_set, device="cpu", progress=False)
         clock_gap = max(abs(a - b) for a, b in zip(history["seconds"], seconds, strict=True))
     except _Reached90:
         pass

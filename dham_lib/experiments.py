@@ -137,18 +137,10 @@ def make_dataset(cell: Cell, split: str, canvas: int | None = None) -> Translate
     )
 
 
-def train_cell(cell: Cell, device=None, progress: bool = True):
-    """Train and score one cell: returns ``(model, history, row)``.
-
-    ``row`` holds the cell's fields and ``RESULT_COLUMNS``: test accuracy and loss,
-    the box metrics (NaN without a box), training seconds, the training seconds
-    when test accuracy first reached 90% (NaN if never), and the accuracy on the
-    larger canvases.
-    """
-    train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")
-    seed_everything(cell.seed)  # the initial weights are drawn when the model is built
-    model = build_model(cell.model, **cell.model_kwargs())
-    history = fit(
+def fit_cell(cell: Cell, model, train_set, test_set, device=None, progress: bool = True) -> dict:
+    """``fit`` with the cell's recipe (epochs, learning rates, batch size, seed,
+    curriculum): the one place that turns a Cell into training arguments."""
+    return fit(
         model,
         train_set,
         test_set,
@@ -161,6 +153,20 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
         attention_lr=cell.attention_lr,
         curriculum_epochs=cell.curriculum,
     )
+
+
+def train_cell(cell: Cell, device=None, progress: bool = True):
+    """Train and score one cell: returns ``(model, history, row)``.
+
+    ``row`` holds the cell's fields and ``RESULT_COLUMNS``: test accuracy and loss,
+    the box metrics (NaN without a box), training seconds, the training seconds
+    when test accuracy first reached 90% (NaN if never), and the accuracy on the
+    larger canvases.
+    """
+    train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")
+    seed_everything(cell.seed)  # the initial weights are drawn when the model is built
+    model = build_model(cell.model, **cell.model_kwargs())
+    history = fit_cell(cell, model, train_set, test_set, device=device, progress=progress)
     final = evaluate(model, test_set)
     reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
     row = {name: getattr(cell, name) for name in CELL_COLUMNS}
