@@ -5,10 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lab test lint format clean reproduce
+.PHONY: help setup lab app test lint format clean reproduce
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
+	@echo "make app    serve the SNR slider page (app/snr_explorer.ipynb) with Voila"
 	@echo "make test   set up .venv and run the linter and every test"
 	@echo "make setup  only create .venv and install the course into it"
 	@echo "make reproduce  rerun the clean experiment and one sweep row (hours on a CPU)"
@@ -26,6 +27,11 @@ setup: $(STAMP)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# The SNR slider as a standalone page for a projector: code hidden, only the widgets.
+APP_PORT ?= 8866
+app: setup
+	$(BIN)/voila app/snr_explorer.ipynb --port=$(APP_PORT) --Voila.ip=127.0.0.1
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,9 +43,11 @@ test: lint
 	DHAM_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
+# nbstripout keeps the outputs and counts but drops widget state and volatile metadata.
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+	$(BIN)/nbstripout --keep-output --keep-count --keep-id notebooks/*.ipynb
 
 # The experiments of data/results/README.md: the clean comparison (4 models x 3 seeds)
 # and the 6 dB row of the SNR x width sweep, then their tables and figures. The sweep

@@ -21,7 +21,10 @@ everywhere in ``dham_lib``. The widgets use only what ipywidgets 7.7 (Colab) and
 
 from __future__ import annotations
 
+import base64
+import io
 import math
+import traceback
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -176,16 +179,42 @@ def make_slider(
     return widgets.FloatSlider(readout_format=readout_format or ".2f", **options)
 
 
+def view_outputs(view: View) -> tuple[dict, ...]:
+    """``view`` as Jupyter outputs: its figure as a PNG, then its numbers as printed text."""
+    buffer = io.BytesIO()
+    view.figure.savefig(buffer, format="png", bbox_inches="tight")
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    outputs = [
+        {
+            "output_type": "display_data",
+            "data": {"image/png": png, "text/plain": repr(view.figure)},
+            "metadata": {},
+        }
+    ]
+    if view.numbers:
+        text = format_numbers(view.numbers) + "\n"
+        outputs.append({"output_type": "stream", "name": "stdout", "text": text})
+    return tuple(outputs)
+
+
+def _error_outputs(error: Exception) -> tuple[dict, ...]:
+    text = "".join(traceback.format_exception_only(type(error), error))
+    return ({"output_type": "stream", "name": "stderr", "text": text},)
+
+
 def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
     """Wire ``sliders`` (keyword = argument of ``fn``) to ``fn`` and return the widget.
 
     ``fn(**fixed, **slider_values)`` must return a :class:`View`; its figure and
-    numbers are redrawn below the sliders whenever a slider is released
-    (``ipywidgets.interactive_output``). The figure is closed once shown, so moving
-    a slider does not pile up open figures.
+    numbers replace the ``Output`` widget's contents whenever a slider is released.
+    The figure is closed once drawn, so moving a slider does not pile up open figures;
+    an error raised while a slider moves is shown in place of the figure.
+
+    The outputs are set on the widget directly rather than captured with
+    ``interactive_output``: a capture inside the executing cell made nbclient (and so
+    Voilà and nbconvert) wait out its whole timeout for that cell.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     if not callable(fn):
         raise TypeError(f"fn must be a callable returning a View, got {type(fn).__name__}")
@@ -199,16 +228,26 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
     if clash:
         raise ValueError(f"fixed and sliders must not share arguments, got both for {clash}")
 
-    def redraw(**values):
-        view = fn(**fixed, **values)
+    output = widgets.Output()
+
+    def draw() -> tuple[dict, ...]:
+        view = fn(**fixed, **{name: slider.value for name, slider in sliders.items()})
         if not isinstance(view, View):
             raise TypeError(f"{fn.__name__} must return a View, got {type(view).__name__}")
-        display(view.figure)
-        plt.close(view.figure)
-        if view.numbers:
-            print(format_numbers(view.numbers))
+        try:
+            return view_outputs(view)
+        finally:
+            plt.close(view.figure)
 
-    output = widgets.interactive_output(redraw, dict(sliders))
+    def redraw(change) -> None:
+        try:
+            output.outputs = draw()
+        except Exception as error:  # a bad slider value must not kill the explorer
+            output.outputs = _error_outputs(error)
+
+    output.outputs = draw()  # the first drawing raises: a bad starting value is a bug
+    for slider in sliders.values():
+        slider.observe(redraw, names="value")
     controls = widgets.HBox(list(sliders.values()), layout=widgets.Layout(flex_flow="row wrap"))
     return widgets.VBox([controls, output])
 

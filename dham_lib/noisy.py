@@ -132,7 +132,7 @@ def attention_at_snr(
         true_boxes=boxes[:n],
         n=n,
     )
-    fig.suptitle(f"DHAM, attention width {width}, on canvases at {label}")
+    fig.suptitle(f"DHAM, attention width {width}, on canvases at {label}", y=1.03)
     numbers = {
         "width": int(width),
         f"accuracy on {count} canvases (%)": float((predicted == digits).float().mean() * 100),

@@ -1,5 +1,7 @@
 """The slider callbacks: figures and numbers follow the sliders, bad input fails."""
 
+import base64
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
@@ -268,9 +270,32 @@ def test_build_explorer_calls_fn_on_each_release():
     box = ia.build_explorer(fake, fixed={"scale": 2}, peak=peak)
     assert isinstance(box, widgets.VBox)
     assert calls == [(2, 0.0)]  # drawn once on creation
+    output = box.children[1]
+    first = output.outputs
     peak.value = 0.5
     assert calls[-1] == (2, 0.5)
     assert not plt.get_fignums()  # each figure is closed once shown
+    (figure, numbers) = output.outputs  # replaced, not appended to
+    assert figure["output_type"] == "display_data"
+    assert base64.b64decode(figure["data"]["image/png"]).startswith(b"\x89PNG")
+    assert numbers == {"output_type": "stream", "name": "stdout", "text": "peak = 0.500\n"}
+    assert first[1]["text"] == "peak = 0.000\n"
+
+
+def test_an_error_while_a_slider_moves_is_shown_in_the_explorer():
+    def fragile(peak):
+        if peak > 0:
+            raise ValueError(f"peak must be <= 0, got {peak}")
+        fig, ax = plt.subplots()
+        return ia.View(fig, {})
+
+    peak = ia.make_slider("peak", 0.0, -1, 1, 0.1)
+    output = ia.build_explorer(fragile, peak=peak).children[1]
+    peak.value = 0.5
+    (error,) = output.outputs
+    assert error["name"] == "stderr" and "peak must be <= 0, got 0.5" in error["text"]
+    peak.value = -0.5
+    assert output.outputs[0]["output_type"] == "display_data"  # it recovers
 
 
 def test_build_explorer_bad_arguments():

@@ -12,6 +12,7 @@ clean top-to-bottom run and nothing machine-specific. The rules checked here:
   figure, and exercise check cells have outputs (check cells end in "Correct");
 - no widget state (``metadata.widgets``) and no volatile cell metadata (timings);
 - no absolute paths (home folders, /tmp) in any output;
+- nothing left for nbstripout (keeping outputs) to strip, so diffs stay clean;
 - ``### BEGIN SOLUTION`` / ``### END SOLUTION`` come in pairs within a cell.
 
 Run as a script, this file also executes notebooks and strips what the rules forbid::
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,17 +155,22 @@ def test_solution_markers_pair_up(notebook):
         assert marks == pairs, f"{path.name}, code cell {i}: unpaired solution markers {marks}"
 
 
+NBSTRIPOUT = ("--keep-output", "--keep-count", "--keep-id")  # as `make format` runs it
+
+
+def test_nbstripout_would_change_nothing():
+    """Clean diffs: nbstripout (keeping outputs) finds nothing volatile left to strip."""
+    command = [sys.executable, "-m", "nbstripout", "--verify", *NBSTRIPOUT, *map(str, NOTEBOOKS)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, f"run `make format`:\n{done.stdout}{done.stderr}"
+
+
 # --------------------------------------------------------------------------- the script
 
 
 def strip(path: Path) -> None:
-    """Remove widget state and volatile cell metadata from the notebook at ``path``."""
-    nb = _load(path)
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        for key in VOLATILE_CELL_METADATA:
-            cell.metadata.pop(key, None)
-    nbformat.write(nb, path)
+    """Strip widget state and volatile metadata from ``path`` with nbstripout, keeping outputs."""
+    subprocess.run([sys.executable, "-m", "nbstripout", *NBSTRIPOUT, str(path)], check=True)
 
 
 CELL_TIMEOUT = 1800  # seconds a cell may go without output before the run fails
