@@ -7,7 +7,9 @@ it got and what was expected, as DESIGN.md asks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
@@ -75,3 +77,20 @@ def same_shape(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> None
     if len(set(shapes)) != 1:
         listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
         raise ValueError(f"{', '.join(names)} must have the same shape, got {listed}")
+
+
+def writable_folder(name: str, folder: Path) -> Path:
+    """Create ``folder`` if missing and make sure files can be written in it.
+
+    Raises ``PermissionError`` naming the argument and the folder, before any work
+    whose result would then have nowhere to go.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"{name} {folder} cannot be created ({error.strerror}); choose a writable folder"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} {folder} is not writable; choose a writable folder")
+    return folder

@@ -109,7 +109,7 @@ def load_mnist(
         if source == "full":
             raise RuntimeError(
                 f"Could not download the full MNIST into {err.raw_dir} ({err.reason}); "
-                'check the network connection and try again, or use source="bundled" '
+                f'{err.hint}, or use source="bundled" '
                 "for the 5,000-digit subset that ships with the course."
             ) from None
         images, labels = _load_bundled(split)
@@ -159,13 +159,18 @@ def _load_bundled(split: str) -> tuple[np.ndarray, np.ndarray]:
         return npz[f"{split}_images"], npz[f"{split}_labels"]
 
 
-class _FullUnavailable(Exception):
-    """The full MNIST could not be downloaded; carries a one-line reason and the cache folder."""
+NETWORK_HINT = "check the network connection and try again"
+READ_ONLY_HINT = "pass cache_dir= or set DHAM_CACHE_DIR to a writable folder"
 
-    def __init__(self, reason: str, raw_dir: Path):
+
+class _FullUnavailable(Exception):
+    """The full MNIST could not be downloaded: a one-line reason, the cache folder, a hint."""
+
+    def __init__(self, reason: str, raw_dir: Path, hint: str = NETWORK_HINT):
         super().__init__(reason)
         self.reason = reason
         self.raw_dir = raw_dir
+        self.hint = hint
 
 
 def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.ndarray]:
@@ -176,9 +181,15 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
     from torchvision.datasets import MNIST  # deferred: only this path needs torchvision
 
     raw_dir = root / "MNIST" / "raw"
-    _drop_unverified(raw_dir, MNIST.resources)
     try:
+        if not _all_verified(raw_dir, MNIST.resources):
+            # A read-only cache is fine once complete; one that needs a download is not.
+            _checks.writable_folder("the cache folder", raw_dir)
+        _drop_unverified(raw_dir, MNIST.resources)
         dataset = _torchvision_mnist(MNIST, root, split, timeout)
+    except PermissionError as err:
+        reason = "the cache folder is not writable" if err.filename is None else str(err)
+        raise _FullUnavailable(reason, raw_dir, READ_ONLY_HINT) from err
     except _READ_ERRORS as err:
         if not _all_verified(raw_dir, MNIST.resources):
             raise _FullUnavailable(_short_reason(err), raw_dir) from err

@@ -256,7 +256,10 @@ def sweep(
     processes can share one CSV. Returns the file's rows at the end.
     """
     results = Path(results)
-    results.parent.mkdir(parents=True, exist_ok=True)
+    # Fail now, not after the first cell's minutes of training have nowhere to go.
+    _checks.writable_folder("the results CSV's folder", results.parent)
+    if checkpoints is not None:
+        checkpoints = _checks.writable_folder("checkpoints", Path(checkpoints))
     cells = list(dict.fromkeys(cells))
     if not all(isinstance(cell, Cell) for cell in cells):
         raise TypeError("cells must be Cell objects")
@@ -271,10 +274,8 @@ def sweep(
         start = time.perf_counter()
         model, _, row = train_cell(cell, device=device, progress=False)
         if checkpoints is not None:
-            folder = Path(checkpoints)
-            folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint(
-                folder / checkpoint_name(cell),
+                checkpoints / checkpoint_name(cell),
                 model,
                 data_config=dataclasses.asdict(cell),
                 metrics={"acc": row["test_acc"]},

@@ -4,7 +4,9 @@ A student should never be stuck waiting (notebooks 04 and 05): ``train_or_load``
 loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the requested
 :class:`~dham_lib.experiments.Cell`, and says so. It trains instead when asked
 (``train=True`` or ``DHAM_TRAIN=1``), when the file is missing or was trained for
-another cell, or when its checksum fails (the bad file is reported and replaced).
+another cell, or when its checksum fails: it says why, and keeps the file it replaces
+as ``<name>.pt.old``. A read-only checkpoint folder is reported, and the model is
+trained and returned unsaved.
 In quick mode (``DHAM_QUICK=1``, set by the test command) it trains a shrunken
 cell for seconds and saves nothing.
 """
@@ -15,7 +17,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file
+from dham_lib import _checks
+from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file, sidecar_path
 from dham_lib.experiments import Cell, cell_from_config, train_cell
 
 MANIFEST = "SHA256SUMS"
@@ -61,13 +64,31 @@ def train_or_load(
         loaded = _load_matching(path, cell)
         if loaded is not None:
             return loaded
+    try:
+        _checks.writable_folder("the checkpoint folder", path.parent)
+    except PermissionError as error:
+        print(f"{error}: training {name} anyway; it will not be saved (set DHAM_CHECKPOINT_DIR).")
+        return train_cell(cell, device=device, progress=progress)
     model, history, row = train_cell(cell, device=device, progress=progress)
+    _keep_aside(path)
     save_checkpoint(
         path, model, data_config=dataclasses.asdict(cell), metrics=row, extra={"history": history}
     )
     write_manifest(path.parent)
     print(f"Trained {name} and saved it as {path.name}.")
     return model, history, row
+
+
+def _keep_aside(path: Path) -> None:
+    """Rename an existing checkpoint (and its sidecar) to ``<name>.pt.old`` before a new
+    one takes its name: it may hold another setting's finished training."""
+    if not path.exists():
+        return
+    old = path.with_name(path.name + ".old")
+    path.replace(old)
+    if sidecar_path(path).exists():
+        sidecar_path(path).replace(sidecar_path(old))
+    print(f"The previous {path.name} is kept as {old.name}.")
 
 
 def _load_matching(path: Path, cell: Cell):

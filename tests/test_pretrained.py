@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from dham_lib import pretrained
-from dham_lib.checkpoints import save_checkpoint
+from dham_lib.checkpoints import load_checkpoint, save_checkpoint
 from dham_lib.experiments import Cell
 from dham_lib.models import build_model
 
@@ -47,8 +47,15 @@ def test_missing_then_trained_then_loaded(folder, trained, capsys):
 
 def test_other_setting_or_asked_to_train_trains_again(folder, trained, capsys):
     pretrained.train_or_load("demo", CELL)
+    first = (folder / "demo.pt").read_bytes()
     pretrained.train_or_load("demo", Cell(model="cnn", epochs=4))
-    assert "trained for another setting" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained for another setting" in out and "kept as demo.pt.old" in out
+    # The other setting's finished training is kept, checksum and all, out of the manifest.
+    assert (folder / "demo.pt.old").read_bytes() == first
+    _, meta = load_checkpoint(folder / "demo.pt.old")
+    assert meta["data_config"]["epochs"] == 3
+    assert pretrained.verify_manifest(folder) == []
     pretrained.train_or_load("demo", Cell(model="cnn", epochs=4), train=True)
     assert len(trained) == 3
 
@@ -103,8 +110,6 @@ def test_bad_arguments(folder, name, cell, error):
 
 
 def test_publish_and_load_committed(folder, tmp_path):
-    from dham_lib.checkpoints import save_checkpoint
-
     source = tmp_path / "run" / "x.pt"
     source.parent.mkdir()
     save_checkpoint(source, build_model("dham", width=2), data_config={"snr_db": 6.0})
