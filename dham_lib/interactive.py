@@ -211,8 +211,9 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
     an error raised while a slider moves is shown in place of the figure.
 
     The outputs are set on the widget directly rather than captured with
-    ``interactive_output``: a capture inside the executing cell made nbclient (and so
-    Voilà and nbconvert) wait out its whole timeout for that cell.
+    ``interactive_output``: that capture, inside the executing cell, made nbclient (so
+    Voilà and nbconvert) wait out its whole cell timeout in 2 of 5 runs of the
+    ``make app`` page (0 of 5 this way), with the kernel idle.
     """
     import ipywidgets as widgets
 

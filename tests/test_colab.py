@@ -7,7 +7,8 @@ course's ``.venv``, linked in through a ``.pth`` file rather than installed agai
 A kernel of that environment then runs notebook 01 as Colab would: its first cell,
 with Colab detection forced on (``DHAM_FORCE_COLAB=1``), clones the course from a
 local URL (this repository's committed ``HEAD``) and installs it with ``%pip``; the
-rest of the notebook must then run to the end in quick mode.
+rest of the notebook must then run to the end in quick mode, and a slider and a
+dropdown must redraw an explorer under ipywidgets 7.7.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ print("ipywidgets", ipywidgets.__version__)
 print("torch", torch.__file__)
 print("dham_lib", dham_lib.__file__)
 print("digits", len(labels), "checkpoint", meta["model_config"]["width"])
+from dham_lib.interactive import build_explorer, make_slider, pmf_explorer
+box = build_explorer(
+    lambda peak_x, spread: pmf_explorer(peak_x, 0.0, spread, 1.0),
+    peak_x=make_slider("peak x", 0.0, -1, 1, 0.1),
+    spread=ipywidgets.Dropdown(options=[0.1, 0.3], value=0.3),
+)
+drawn = [box.children[1].outputs]
+for control, value in zip(box.children[0].children, (0.5, 0.1)):
+    control.value = value
+    drawn.append(box.children[1].outputs)
+print("redrawn", len({str(outputs) for outputs in drawn}))
 """
 
 
@@ -143,6 +155,7 @@ def test_notebook_01_installs_the_course_and_runs_to_the_end_on_colab(colab, tmp
     assert Path(printed["torch"]).is_relative_to(preinstalled), printed["torch"]
     assert Path(printed["dham_lib"]).is_relative_to(clone), printed["dham_lib"]
     assert printed["digits"] == "1000 checkpoint 16"
+    assert printed["redrawn"] == "3"  # a slider and a dropdown each redraw, on ipywidgets 7.7
     # torch is still the preinstalled one: not reinstalled into the runtime, not replaced.
     assert _torch_record(preinstalled) == torch_before
     assert not list(_site_packages(python.parent.parent).glob("torch*"))
