@@ -5,11 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lab app test lint format clean reproduce
+.PHONY: help setup lab app student site test lint format clean reproduce
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
 	@echo "make app    serve the SNR slider page (app/snr_explorer.ipynb) with Voila"
+	@echo "make student  regenerate the student edition in notebooks/student/ (nbgrader)"
+	@echo "make site   build the course website into build/site/ (Sphinx, no execution)"
 	@echo "make test   set up .venv and run the linter and every test"
 	@echo "make setup  only create .venv and install the course into it"
 	@echo "make reproduce  rerun the clean experiment and one sweep row (hours on a CPU)"
@@ -18,7 +20,7 @@ help:
 # Reinstall whenever pyproject.toml changes its dependencies.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[lab,test]'
+	$(BIN)/python -m pip install --quiet --editable '.[lab,teach,test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,6 +33,20 @@ lab: setup
 APP_PORT ?= 8866
 app: setup
 	$(BIN)/voila app/snr_explorer.ipynb --port=$(APP_PORT) --Voila.ip=127.0.0.1
+
+# The student edition: nbgrader metadata on each exercise, then generate_assignment.
+# Never edit notebooks/student/ by hand; a test regenerates it and compares.
+TEACHER_NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
+student: setup
+	$(BIN)/python scripts/student_edition.py mark $(TEACHER_NOTEBOOKS)
+	$(BIN)/python scripts/student_edition.py generate $(TEACHER_NOTEBOOKS) --out notebooks/student
+
+# The website, from the committed notebooks as they are (their outputs are the figures).
+SITE_DIR ?= build/site
+site: setup
+	rm -rf $(SITE_DIR)
+	$(BIN)/sphinx-build -W --keep-going -q -c docs . $(SITE_DIR)
+	@echo "open $(SITE_DIR)/index.html"
 
 lint: setup
 	$(BIN)/ruff check .

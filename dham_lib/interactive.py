@@ -74,18 +74,20 @@ class View(NamedTuple):
 # --------------------------------------------------------------------------- links
 
 
-def colab_url(notebook: str) -> str:
-    """The "Open in Colab" address of ``notebooks/<notebook>`` on the course's main branch."""
+def colab_url(notebook: str, student: bool = False) -> str:
+    """The "Open in Colab" address of ``notebooks/<notebook>`` on the course's main branch,
+    or of its student edition ``notebooks/student/<notebook>``."""
     if not isinstance(notebook, str) or not notebook.endswith(".ipynb") or "/" in notebook:
         raise ValueError(f"notebook must be a file name like '01_pmf_math.ipynb', got {notebook!r}")
     repo = REPOSITORY.removeprefix("https://github.com/")
-    return f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{notebook}"
+    folder = "notebooks/student" if student else "notebooks"
+    return f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/{folder}/{notebook}"
 
 
-def colab_badge(notebook: str) -> str:
-    """The Markdown of the "Open in Colab" badge for ``notebooks/<notebook>``."""
+def colab_badge(notebook: str, student: bool = False) -> str:
+    """The Markdown of the "Open in Colab" badge for the notebook (or its student edition)."""
     badge = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"[![Open In Colab]({badge})]({colab_url(notebook)})"
+    return f"[![Open In Colab]({badge})]({colab_url(notebook, student)})"
 
 
 # --------------------------------------------------------------------------- numbers and checks

@@ -28,10 +28,10 @@ from dham_lib.sampling import box_to_params, glimpse, glimpse_box
 class Prediction(NamedTuple):
     """What every model returns.
 
-    logits:   ``[B, num_classes]`` class scores (before softmax).
-    boxes:    ``[B, K, 4]`` attention boxes ``x0, y0, x1, y1`` in pixel
-              coordinates, or ``None`` for a model that does not attend.
-    glimpses: ``[B, K, C, h, w]`` the crops the classifier saw, or ``None``.
+    - ``logits``: ``[B, num_classes]`` class scores (before softmax).
+    - ``boxes``: ``[B, K, 4]`` attention boxes ``x0, y0, x1, y1`` in pixel
+      coordinates, or ``None`` for a model that does not attend.
+    - ``glimpses``: ``[B, K, C, h, w]`` the crops the classifier saw, or ``None``.
     """
 
     logits: torch.Tensor

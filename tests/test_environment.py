@@ -23,7 +23,7 @@ def parse(requirement: str) -> tuple[str, str]:
 def pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
-    for extra in ("lab", "test"):
+    for extra in ("lab", "teach", "test"):
         wanted += project["optional-dependencies"][extra]
     return dict(parse(r) for r in wanted)
 

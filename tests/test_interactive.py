@@ -327,6 +327,8 @@ def test_colab_links():
         "notebooks/01_pmf_math.ipynb"
     )
     assert ia.colab_badge("01_pmf_math.ipynb").endswith(f"]({url})")
+    student = ia.colab_url("01_pmf_math.ipynb", student=True)
+    assert student == url.replace("/notebooks/", "/notebooks/student/")
     assert "https://github.com/dham-course/dham-course" in ia.COLAB_CELL
     for bad in ("01_pmf_math", "notebooks/01_pmf_math.ipynb", 1):
         with pytest.raises(ValueError, match="notebook"):

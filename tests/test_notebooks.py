@@ -208,7 +208,7 @@ def execute(path: Path) -> None:
 def _run_cell(client, source: str, where: str) -> list:
     """Execute ``source``; return its outputs as nbformat nodes. Raises on an error."""
     msg_id = client.execute(source, store_history=True)
-    outputs, captured, clear_pending = [], {}, False
+    outputs, captured, clear_pending, error = [], {}, False, None
     while True:
         msg = client.get_iopub_msg(timeout=CELL_TIMEOUT)
         kind, content = msg["msg_type"], msg["content"]
@@ -220,6 +220,9 @@ def _run_cell(client, source: str, where: str) -> list:
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         if kind == "status" and content["execution_state"] == "idle":
+            # Raise only now: the kernel aborts requests sent before it is idle again.
+            if error is not None:
+                raise RuntimeError(f"{where} failed: {error.ename}: {error.evalue}")
             break
         if kind not in OUTPUT_TYPES or msg_id in captured.values():
             continue
@@ -233,7 +236,8 @@ def _run_cell(client, source: str, where: str) -> list:
             outputs, clear_pending = [], False
         output = nbformat.v4.output_from_msg(msg)
         if kind == "error":
-            raise RuntimeError(f"{where} failed: {output.ename}: {output.evalue}")
+            error = output
+            continue
         last = outputs[-1] if outputs else None
         if kind == "stream" and last is not None and last.get("name") == output.name:
             last.text += output.text  # one output per stream run, as Jupyter stores it
