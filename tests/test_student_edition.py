@@ -20,6 +20,7 @@ import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+from dham_lib.interactive import colab_url
 from tests.test_notebooks import NOTEBOOK_DIR, NOTEBOOKS, _run_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,15 @@ def _code_lines(nb, solutions: bool) -> Counter:
             elif line and inside == solutions:
                 lines[line] += 1
     return lines
+
+
+def test_readme_gives_both_colab_badges_student_first():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{path.stem}`"))
+        student, teacher = colab_url(path.name, student=True), colab_url(path.name)
+        assert f"({student})" in row and f"({teacher})" in row, path.name
+        assert row.index(f"({student})") < row.index(f"({teacher})"), path.name
 
 
 def test_every_teacher_notebook_has_a_student_copy_and_nothing_else():
