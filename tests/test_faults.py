@@ -124,14 +124,28 @@ def _read_only(folder: Path) -> None:
         path.chmod(0o555 if path.is_dir() else 0o444)
 
 
+@functools.cache
+def _unprivileged_prefix() -> tuple[str, ...]:
+    """``setpriv`` to the user nobody when running as root (else nothing), once checked
+    that nobody can run this Python and import the course; skips the test otherwise."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root cannot be stopped by permissions, and setpriv is missing")
+    prefix = (setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import dham_lib"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"user nobody cannot run {sys.executable} with the course ({last})")
+    return prefix
+
+
 def _run_unprivileged(code: str, shared: Path, **env: str) -> subprocess.CompletedProcess:
     """Run ``python -c code`` as a user without write access to read-only folders."""
-    command = [sys.executable, "-c", code]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("root cannot be stopped by permissions, and setpriv is missing")
-        command = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
+    command = [*_unprivileged_prefix(), sys.executable, "-c", code]
     environment = {
         **os.environ,
         "HOME": str(shared / "home"),
