@@ -182,10 +182,10 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
 
     raw_dir = root / "MNIST" / "raw"
     try:
-        if not _all_verified(raw_dir, MNIST.resources):
+        _drop_unverified(raw_dir, MNIST.resources)  # what it leaves on disk is verified
+        if not all((raw_dir / name).is_file() for name, _ in MNIST.resources):
             # A read-only cache is fine once complete; one that needs a download is not.
             _checks.writable_folder("the cache folder", raw_dir)
-        _drop_unverified(raw_dir, MNIST.resources)
         dataset = _torchvision_mnist(MNIST, root, split, timeout)
     except PermissionError as err:
         reason = "the cache folder is not writable" if err.filename is None else str(err)

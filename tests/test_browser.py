@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from tests.servers import ROOT, free_port, jupyter_env, serve
+from tests.test_notebooks import figure_outputs, notebook_title
 
 pytestmark = pytest.mark.slow
 
@@ -112,24 +113,16 @@ def test_voila_snr_slider_and_width_redraw_the_figure(page, voila_url, screensho
 
 def test_jupyterlab_renders_a_notebook_with_its_outputs(page, lab_url, screenshot_dir):
     nb = nbformat.read(ROOT / "notebooks" / LAB_NOTEBOOK, as_version=4)
-    title = next(
-        c.source for c in nb.cells if c.cell_type == "markdown" and "\n# " in "\n" + c.source
-    )
-    title = next(line[2:] for line in title.splitlines() if line.startswith("# "))
+    title = notebook_title(nb)
 
     page.goto(lab_url, timeout=PAGE_TIMEOUT)
     heading = page.locator(".jp-RenderedMarkdown h1").first
     heading.wait_for(timeout=PAGE_TIMEOUT)
-    assert title.strip() in heading.inner_text()
+    assert title in heading.inner_text()
     page.locator(".jp-OutputArea-output img").first.wait_for(timeout=PAGE_TIMEOUT)
 
     # Every committed figure is drawn and decoded (a broken image has naturalWidth 0).
-    committed = sum(
-        "image/png" in output.get("data", {})
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    committed = len(figure_outputs(nb))
     widths = page.eval_on_selector_all(
         ".jp-OutputArea-output img", "imgs => imgs.map(img => img.naturalWidth)"
     )

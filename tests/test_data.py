@@ -65,28 +65,25 @@ def test_same_seed_same_items_other_seed_other_items(digits, background):
     assert not torch.equal(a[2], c[2])
 
 
+def assert_same_items(first: TranslatedMNIST, second: TranslatedMNIST, n: int = 16) -> None:
+    """The first ``n`` canvases, labels and boxes of the two datasets are identical."""
+    for x, y in zip(first.batch(range(n)), second.batch(range(n)), strict=True):
+        assert torch.equal(x, y)
+
+
 def test_reseeded_is_a_fresh_draw_of_the_same_task(digits):
     base = TranslatedMNIST(*digits, snr_db=3.0, seed=1)
     again = base.reseeded(2)
-    direct = TranslatedMNIST(*digits, snr_db=3.0, seed=2)
-    for x, y in zip(again.batch(range(16)), direct.batch(range(16)), strict=True):
-        assert torch.equal(x, y)
+    assert_same_items(again, TranslatedMNIST(*digits, snr_db=3.0, seed=2))
     assert not torch.equal(base.batch(range(16))[2], again.batch(range(16))[2])
     # The original keeps its own draws.
-    for x, y in zip(
-        base.batch(range(4)),
-        TranslatedMNIST(*digits, snr_db=3.0, seed=1).batch(range(4)),
-        strict=True,
-    ):
-        assert torch.equal(x, y)
+    assert_same_items(base, TranslatedMNIST(*digits, snr_db=3.0, seed=1), n=4)
 
 
 def test_with_snr_keeps_the_canvases_and_changes_only_the_noise_level(digits):
     noisy = TranslatedMNIST(*digits, snr_db=6.0, seed=4)
     louder = noisy.with_snr(0.0)
-    direct = TranslatedMNIST(*digits, snr_db=0.0, seed=4)
-    for x, y in zip(louder.batch(range(16)), direct.batch(range(16)), strict=True):
-        assert torch.equal(x, y)
+    assert_same_items(louder, TranslatedMNIST(*digits, snr_db=0.0, seed=4))
     # 6 dB less SNR is twice the noise amplitude (10·log10(4) = 6.02 dB).
     np.testing.assert_allclose(louder.sigma / noisy.sigma, 10 ** (6 / 20))
     assert noisy.snr_db == 6.0  # the original is untouched

@@ -65,6 +65,17 @@ def _output_text(output) -> str:
     )
 
 
+def notebook_title(nb) -> str:
+    """The text of the notebook's first ``# `` heading."""
+    lines = (line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines())
+    return next(line[2:].strip() for line in lines if line.startswith("# "))
+
+
+def figure_outputs(nb) -> list:
+    """Every output of the notebook that holds a PNG figure."""
+    return [o for c in _code_cells(nb) for o in c.outputs if "image/png" in o.get("data", {})]
+
+
 def _printed(cell) -> str:
     return "".join(o.text for o in cell.outputs if o.output_type == "stream")
 
@@ -126,8 +137,7 @@ def test_outputs_present_and_no_errors(notebook):
             assert cell.outputs, f"{where} should have an output and has none"
         if "check_answers(" in cell.source:
             assert "Correct" in _printed(cell), f"{where}: the check cell does not say Correct"
-    images = [o for c in _code_cells(nb) for o in c.outputs if "image/png" in o.get("data", {})]
-    assert images, f"{path.name} shows no figure"
+    assert figure_outputs(nb), f"{path.name} shows no figure"
 
 
 def test_no_widget_state_or_volatile_metadata(notebook):

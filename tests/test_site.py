@@ -19,14 +19,10 @@ import pytest
 
 from dham_lib.interactive import colab_url
 from tests.servers import ROOT
-from tests.test_notebooks import NOTEBOOKS
+from tests.test_data import QuietHandler
+from tests.test_notebooks import NOTEBOOKS, figure_outputs, notebook_title
 
 pytestmark = pytest.mark.slow
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +44,6 @@ def site_url(tmp_path_factory):
     server.server_close()
 
 
-def _title(nb) -> str:
-    lines = (line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines())
-    return next(line[2:].strip() for line in lines if line.startswith("# "))
-
-
-def _figures(nb) -> int:
-    return sum(
-        "image/png" in output.get("data", {})
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
-
-
 def test_the_landing_page_is_the_readme_and_links_every_notebook(page, site_url, screenshot_dir):
     page.goto(f"{site_url}/index.html")  # forwards to docs/index.html
     page.wait_for_url("**/docs/index.html")
@@ -78,14 +60,14 @@ def test_each_notebook_page_has_its_title_code_figures_and_colab_button(
 ):
     nb = nbformat.read(path, as_version=4)
     page.goto(f"{site_url}/notebooks/{path.stem}.html")
-    assert _title(nb) in page.locator("h1").first.inner_text()
+    assert notebook_title(nb) in page.locator("h1").first.inner_text()
     code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
     assert page.locator("div.cell_input").count() == code_cells
     images = page.locator("div.cell_output img")
     images.last.scroll_into_view_if_needed()
     page.wait_for_load_state("load")
     widths = images.evaluate_all("imgs => imgs.map(img => img.complete ? img.naturalWidth : 0)")
-    assert len(widths) == _figures(nb) and all(w > 0 for w in widths), widths
+    assert len(widths) == len(figure_outputs(nb)) and all(w > 0 for w in widths), widths
     assert page.locator(f"a[href='{colab_url(path.name)}']").count() >= 1
     page.screenshot(path=screenshot_dir / f"site_{path.stem}.png")
 
