@@ -447,9 +447,9 @@ class _Reached90(Exception):
 def train_worker(spec: dict) -> dict:
     """Run in a child process: train one model on the clean bundled task until 90% test accuracy.
 
-    The task is ``dham_lib.experiments.Cell(model, width=16, stride=2)`` on the bundled
+    The task is ``dham_lib.study.experiments.Cell(model, width=16, stride=2)`` on the bundled
     data (clean 120x120 canvases), trained with the cell's recipe by
-    ``dham_lib.experiments.fit_cell``, as ``train_cell`` trains it (the attention
+    ``dham_lib.study.experiments.fit_cell``, as ``train_cell`` trains it (the attention
     network at its own learning rate). ``fit`` evaluates on the test set after every
     epoch; to stop at the first epoch that reaches 90% the child wraps
     ``dham_lib.train.evaluate`` (which ``fit`` calls) and raises once the accuracy is
@@ -459,7 +459,7 @@ def train_worker(spec: dict) -> dict:
     (``RUSAGE_SELF`` at the end) covers imports, data, training and evaluation.
     """
     import dham_lib.train as train_module
-    from dham_lib.experiments import Cell, fit_cell, make_dataset
+    from dham_lib.study.experiments import Cell, fit_cell, make_dataset
 
     cell = Cell(model=spec["model"], width=16, stride=2, snr_db=None, epochs=spec["epochs"])
     train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")

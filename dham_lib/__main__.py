@@ -1,7 +1,7 @@
-"""``python -m dham_lib``: see :mod:`dham_lib.cli`."""
+"""``python -m dham_lib``: see :mod:`dham_lib.study.cli`."""
 
 import sys
 
-from dham_lib.cli import main
+from dham_lib.study.cli import main
 
 sys.exit(main())

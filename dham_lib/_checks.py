@@ -7,10 +7,12 @@ it got and what was expected, as DESIGN.md asks.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -94,3 +96,14 @@ def writable_folder(name: str, folder: Path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"{name} {folder} is not writable; choose a writable folder")
     return folder
+
+
+def snr_db(name: str, value) -> float | None:
+    """Check that ``value`` is None (a clean canvas) or a finite number of decibels."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be None or a number of dB, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite (or None for no noise), got {value}")
+    return float(value)

@@ -320,7 +320,7 @@ class TranslatedMNIST(Dataset):
         self._labels = _check_labels(labels, len(self._images))
         self.canvas_size = _check_canvas(canvas)
         self.scale = _check_scale(scale, min(self.canvas_size))
-        self.snr_db = _check_snr(snr_db)
+        self.snr_db = _checks.snr_db("snr_db", snr_db)
         self.background = _checks.option("background", background, BACKGROUNDS)
         self.n_clutter = _check_n_clutter(
             n_clutter, background, self.canvas_size, len(self._images)
@@ -382,7 +382,7 @@ class TranslatedMNIST(Dataset):
         (``fit(curriculum_epochs=...)``); ``None`` gives the clean canvases.
         """
         other = copy.copy(self)
-        other.snr_db = _check_snr(snr_db)
+        other.snr_db = _checks.snr_db("snr_db", snr_db)
         other.sigma = other._noise_sigma()
         return other
 
@@ -589,17 +589,6 @@ def _check_scale(scale, short_side: int) -> tuple[float, float]:
             "canvas side; expected at least 2 px"
         )
     return low, high
-
-
-def _check_snr(snr_db) -> float | None:
-    """``snr_db``: None or a finite number of decibels."""
-    if snr_db is None:
-        return None
-    if isinstance(snr_db, bool) or not isinstance(snr_db, (int, float, np.floating, np.integer)):
-        raise TypeError(f"snr_db must be None or a number, got {type(snr_db).__name__}")
-    if not math.isfinite(snr_db):
-        raise ValueError(f"snr_db must be finite (or None for no noise), got {snr_db}")
-    return float(snr_db)
 
 
 def _check_seed(seed) -> int:

@@ -108,3 +108,25 @@ def _first_and_last(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     first = torch.where(mask, index, torch.full_like(index, float("inf"))).amin(dim=1)
     last = torch.where(mask, index, torch.full_like(index, -1.0)).amax(dim=1)
     return first, last
+
+
+def measured_snr_db(clean: torch.Tensor, noisy: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The SNR of each canvas as the course defines it (notebook 05), measured: ``[B]`` in dB.
+
+    ``clean`` and ``noisy`` are ``[B, 1, H, W]`` versions of the same items and
+    ``boxes`` their ``[B, 4]`` digit boxes: signal power is ``mean(d²)`` over the
+    box of the clean canvas, noise power the variance of ``noisy - clean`` where
+    the clean canvas has no stroke.
+    """
+    b, _, h, w = clean.shape
+    ys = torch.arange(h)[None, :, None]
+    xs = torch.arange(w)[None, None, :]
+    x0, y0, x1, y1 = (boxes[:, k, None, None] for k in range(4))
+    inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    signal = (clean[:, 0] ** 2 * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2))
+    background = clean[:, 0] == 0
+    noise = noisy[:, 0] - clean[:, 0]
+    count = background.sum(dim=(1, 2))
+    mean = (noise * background).sum(dim=(1, 2)) / count
+    power = ((noise - mean[:, None, None]) ** 2 * background).sum(dim=(1, 2)) / (count - 1)
+    return 10 * torch.log10(signal / power)

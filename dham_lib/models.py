@@ -135,7 +135,8 @@ class DHAMClassifier(nn.Module):
     All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
     ``width`` is the attention convolutions' channel count (the seed claim: more
     noise needs more of them), ``k`` the number of glimpses, ``norm`` 1 or 2 for
-    the scale, ``stride`` the attention map's subsampling (see AttentionNet).
+    the scale, ``stride`` the attention map's subsampling (see AttentionNet; 2, as in
+    the course's recipe ``dham_lib.study.experiments.Cell``).
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class DHAMClassifier(nn.Module):
         k=1,
         norm=2,
         temperature=1.0,
-        stride=1,
+        stride=2,
         in_channels=1,
         glimpse_size=(28, 28),
         uniform_start=True,

@@ -5,7 +5,7 @@ committed notebooks are read where they are, outputs and all, and never executed
 """
 
 import dham_lib
-from dham_lib.interactive import BRANCH, REPOSITORY
+from dham_lib.course.colab import BRANCH, REPOSITORY
 
 project = "DHAM course"
 author = "The DHAM course authors"

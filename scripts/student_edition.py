@@ -100,7 +100,7 @@ def course_folder(notebooks: list[Path], root: Path) -> Path:
 
 def point_badge_at_student_copy(nb, name: str) -> None:
     """The first cell's Colab badge opens the student copy; it says where the solutions are."""
-    from dham_lib.interactive import colab_url
+    from dham_lib.course.colab import colab_url
 
     first = nb.cells[0]
     teacher_url, student_url = colab_url(name), colab_url(name, student=True)

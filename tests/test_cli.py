@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from dham_lib.checkpoints import load_checkpoint
-from dham_lib.cli import build_parser, main
+from dham_lib.study.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_train_every_baseline(tmp_path, model):
 
 
 def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys):
-    from dham_lib import experiments
+    from dham_lib.study import experiments
     from tests.test_experiments import fake_train_cell
 
     monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
@@ -106,7 +106,7 @@ def test_report_without_results_is_a_clear_error(tmp_path, capsys):
 
 
 def test_sweep_and_train_options_reach_their_cells():
-    from dham_lib.cli import _recipe, cell_from
+    from dham_lib.study.cli import _recipe, cell_from
 
     parser = build_parser()
     args = parser.parse_args(["sweep", "--k", "2", "--epochs", "3", "--widths", "4", "--out", "x"])
@@ -118,7 +118,7 @@ def test_sweep_and_train_options_reach_their_cells():
 
 
 def experiments_grid(args):
-    from dham_lib.cli import _recipe
-    from dham_lib.experiments import grid
+    from dham_lib.study.cli import _recipe
+    from dham_lib.study.experiments import grid
 
     return grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))

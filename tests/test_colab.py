@@ -39,14 +39,15 @@ COLAB_PINNED = ["ipykernel==6.17.1", "ipython==7.34.0", "ipywidgets==7.7.1"]
 AFTER_CHECK = """\
 import ipywidgets, torch, dham_lib
 from dham_lib.data import load_mnist
-from dham_lib.pretrained import load_committed
+from dham_lib.study.pretrained import load_committed
 images, labels = load_mnist("test", source="bundled", verbose=False)
 model, meta = load_committed("dham-clean-w16")
 print("ipywidgets", ipywidgets.__version__)
 print("torch", torch.__file__)
 print("dham_lib", dham_lib.__file__)
 print("digits", len(labels), "checkpoint", meta["model_config"]["width"])
-from dham_lib.interactive import build_explorer, make_slider, pmf_explorer
+from dham_lib.course.explorers import pmf_explorer
+from dham_lib.course.widgets import build_explorer, make_slider
 box = build_explorer(
     lambda peak_x, spread: pmf_explorer(peak_x, 0.0, spread, 1.0),
     peak_x=make_slider("peak x", 0.0, -1, 1, 0.1),

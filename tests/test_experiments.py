@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from dham_lib import experiments
-from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, grid, read_rows, sweep
+from dham_lib.study import experiments
+from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, grid, read_rows, sweep
+from tests.figures import small_dham
 
 TINY = {"epochs": 1, "train_size": 64, "test_size": 32, "canvas": 64, "batch_size": 32}
 
@@ -117,3 +118,12 @@ def test_grid_is_seed_major():
 def test_bad_shard(tmp_path, shard):
     with pytest.raises(ValueError, match="shard"):
         sweep([Cell()], tmp_path / "r.csv", shard=shard)
+
+
+def test_evaluate_canvases_keeps_the_digit_size():
+    cell = Cell(model="dham", width=4, test_size=20)
+    scores = experiments.evaluate_canvases(small_dham(), cell, sides=(120, 160))
+    assert [s["canvas"] for s in scores] == [120, 160]
+    assert all(0 <= s["acc"] <= 1 and 0 <= s["iou"] <= 1 for s in scores)
+    with pytest.raises(TypeError, match="Cell"):
+        experiments.evaluate_canvases(small_dham(), "clean")

@@ -218,8 +218,8 @@ def test_a_read_only_checkpoint_folder_trains_unsaved_or_loads(shared_tmp):
     folder = shared_tmp / "checkpoints"
     folder.mkdir()
     code = (
-        "from dham_lib.experiments import Cell\n"
-        "from dham_lib.pretrained import train_or_load\n"
+        "from dham_lib.study.experiments import Cell\n"
+        "from dham_lib.study.pretrained import train_or_load\n"
         f"model, history, row = train_or_load('demo', {TINY_CELL}, progress=False)\n"
         "print('ACC', row['test_acc'])\n"
     )
@@ -253,7 +253,7 @@ def test_a_sweep_into_a_read_only_folder_stops_before_training(shared_tmp, read_
         (shared_tmp / name).chmod(0o777)  # writable by anyone, the unprivileged user included
     _read_only(shared_tmp / read_only)
     code = (
-        "from dham_lib.experiments import grid, sweep\n"
+        "from dham_lib.study.experiments import grid, sweep\n"
         "cells = grid(['cnn'], [16], [None], [0], epochs=1, train_size=64, test_size=32)\n"
         "try:\n"
         f"    sweep(cells, {str(shared_tmp / 'results' / 'sweep.csv')!r},\n"

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from dham_lib.metrics import box_centre_error, box_coverage, box_iou, ink_square
+from dham_lib.data import TranslatedMNIST, load_mnist
+from dham_lib.metrics import box_centre_error, box_coverage, box_iou, ink_square, measured_snr_db
 
 
 def test_iou_by_hand():
@@ -69,3 +70,13 @@ def test_ink_square_of_a_blank_image_is_an_error():
         ink_square(image)
     with pytest.raises(ValueError, match="one channel"):
         ink_square(torch.ones(1, 3, 5, 5))
+
+
+def test_measured_snr_matches_the_request():
+    images, labels = load_mnist("test", source="bundled", verbose=False)
+    for snr in (-3.0, 6.0, 12.0):
+        clean = TranslatedMNIST(images[:32], labels[:32], snr_db=None, seed=4)
+        noisy = TranslatedMNIST(images[:32], labels[:32], snr_db=snr, seed=4)
+        canvases, _, boxes = noisy.batch(range(32))
+        measured = measured_snr_db(clean.batch(range(32))[0], canvases, boxes)
+        assert measured.mean().item() == pytest.approx(snr, abs=0.5)

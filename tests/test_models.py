@@ -66,7 +66,7 @@ def test_uniform_pmf_scale_matches_the_continuous_square():
 
 @pytest.mark.parametrize(("height", "width"), [(120, 120), (40, 60)])
 def test_uniform_start_spans_the_canvas(height, width):
-    model = DHAMClassifier(width=4)
+    model = DHAMClassifier(width=4, stride=1)  # a map of the canvas's own pixels
     pmf, params = model.attend(torch.rand(2, 1, height, width))
     torch.testing.assert_close(pmf, torch.full_like(pmf, 1 / (height * width)))
     torch.testing.assert_close(params.tx, torch.zeros(2, 1), atol=1e-6, rtol=0)

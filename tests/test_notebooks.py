@@ -32,7 +32,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dham_lib.interactive import COLAB_CELL, colab_url
+from dham_lib.course.colab import COLAB_CELL, colab_url
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"

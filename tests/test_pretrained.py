@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from dham_lib import pretrained
 from dham_lib.checkpoints import load_checkpoint, save_checkpoint
-from dham_lib.experiments import Cell
 from dham_lib.models import build_model
+from dham_lib.study import pretrained
+from dham_lib.study.experiments import Cell
 
 CELL = Cell(model="cnn", epochs=3)
 

@@ -3,10 +3,12 @@
 import csv
 import math
 
+import pandas as pd
 import pytest
 
-from dham_lib.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
-from dham_lib.results import (
+from dham_lib.study import results as results_module
+from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
+from dham_lib.study.results import (
     claim_verdict,
     load_results,
     markdown_table,
@@ -52,38 +54,38 @@ def results(tmp_path):
 
 def test_rows_come_back_typed(results):
     rows = load_results(results)
-    assert rows[0]["snr_db"] is None and rows[-1]["snr_db"] == 6.0
-    assert rows[0]["width"] == 0 and isinstance(rows[0]["test_acc"], float)
-    assert math.isnan(rows[0]["iou"])
-    assert rows[0]["attention_lr"] is None
+    assert rows["snr_db"].iloc[0] == math.inf and rows["snr_db"].iloc[-1] == 6.0  # inf: clean
+    assert rows["width"].iloc[0] == 0 and rows["test_acc"].dtype == float
+    assert math.isnan(rows["iou"].iloc[0])
+    assert math.isnan(rows["attention_lr"].iloc[0]) and rows["model"].iloc[0] == "oracle"
 
 
 def test_summary_by_hand(results):
     summary = summarise(load_results(results), metrics=("test_acc",))
-    (w2,) = [s for s in summary if s["model"] == "dham" and s["width"] == 2 and s["snr_db"] is None]
-    assert w2["n"] == 2
+    (_, w2), *others = summary.query("model == 'dham' and width == 2 and snr_db == inf").iterrows()
+    assert not others and w2["n"] == 2
     assert w2["test_acc_mean"] == pytest.approx(0.85)
     assert w2["test_acc_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
 
 
 def test_narrowest_width_verdict(results):
-    assert narrowest_widths(load_results(results)) == {None: 4, 6.0: None}
-    assert narrowest_widths(load_results(results), fraction=0.5) == {None: 2, 6.0: 2}
+    assert narrowest_widths(load_results(results)) == {math.inf: 4, 6.0: None}
+    assert narrowest_widths(load_results(results), fraction=0.5) == {math.inf: 2, 6.0: 2}
 
 
 def test_narrowest_width_of_the_best_seed(results):
     # Clean width 2: seeds 0.80 and 0.90; the best, 0.90, reaches 0.873 where the mean fails.
-    assert narrowest_widths(load_results(results), statistic="best") == {None: 2, 6.0: None}
+    assert narrowest_widths(load_results(results), statistic="best") == {math.inf: 2, 6.0: None}
     with pytest.raises(ValueError, match="statistic"):
         narrowest_widths(load_results(results), statistic="median")
 
 
 def test_runs_reaching_counts_single_runs(results):
     # Clean: 0.873 needed; 0.80 misses, 0.90, 0.90, 0.92, 0.95 reach. 6 dB: 0.81 needed.
-    assert runs_reaching(load_results(results)) == {None: (4, 5), 6.0: (0, 2)}
-    assert runs_reaching(load_results(results), fraction=0.5) == {None: (5, 5), 6.0: (2, 2)}
+    assert runs_reaching(load_results(results)) == {math.inf: (4, 5), 6.0: (0, 2)}
+    assert runs_reaching(load_results(results), fraction=0.5) == {math.inf: (5, 5), 6.0: (2, 2)}
     with pytest.raises(ValueError, match="fraction"):
-        runs_reaching([], fraction=0)
+        runs_reaching(load_results(results), fraction=0)
 
 
 def test_runs_reaching_per_width(results):
@@ -102,28 +104,36 @@ def test_bad_arguments(results, tmp_path):
         summarise(load_results(results), by=("colour",))
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of one line of a Markdown table, without their padding."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
 def test_markdown_table(results):
     summary = summarise(load_results(results), metrics=("test_acc", "iou"))
-    table = markdown_table(summary).splitlines()
-    assert table[0] == "| model | width | snr_db | test_acc | iou | seeds |"
-    assert "| dham | 2 | clean | 85 ± 7.1 | – | 2 |" in table
+    table = [_cells(line) for line in markdown_table(summary).splitlines()]
+    assert table[0] == ["model", "width", "snr_db", "test_acc", "iou", "seeds"]
+    assert ["dham", "2", "clean", "85 ± 7.1", "–", "2"] in table
     with pytest.raises(ValueError, match="empty"):
-        markdown_table([])
+        markdown_table(pd.DataFrame())
 
 
 def test_accuracies_of_larger_canvases_are_shown_in_percent():
     entry = {"model": "dham", "n": 1, "acc_canvas160_mean": 0.5, "acc_canvas160_std": 0.0}
     entry.update(iou_mean=0.5, iou_std=0.0)
-    table = markdown_table([entry], ("acc_canvas160", "iou"))
-    assert table.splitlines()[-1] == "| dham | 50 ± 0 | 0.5 ± 0 | 1 |"
+    table = markdown_table(pd.DataFrame([entry]), ("acc_canvas160", "iou"))
+    assert _cells(table.splitlines()[-1]) == ["dham", "50 ± 0", "0.5 ± 0", "1"]
 
 
 @pytest.mark.parametrize(
     ("widths", "start"),
     [
-        ({None: 2, 6.0: 2, 0.0: 8, -3.0: None}, "The data support the claim"),
-        ({None: 4, 6.0: 4, 0.0: 4}, "The data do not support the claim: the same width"),
-        ({None: 8, 6.0: 2, 0.0: 4}, "The data do not support the claim: the width needed is not"),
+        ({math.inf: 2, 6.0: 2, 0.0: 8, -3.0: None}, "The data support the claim"),
+        ({math.inf: 4, 6.0: 4, 0.0: 4}, "The data do not support the claim: the same width"),
+        (
+            {math.inf: 8, 6.0: 2, 0.0: 4},
+            "The data do not support the claim: the width needed is not",
+        ),
         ({6.0: 4}, "Only one SNR"),
     ],
 )
@@ -132,7 +142,7 @@ def test_claim_verdict(widths, start):
 
 
 def test_claim_verdict_names_every_snr():
-    text = claim_verdict({None: 2, -3.0: None})
+    text = claim_verdict({math.inf: 2, -3.0: None})
     assert "clean: width 2" in text and "-3 dB: no width tried suffices" in text
     with pytest.raises(ValueError, match="sweep"):
         claim_verdict({})
@@ -142,3 +152,27 @@ def test_an_snr_without_oracle_is_not_judged(tmp_path):
     path = tmp_path / "partial.csv"
     write(path, [("dham", 2, 0.0, 0, 0.9), ("dham", 2, 6.0, 0, 0.9), ("oracle", 0, 6.0, 0, 0.95)])
     assert narrowest_widths(load_results(path)) == {6.0: 2}
+
+
+def test_model_summary_orders_models_and_handles_subsets(tmp_path):
+    assert results_module.model_summary(tmp_path / "missing.csv").empty
+    path = tmp_path / "clean.csv"
+    write(
+        path,
+        [
+            ("oracle", 0, None, 0, 0.97),
+            ("dham", 16, None, 0, 0.96),
+            ("dham", 16, None, 1, 0.94),
+            ("dham", 8, None, 0, 0.90),
+            ("cnn", 0, None, 0, 0.80),
+            ("dham", 16, 6.0, 0, 0.5),
+        ],
+    )
+    summary = results_module.model_summary(path, width=16)
+    assert summary["model"].tolist() == ["cnn", "dham", "oracle"]
+    dham = summary.iloc[1]
+    assert dham["n"] == 2 and dham["test_acc_mean"] == pytest.approx(0.95)
+    assert math.isnan(dham["iou_mean"])
+    every_width = results_module.model_summary(path)
+    assert every_width[["model", "width"]].values.tolist()[1:3] == [["dham", 8], ["dham", 16]]
+    assert results_module.model_summary(path, snr_db=6.0)["n"].tolist() == [1]

@@ -17,7 +17,7 @@ import threading
 import nbformat
 import pytest
 
-from dham_lib.interactive import colab_url
+from dham_lib.course.colab import colab_url
 from tests.servers import ROOT
 from tests.test_data import QuietHandler
 from tests.test_notebooks import NOTEBOOKS, figure_outputs, notebook_title

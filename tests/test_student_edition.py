@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from dham_lib.interactive import colab_url
+from dham_lib.course.colab import colab_url
 from tests.test_notebooks import NOTEBOOK_DIR, NOTEBOOKS, _run_cell
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 A student should never be stuck waiting (notebooks 04 and 05): ``train_or_load``
 loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the requested
-:class:`~dham_lib.experiments.Cell`, and says so. It trains instead when asked
+:class:`~dham_lib.study.experiments.Cell`, and says so. It trains instead when asked
 (``train=True`` or ``DHAM_TRAIN=1``), when the file is missing or was trained for
 another cell, or when its checksum fails: it says why, and keeps the file it replaces
 as ``<name>.pt.old``. A read-only checkpoint folder is reported, and the model is
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dham_lib import _checks
 from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file, sidecar_path
-from dham_lib.experiments import Cell, cell_from_config, train_cell
+from dham_lib.study.experiments import Cell, cell_from_config, train_cell
 
 MANIFEST = "SHA256SUMS"
 QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
@@ -30,7 +30,7 @@ def checkpoint_dir() -> Path:
     override = os.environ.get("DHAM_CHECKPOINT_DIR")
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+    return Path(__file__).resolve().parents[2] / "data" / "checkpoints"
 
 
 def quick_mode() -> bool:
@@ -47,7 +47,7 @@ def train_or_load(
     ``train_cell``. Prints one line saying which it did and why.
     """
     if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a dham_lib.experiments.Cell, got {type(cell).__name__}")
+        raise TypeError(f"cell must be a study.experiments.Cell, got {type(cell).__name__}")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"name must be a plain file name such as 'dham-clean-w16', got {name!r}")
     if quick_mode():

@@ -20,10 +20,13 @@ import torch
 
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
-from dham_lib.experiments import RESULT_COLUMNS, Cell, grid, make_dataset, sweep, train_cell
+from dham_lib.models import MODELS
+from dham_lib.study import results
+from dham_lib.study.experiments import RESULT_COLUMNS, Cell, grid, make_dataset, sweep, train_cell
 from dham_lib.train import choose_device
 
-MODELS = ("dham", "stn", "cnn", "oracle")
+# Every default of the command line is the recipe's, so `train` and `Cell()` agree.
+RECIPE = Cell()
 
 
 def _snr(text: str) -> float | None:
@@ -66,11 +69,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that define the data: background, canvas, source, sizes."""
     task = parser.add_argument_group("data")
     task.add_argument("--background", choices=("noise", "clutter"), default="noise")
-    task.add_argument("--canvas", type=_positive_int, default=120, help="canvas side in pixels")
+    task.add_argument(
+        "--canvas", type=_positive_int, default=RECIPE.canvas, help="canvas side in pixels"
+    )
     task.add_argument(
         "--source",
         choices=("bundled", "full", "auto"),
-        default="bundled",
+        default=RECIPE.source,
         help="MNIST digits: the bundled 4,000/1,000 split (default), the full 70k, or auto",
     )
     task.add_argument("--train-size", type=_positive_int, help="use only the first N train digits")
@@ -80,32 +85,38 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def add_attention_arguments(parser: argparse.ArgumentParser) -> None:
     """The DHAM model's own options (other models ignore them)."""
     attention = parser.add_argument_group("attention (DHAM only, but --attention-lr: also STN)")
-    attention.add_argument("--k", type=_positive_int, default=1, help="glimpses per canvas")
-    attention.add_argument("--stride", type=_positive_int, default=2, help="attention map stride")
-    attention.add_argument("--norm", type=int, choices=(1, 2), default=2, help="scale: L1 or L2")
-    attention.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    attention.add_argument("--k", type=_positive_int, default=RECIPE.k, help="glimpses per canvas")
+    attention.add_argument(
+        "--stride", type=_positive_int, default=RECIPE.stride, help="attention map stride"
+    )
+    attention.add_argument(
+        "--norm", type=int, choices=(1, 2), default=RECIPE.norm, help="scale: L1 or L2"
+    )
+    attention.add_argument(
+        "--temperature", type=float, default=RECIPE.temperature, help="softmax temperature"
+    )
     attention.add_argument(
         "--attention-lr",
         type=float,
-        default=1e-2,
+        default=RECIPE.attention_lr,
         help="learning rate of the network that decides where to look (DHAM and STN; "
-        "default 1e-2, ten times --lr)",
+        f"default {RECIPE.attention_lr:g}, ten times --lr)",
     )
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, default_epochs: int) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the optimisation."""
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, default=default_epochs)
-    training.add_argument("--batch-size", type=_positive_int, default=64)
-    training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--epochs", type=_positive_int, default=RECIPE.epochs)
+    training.add_argument("--batch-size", type=_positive_int, default=RECIPE.batch_size)
+    training.add_argument("--lr", type=float, default=RECIPE.lr, help="Adam learning rate")
     training.add_argument(
         "--curriculum",
         type=int,
-        default=4,
+        default=Cell(snr_db=0.0).curriculum,
         metavar="EPOCHS",
         help="train noisy canvases from 12 dB down to --snr-db over this many epochs "
-        "(default 4; 0 trains at --snr-db from the start)",
+        "(0 trains at --snr-db from the start)",
     )
     training.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -126,24 +137,16 @@ def cell_from(args: argparse.Namespace) -> Cell:
 
 
 def _save_figures(model, history, test_set, out: Path) -> list[str]:
-    import matplotlib
+    from dham_lib.study import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dham_lib.viz import plot_glimpses, plot_learning_curves
-
-    written = []
-    figure = plot_learning_curves(history)
-    figure.savefig(out / "learning_curves.png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    written.append("learning_curves.png")
+    figures.save(figures.plot_learning_curves(history), out / "learning_curves.png")
+    written = ["learning_curves.png"]
     canvases, labels, true_boxes = test_set.batch(list(range(min(8, len(test_set)))))
     device = next(model.parameters()).device
     with torch.no_grad():
         prediction = model(canvases.to(device), true_box=true_boxes.to(device))
     if prediction.boxes is not None:
-        figure = plot_glimpses(
+        figure = figures.plot_glimpses(
             canvases,
             prediction.boxes.cpu(),
             prediction.glimpses.cpu(),
@@ -151,8 +154,7 @@ def _save_figures(model, history, test_set, out: Path) -> list[str]:
             predictions=prediction.logits.argmax(dim=1).cpu(),
             true_boxes=true_boxes,
         )
-        figure.savefig(out / "glimpses.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        figures.save(figure, out / "glimpses.png")
         written.append("glimpses.png")
     return written
 
@@ -200,56 +202,6 @@ def run_sweep(args: argparse.Namespace) -> list:
     )
 
 
-def run_report(args: argparse.Namespace) -> None:
-    """Summarise the result CSVs in a folder: tables, the width verdict and figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from dham_lib import results, viz
-
-    folder = Path(args.results)
-    figures = folder / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    found = False
-    if (folder / "clean.csv").exists():
-        found = True
-        summary = results.summarise(results.load_results(folder / "clean.csv"))
-        metrics = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
-        print("## Clean canvases\n\n" + results.markdown_table(summary, metrics) + "\n")
-        viz.plot_model_comparison(summary).savefig(figures / "clean_models.png", dpi=100)
-        sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
-        summary = results.summarise(results.load_results(folder / "clean.csv"), metrics=sizes)
-        print(
-            "## Larger canvases (trained on 120×120)\n\n" + results.markdown_table(summary, sizes)
-        )
-        print()
-        figure = viz.plot_model_comparison(summary, sizes)
-        figure.savefig(figures / "clean_canvas_sizes.png", dpi=100)
-    if (folder / "sweep.csv").exists():
-        found = True
-        rows = results.load_results(folder / "sweep.csv")
-        summary = results.summarise(rows)
-        print("## Sweep\n\n" + results.markdown_table(summary) + "\n")
-        verdict = results.narrowest_widths(rows)
-        print("Narrowest width reaching 90% of the oracle's accuracy, per SNR (dB):")
-        for snr, width in verdict.items():
-            print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
-        best = results.narrowest_widths(rows, statistic="best")
-        print("\nThe same for the best seed of each width (what a width can do):")
-        for snr, width in best.items():
-            print(f"  {'clean' if snr is None else snr}: {width if width else 'none'}")
-        print(f"\nVerdict (means): {results.claim_verdict(verdict)}")
-        print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR (dB):")
-        for snr, (reached, runs) in results.runs_reaching(rows).items():
-            print(f"  {'clean' if snr is None else snr}: {reached} of {runs}")
-        for metric in ("test_acc", "iou"):
-            figure = viz.plot_sweep_heatmap(summary, metric)
-            figure.savefig(figures / f"sweep_{metric}.png", dpi=100)
-    if not found:
-        raise FileNotFoundError(f"no clean.csv or sweep.csv in {folder}")
-    print(f"figures written to {figures}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``dham_lib`` argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -265,14 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and figures into --out.",
     )
     model = train.add_argument_group("model")
-    model.add_argument("--model", choices=MODELS, default="dham")
-    model.add_argument("--width", type=_positive_int, default=16, help="attention conv channels")
+    model.add_argument("--model", choices=tuple(MODELS), default="dham")
+    model.add_argument(
+        "--width", type=_positive_int, default=RECIPE.width, help="attention conv channels"
+    )
     add_attention_arguments(train)
     run = train.add_argument_group("run")
     run.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
     run.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
     add_data_arguments(train)
-    add_training_arguments(train, default_epochs=20)
+    add_training_arguments(train)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
 
@@ -283,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one row per finished cell; kill it at any time and run the same command to resume.",
     )
     grid_options = sweep_parser.add_argument_group("grid")
-    grid_options.add_argument("--models", nargs="+", choices=MODELS, default=["dham"])
+    grid_options.add_argument("--models", nargs="+", choices=tuple(MODELS), default=["dham"])
     grid_options.add_argument("--widths", nargs="+", type=_positive_int, default=[2, 4, 8, 16, 32])
     grid_options.add_argument(
         "--snr-db",
@@ -295,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid_options.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     add_attention_arguments(sweep_parser)
     add_data_arguments(sweep_parser)
-    add_training_arguments(sweep_parser, default_epochs=20)
+    add_training_arguments(sweep_parser)
     sweep_parser.add_argument("--out", required=True, help="results CSV (created or extended)")
     sweep_parser.add_argument("--checkpoints", help="folder to save each cell's model in")
     sweep_parser.add_argument(
@@ -313,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         "narrowest width per SNR; write figures into its figures/ folder.",
     )
     report.add_argument("results", help="folder holding clean.csv and/or sweep.csv")
-    report.set_defaults(handler=run_report)
+    report.set_defaults(handler=lambda args: results.report(args.results))
     return parser
 
 

@@ -1,9 +1,11 @@
-"""The course's figures: glimpses, attention PMFs and learning curves.
+"""The figures of a training run and of a results table: glimpses, learning curves, heat maps.
 
-Every function builds a matplotlib ``Figure`` and returns it without calling
-``plt.show``, so it works under the Agg backend (tests, nbval) and inline in
-notebooks alike. Images are drawn with pixel i's centre at coordinate i, the
-library's pixel coordinates, so boxes are drawn exactly where they sample.
+``python -m dham_lib`` draws these (so they live in the study layer, which may not import
+the classroom's ``dham_lib.course.figures``, where the other plots are). Every function
+builds a matplotlib ``Figure`` and returns it without calling ``plt.show``, so it works
+under the Agg backend (tests, nbval) and inline in notebooks alike. Images are drawn with
+pixel i's centre at coordinate i, the library's pixel coordinates, so boxes are drawn
+exactly where they sample.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from dham_lib import _checks
-from dham_lib.pmf import expected_norm, expected_position
-from dham_lib.results import is_accuracy
-from dham_lib.sampling import glimpse_box
+from dham_lib.study.results import CLEAN, is_accuracy
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
 # Axis labels with units for the result columns that have them.
@@ -35,7 +36,7 @@ _METRIC_LABELS = {
 _SMALL = 7
 
 
-def _tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
+def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
     """A detached CPU float tensor from a tensor or array, with one of ``ndims`` dimensions."""
     if not isinstance(value, torch.Tensor):
         try:
@@ -61,7 +62,7 @@ def _batch(names: tuple[str, ...], values: tuple[torch.Tensor | None, ...]) -> i
     return sizes.pop()
 
 
-def _box_patch(box: torch.Tensor, colour: str, style: str = "-") -> Rectangle:
+def box_patch(box: torch.Tensor, colour: str, style: str = "-") -> Rectangle:
     """A rectangle from ``x0, y0, x1, y1`` in pixel coordinates."""
     x0, y0, x1, y1 = box.tolist()
     return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style)
@@ -75,12 +76,6 @@ def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None
     ax.set_xlabel(xlabel, fontsize=_SMALL)
     ax.set_ylabel(ylabel, fontsize=_SMALL)
     ax.tick_params(labelsize=_SMALL - 1)
-
-
-def _positive_count(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    return n
 
 
 def _item_title(i: int, labels, predictions) -> str:
@@ -100,9 +95,9 @@ def plot_glimpses(
     true_boxes ``[B, 4]`` (dashed green). One column per item, rows: the
     canvas, then one row per glimpse.
     """
-    canvases = _tensor("canvases", canvases, (4,))
-    boxes = _tensor("boxes", boxes, (2, 3))
-    glimpses = _tensor("glimpses", glimpses, (4, 5))
+    canvases = as_tensor("canvases", canvases, (4,))
+    boxes = as_tensor("boxes", boxes, (2, 3))
+    glimpses = as_tensor("glimpses", glimpses, (4, 5))
     boxes = boxes[:, None] if boxes.dim() == 2 else boxes
     glimpses = glimpses[:, None] if glimpses.dim() == 4 else glimpses
     if boxes.shape[-1] != 4 or boxes.shape[1] != glimpses.shape[1]:
@@ -111,12 +106,12 @@ def plot_glimpses(
             f"got {tuple(boxes.shape)}"
         )
     if true_boxes is not None:
-        true_boxes = _tensor("true_boxes", true_boxes, (2,))
-    labels = None if labels is None else _tensor("labels", labels, (1,))
-    predictions = None if predictions is None else _tensor("predictions", predictions, (1,))
+        true_boxes = as_tensor("true_boxes", true_boxes, (2,))
+    labels = None if labels is None else as_tensor("labels", labels, (1,))
+    predictions = None if predictions is None else as_tensor("predictions", predictions, (1,))
     names = ("canvases", "boxes", "glimpses", "labels", "predictions", "true_boxes")
     size = _batch(names, (canvases, boxes, glimpses, labels, predictions, true_boxes))
-    n = min(_positive_count(n), size)
+    n = min(_checks.positive_int("n", n), size)
     k = glimpses.shape[1]
     fig, axes = plt.subplots(1 + k, n, figsize=(2.0 * n, 2.1 * (1 + k)), squeeze=False)
     for i in range(n):
@@ -124,16 +119,16 @@ def plot_glimpses(
             axes[0, i], canvases[i], _item_title(i, labels, predictions), "x (pixels)", "y (pixels)"
         )
         for j in range(k):
-            axes[0, i].add_patch(_box_patch(boxes[i, j], BOX_COLOURS[j % len(BOX_COLOURS)]))
+            axes[0, i].add_patch(box_patch(boxes[i, j], BOX_COLOURS[j % len(BOX_COLOURS)]))
             title = "glimpse" if k == 1 else f"glimpse {j}"
             _show(axes[1 + j, i], glimpses[i, j], title, "x (glimpse px)", "y (glimpse px)")
         if true_boxes is not None:
-            axes[0, i].add_patch(_box_patch(true_boxes[i], "lime", "--"))
+            axes[0, i].add_patch(box_patch(true_boxes[i], "lime", "--"))
     fig.tight_layout()
     return fig
 
 
-def _map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, ...]:
+def map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, ...]:
     """``imshow`` extent that puts the map's corner pixel centres on the image's corners.
 
     DHAM reads a map of any resolution as spanning the image this way.
@@ -141,67 +136,6 @@ def _map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple
     (h, w), (height, width) = map_size, image_size
     dx, dy = (width - 1) / max(w - 1, 1), (height - 1) / max(h - 1, 1)
     return (-dx / 2, (w - 0.5) * dx, (h - 0.5) * dy, -dy / 2)
-
-
-def _single_map(name: str, value) -> torch.Tensor:
-    """One map ``[H, W]`` or ``[1, 1, H, W]`` as ``[1, 1, H, W]``."""
-    value = _tensor(name, value, (2, 4))
-    if value.dim() == 4 and value.shape[:2] != (1, 1):
-        raise ValueError(f"{name} must be [H, W] or [1, 1, H, W], got shape {tuple(value.shape)}")
-    return value.reshape(1, 1, *value.shape[-2:])
-
-
-def _scalar(name: str, value) -> torch.Tensor:
-    """A number or one-element tensor as a ``[1, 1]`` tensor."""
-    value = _tensor(name, value, (0, 1, 2))
-    if value.numel() != 1:
-        raise ValueError(f"{name} must be one number, got shape {tuple(value.shape)}")
-    return value.reshape(1, 1)
-
-
-def _params(pmf: torch.Tensor, tx, ty, s) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``tx, ty, s`` as ``[1, 1]`` tensors: given (all three) or read off the PMF (L2)."""
-    given = [v is not None for v in (tx, ty, s)]
-    if any(given) and not all(given):
-        raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
-    if not any(given):
-        tx, ty = expected_position(pmf)
-        return tx, ty, expected_norm(pmf)
-    return _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
-
-
-def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
-    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box.
-
-    ``tx, ty, s`` (numbers or one-element tensors, normalised) default to the
-    PMF's expected position and L2 norm. With ``image`` (``[H, W]`` or
-    ``[1, 1, H, W]``) the PMF is laid over it, stretched to span it as DHAM
-    reads it, and the axes are the image's pixels.
-    """
-    pmf = _single_map("pmf", pmf)
-    tx, ty, s = _params(pmf, tx, ty, s)
-    map_size = tuple(pmf.shape[-2:])
-    image_size = map_size
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    if image is not None:
-        image = _single_map("image", image)
-        image_size = tuple(image.shape[-2:])
-        ax.imshow(image[0, 0].numpy(), cmap="gray")
-    alpha = 1.0 if image is None else 0.6
-    heat = ax.imshow(
-        pmf[0, 0].numpy(), cmap="viridis", alpha=alpha, extent=_map_extent(map_size, image_size)
-    )
-    fig.colorbar(heat, ax=ax, label="probability")
-    box = glimpse_box(tx, ty, s, image_size=image_size)[0, 0]
-    ax.add_patch(_box_patch(box, "red"))
-    mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
-    ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
-    ax.plot([], [], "r-", label="glimpse box (tx, ty) ± s")
-    ax.legend(loc="upper right", fontsize=_SMALL)
-    ax.set_title(title)
-    ax.set_xlabel("x (pixels)")
-    ax.set_ylabel("y (pixels)")
-    return fig
 
 
 HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
@@ -256,42 +190,42 @@ def plot_learning_curves(history) -> Figure:
     return fig
 
 
-def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
-    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns).
+def _metric_label(metric: str) -> str:
+    return _METRIC_LABELS.get(metric, f"{metric} (%)" if is_accuracy(metric) else metric)
 
-    ``summary``: the dicts of ``dham_lib.results.summarise`` (``model``, ``width``,
+
+def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
+    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first).
+
+    ``summary``: a table of ``dham_lib.study.results.summarise`` (``model``, ``width``,
     ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``); only ``model == "dham"``
     rows are drawn. Each cell shows its mean, its spread over seeds (±std) and
     the number of seeds; accuracies are shown in %. Empty cells are runs not done yet.
     """
-    cells = [s for s in summary if s.get("model") == "dham"]
-    if not cells:
+    cells = summary[summary["model"] == "dham"]
+    if cells.empty:
         raise ValueError("summary must hold at least one row with model 'dham'")
-    if f"{metric}_mean" not in cells[0]:
+    if f"{metric}_mean" not in cells:
         raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
-    widths = sorted({s["width"] for s in cells})
-    snrs = sorted({s["snr_db"] for s in cells}, key=lambda v: -math.inf if v is None else -v)
     scale = 100 if is_accuracy(metric) else 1
-    grid = torch.full((len(widths), len(snrs)), math.nan)
-    fig, ax = plt.subplots(figsize=(1.3 * len(snrs) + 2, 0.7 * len(widths) + 1.6))
-    texts = []
-    for s in cells:
-        i, j = widths.index(s["width"]), snrs.index(s["snr_db"])
-        grid[i, j] = s[f"{metric}_mean"] * scale
-        texts.append((i, j, f"{grid[i, j]:.1f}\n±{s[f'{metric}_std'] * scale:.1f} (n={s['n']})"))
-    image = ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
-    for i, j, text in texts:
-        # White on the dark end of viridis, black on the light end, so every cell reads.
-        dark = image.norm(grid[i, j].item()) < 0.5
-        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color="w" if dark else "k")
-    label = _METRIC_LABELS.get(metric, f"{metric} (%)" if scale == 100 else metric)
-    fig.colorbar(image, ax=ax, label=label)
-    ax.set_xticks(range(len(snrs)), ["clean" if v is None else f"{v:g}" for v in snrs])
-    ax.set_yticks(range(len(widths)), [str(w) for w in widths])
+    table = cells.pivot(index="width", columns="snr_db").sort_index(axis=1, ascending=False)
+    means, stds, n = (table[column] for column in (f"{metric}_mean", f"{metric}_std", "n"))
+    fig, ax = plt.subplots(figsize=(1.3 * means.shape[1] + 2, 0.7 * means.shape[0] + 1.6))
+    image = ax.imshow(means.to_numpy() * scale, cmap="viridis", aspect="auto")
+    for (i, j), mean in np.ndenumerate(means.to_numpy() * scale):
+        if not math.isnan(mean):
+            # White on the dark end of viridis, black on the light end, so every cell reads.
+            colour = "w" if image.norm(mean) < 0.5 else "k"
+            text = f"{mean:.1f}\n±{stds.iat[i, j] * scale:.1f} (n={n.iat[i, j]:.0f})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color=colour)
+    fig.colorbar(image, ax=ax, label=_metric_label(metric))
+    snrs = ["clean" if v == CLEAN else f"{v:g}" for v in means.columns]
+    ax.set_xticks(range(len(snrs)), snrs)
+    ax.set_yticks(range(len(means.index)), [str(w) for w in means.index])
     ax.set(
         xlabel="SNR (dB); noisier to the right",
         ylabel="attention width (channels)",
-        title=title or f"DHAM {label}: mean ±std over seeds",
+        title=title or f"DHAM {_metric_label(metric)}: mean ±std over seeds",
     )
     fig.tight_layout()
     return fig
@@ -300,21 +234,25 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
 def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
     """Bar charts of each model's mean (error bar: std over seeds), one panel per metric.
 
-    ``summary``: the dicts of ``dham_lib.results.summarise``, one per model; a metric
-    that a model lacks (NaN, e.g. the CNN's IoU) leaves its bar out.
+    ``summary``: a table of ``dham_lib.study.results.summarise``, one row per model; a
+    metric that a model lacks (NaN, e.g. the CNN's IoU) leaves its bar out.
     """
-    summary = list(summary)
-    if not summary:
+    if summary.empty:
         raise ValueError("summary must not be empty")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
-    names = [str(s["model"]) for s in summary]
+    names = summary["model"].astype(str).tolist()
     for ax, metric in zip(axes[0], metrics, strict=True):
         scale = 100 if is_accuracy(metric) else 1
-        means = [s[f"{metric}_mean"] * scale for s in summary]
-        stds = [s[f"{metric}_std"] * scale for s in summary]
+        means, stds = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
         ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
-        label = _METRIC_LABELS.get(metric, f"{metric} (%)" if scale == 100 else metric)
+        label = _metric_label(metric)
         ax.set(title=f"{label} by model (±std over seeds)", xlabel="model", ylabel=label)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def save(figure: Figure, path) -> None:
+    """Write ``figure`` to ``path`` (PNG at 100 dpi, tight) and close it."""
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)

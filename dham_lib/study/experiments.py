@@ -1,4 +1,4 @@
-"""Experiments: one training run per cell, and resumable sweeps over cells (notebook 05).
+"""Experiments: one training run per cell, and resumable sweeps over cells (notebooks 04, 05).
 
 A :class:`Cell` names everything that defines a run (model, attention width, SNR,
 seed, recipe). ``train_cell`` trains it and scores it on the fixed test canvases
@@ -182,6 +182,25 @@ def train_cell(cell: Cell, device=None, progress: bool = True):
     for side in LARGER_CANVASES:
         row[f"acc_canvas{side}"] = evaluate(model, make_dataset(cell, "test", canvas=side))["acc"]
     return model, history, row
+
+
+def evaluate_canvases(
+    model, cell: Cell, sides=(120, 160, 200), batch_size: int = 128
+) -> list[dict[str, float]]:
+    """Score ``model`` on the cell's test digits drawn on canvases of each side in ``sides``.
+
+    The digits keep their pixel size (``make_dataset(cell, "test", canvas=side)``),
+    so a larger canvas means more empty background around the same digits. One
+    dict per side: ``canvas`` and the metrics of :func:`dham_lib.train.evaluate`.
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be a study.experiments.Cell, got {type(cell).__name__}")
+    scores = []
+    for side in sides:
+        _checks.positive_int("side", side)
+        metrics = evaluate(model, make_dataset(cell, "test", canvas=side), batch_size=batch_size)
+        scores.append({"canvas": side, **metrics})
+    return scores
 
 
 # Cell fields added after results and checkpoints were first written, with the value

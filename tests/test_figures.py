@@ -1,20 +1,19 @@
 """Figures: the right panels, labels and boxes, and clear errors for bad input."""
 
+import math
+
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from dham_lib.sampling import glimpse_box
-from dham_lib.viz import plot_glimpses, plot_learning_curves, plot_pmf
-from tests.figures import agg_backend, rectangles  # noqa: F401 (agg_backend is an autouse fixture)
-
-
-def _assert_labelled(fig: Figure, skip=()) -> None:
-    for ax in fig.axes:
-        if ax in skip:
-            continue
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+from dham_lib.study.figures import plot_glimpses, plot_learning_curves
+from tests.figures import (  # noqa: F401 (agg_backend is an autouse fixture)
+    agg_backend,
+    assert_labelled,
+    rectangles,
+)
 
 
 def _batch(b=3, k=1):
@@ -38,7 +37,7 @@ def test_plot_glimpses_draws_each_box():
     )
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 6  # n = 3 items (fewer than 8), canvas row + glimpse row
-    _assert_labelled(fig)
+    assert_labelled(fig)
     top = fig.axes[:3]  # the canvas row
     assert top[0].get_xlabel() == "x (pixels)" and top[1].get_title() == "label 2, pred 7"
     for i, ax in enumerate(top):
@@ -54,7 +53,7 @@ def test_plot_glimpses_with_two_glimpses_and_n():
     canvases, boxes, glimpses = _batch(b=5, k=2)
     fig = plot_glimpses(canvases, boxes, glimpses, n=4)
     assert len(fig.axes) == 12  # 4 items x (canvas + 2 glimpses)
-    _assert_labelled(fig)
+    assert_labelled(fig)
     assert len(rectangles(fig.axes[0])) == 2
     assert rectangles(fig.axes[0])[1] == pytest.approx(tuple(boxes[0, 1].tolist()))
 
@@ -71,49 +70,6 @@ def test_plot_glimpses_rejects_bad_input():
         plot_glimpses(canvases, boxes, torch.rand(3, 2, 1, 28, 28))
     with pytest.raises(ValueError, match="n must"):
         plot_glimpses(canvases, boxes, glimpses, n=0)
-
-
-def test_plot_pmf_marks_the_mean_and_the_box():
-    pmf = torch.zeros(30, 40)
-    pmf[10:20, 5:15] = 1 / 100
-    fig = plot_pmf(pmf, title="a square PMF")
-    assert len(fig.axes) == 2  # the heat map and its colour bar
-    ax, colourbar = fig.axes
-    assert ax.get_title() == "a square PMF"
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (pixels)", "y (pixels)")
-    assert colourbar.get_ylabel() == "probability"
-    # The mean of the square is its centre pixel coordinate (9.5, 14.5).
-    mean = [line for line in ax.lines if line.get_marker() == "+"][0]
-    assert (mean.get_xdata()[0], mean.get_ydata()[0]) == pytest.approx((9.5, 14.5))
-    (rect,) = rectangles(ax)
-    assert (rect[0] + rect[2]) / 2 == pytest.approx(9.5)
-    assert (rect[1] + rect[3]) / 2 == pytest.approx(14.5)
-
-
-def test_plot_pmf_over_an_image_uses_image_pixels():
-    pmf = torch.full((1, 1, 15, 20), 1 / 300)
-    image = torch.rand(60, 80)
-    fig = plot_pmf(pmf, tx=0.5, ty=torch.tensor(-0.25), s=torch.tensor([[0.2]]), image=image)
-    ax = fig.axes[0]
-    expected = glimpse_box(torch.tensor(0.5), torch.tensor(-0.25), torch.tensor(0.2), (60, 80))
-    assert rectangles(ax)[0] == pytest.approx(tuple(expected.tolist()))
-    heat = ax.get_images()[1]
-    # The map's corner pixel centres sit on the image's: 0 and 79 across, 0 and 59 down.
-    left, right, bottom, top = heat.get_extent()
-    step_x, step_y = 79 / 19, 59 / 14
-    assert (left + step_x / 2, right - step_x / 2) == pytest.approx((0, 79))
-    assert (top + step_y / 2, bottom - step_y / 2) == pytest.approx((0, 59))
-
-
-def test_plot_pmf_rejects_bad_input():
-    with pytest.raises(ValueError, match="pmf"):
-        plot_pmf(torch.full((2, 5, 5), 1 / 25))
-    with pytest.raises(ValueError, match="pmf must sum to 1"):
-        plot_pmf(torch.ones(5, 5))
-    with pytest.raises(ValueError, match="tx, ty and s"):
-        plot_pmf(torch.full((5, 5), 1 / 25), tx=0.0)
-    with pytest.raises(ValueError, match="image"):
-        plot_pmf(torch.full((5, 5), 1 / 25), image=torch.rand(1, 3, 5, 5))
 
 
 def _history(iou=True):
@@ -133,7 +89,7 @@ def _history(iou=True):
 def test_plot_learning_curves_panels(iou, panels):
     fig = plot_learning_curves(_history(iou))
     assert len(fig.axes) == panels
-    _assert_labelled(fig)
+    assert_labelled(fig)
     acc = fig.axes[1]
     assert acc.get_ylabel() == "accuracy (%)"
     assert list(acc.lines[0].get_ydata()) == pytest.approx([30, 60, 90])
@@ -164,7 +120,7 @@ def test_learning_curves_without_a_box_skip_the_iou_panel():
 
 
 def test_sweep_heatmap_cells_and_labels():
-    from dham_lib.viz import plot_sweep_heatmap
+    from dham_lib.study.figures import plot_sweep_heatmap
 
     summary = [
         {
@@ -176,18 +132,19 @@ def test_sweep_heatmap_cells_and_labels():
             "test_acc_std": 0.1,
         }
         for w in (2, 8)
-        for snr in (None, 6.0, 0.0)
+        for snr in (math.inf, 6.0, 0.0)
     ]
     summary.append(
         {
             "model": "oracle",
             "width": 0,
-            "snr_db": None,
+            "snr_db": math.inf,
             "n": 2,
             "test_acc_mean": 0.9,
             "test_acc_std": 0.0,
         }
     )
+    summary = pd.DataFrame(summary)
     fig = plot_sweep_heatmap(summary)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "6", "0"]

@@ -1,0 +1,1 @@
+"""The classroom: sliders and answer checks, Colab, figures, looking inside trained models."""

@@ -1,0 +1,197 @@
+"""The classroom's figures: PMFs over images, canvas grids, glimpse sizes, one canvas attended.
+
+Each function returns a matplotlib ``Figure`` without calling ``plt.show``. The figures
+of a training run and of a results table (glimpses, learning curves, heat maps) are in
+:mod:`dham_lib.study.figures`, which the command line draws too. Images are drawn with
+pixel i's centre at coordinate i, the library's pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from dham_lib import _checks
+from dham_lib.pmf import expected_norm, expected_position
+from dham_lib.sampling import glimpse_box
+from dham_lib.study.figures import as_tensor, box_patch, map_extent
+
+
+def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """Title and axis labels at the sizes every figure of the course uses."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+
+
+def _single_map(name: str, value) -> torch.Tensor:
+    """One map ``[H, W]`` or ``[1, 1, H, W]`` as ``[1, 1, H, W]``."""
+    value = as_tensor(name, value, (2, 4))
+    if value.dim() == 4 and value.shape[:2] != (1, 1):
+        raise ValueError(f"{name} must be [H, W] or [1, 1, H, W], got shape {tuple(value.shape)}")
+    return value.reshape(1, 1, *value.shape[-2:])
+
+
+def _scalar(name: str, value) -> torch.Tensor:
+    """A number or one-element tensor as a ``[1, 1]`` tensor."""
+    value = as_tensor(name, value, (0, 1, 2))
+    if value.numel() != 1:
+        raise ValueError(f"{name} must be one number, got shape {tuple(value.shape)}")
+    return value.reshape(1, 1)
+
+
+def _params(pmf: torch.Tensor, tx, ty, s) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``tx, ty, s`` as ``[1, 1]`` tensors: given (all three) or read off the PMF (L2)."""
+    given = [v is not None for v in (tx, ty, s)]
+    if any(given) and not all(given):
+        raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
+    if not any(given):
+        tx, ty = expected_position(pmf)
+        return tx, ty, expected_norm(pmf)
+    return _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
+
+
+def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
+    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box.
+
+    ``tx, ty, s`` (numbers or one-element tensors, normalised) default to the
+    PMF's expected position and L2 norm. With ``image`` (``[H, W]`` or
+    ``[1, 1, H, W]``) the PMF is laid over it, stretched to span it as DHAM
+    reads it, and the axes are the image's pixels.
+    """
+    pmf = _single_map("pmf", pmf)
+    tx, ty, s = _params(pmf, tx, ty, s)
+    map_size = tuple(pmf.shape[-2:])
+    image_size = map_size
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    if image is not None:
+        image = _single_map("image", image)
+        image_size = tuple(image.shape[-2:])
+        ax.imshow(image[0, 0].numpy(), cmap="gray")
+    alpha = 1.0 if image is None else 0.6
+    heat = ax.imshow(
+        pmf[0, 0].numpy(), cmap="viridis", alpha=alpha, extent=map_extent(map_size, image_size)
+    )
+    fig.colorbar(heat, ax=ax, label="probability")
+    box = glimpse_box(tx, ty, s, image_size=image_size)[0, 0]
+    ax.add_patch(box_patch(box, "red"))
+    mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
+    ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
+    ax.plot([], [], "r-", label="glimpse box (tx, ty) ± s")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    return fig
+
+
+def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | None = None):
+    """Glimpse box side against digit box side, one scatter per model (pixels, both axes).
+
+    ``stats`` maps a model's name to its :func:`glimpse_stats`. The grey line is
+    "glimpse side = digit side"; points below it are glimpses tighter than the
+    digit's square.
+    """
+    if not isinstance(stats, dict) or not stats:
+        raise ValueError("stats must be a non-empty dict of name -> glimpse_stats(...)")
+    fig, ax = plt.subplots(figsize=(5.4, 4.4))
+    low, high = math.inf, -math.inf
+    for i, (name, numbers) in enumerate(stats.items()):
+        digit, side = numbers["digit_side"], numbers["glimpse_side"]
+        ax.scatter(digit, side, s=6, alpha=0.45, color=f"C{i}", label=name)
+        low = min(low, digit.min().item(), side.min().item())
+        high = max(high, digit.max().item(), side.max().item())
+    ax.plot([low, high], [low, high], color="0.5", linestyle="--", label="glimpse = digit box")
+    ax.legend(fontsize=8, markerscale=2)
+    ax.grid(alpha=0.3)
+    ax.set(
+        title=title or "glimpse size against digit size",
+        xlabel="true digit box side (canvas pixels)",
+        ylabel="glimpse box side (canvas pixels)",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
+    """A grid of canvases ``[B, 1, H, W]`` with their true boxes ``[B, 4]`` (dashed) and labels."""
+    canvases = _checks.tensor("canvases", torch.as_tensor(canvases).float(), ndim=4)
+    true_boxes = _checks.tensor("true_boxes", torch.as_tensor(true_boxes).float(), ndim=2)
+    labels = torch.as_tensor(labels)
+    if not len(canvases) == len(true_boxes) == len(labels) or true_boxes.shape[1] != 4:
+        raise ValueError(
+            f"canvases [B, 1, H, W], true_boxes [B, 4] and labels [B] must share B, got "
+            f"{tuple(canvases.shape)}, {tuple(true_boxes.shape)}, {tuple(labels.shape)}"
+        )
+    ncols = min(_checks.positive_int("ncols", ncols), len(canvases))
+    nrows = -(-len(canvases) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows), squeeze=False)
+    for ax in axes.flat[len(canvases) :]:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[: len(canvases)]):
+        ax.imshow(canvases[i, 0].numpy(), cmap="gray")
+        ax.add_patch(box_patch(true_boxes[i], "lime", "--"))
+        side = (true_boxes[i, 2] - true_boxes[i, 0]).item() + 1
+        ax.set_title(f"label {int(labels[i])}, {side:.0f} px", fontsize=8)
+        ax.set_xlabel("x (pixels)", fontsize=7)
+        ax.set_ylabel("y (pixels)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(canvas: torch.Tensor, label: int, true_box: torch.Tensor, seen, title: str):
+    """What a trained DHAM did with one canvas ``[1, 1, H, W]``, in four panels.
+
+    ``seen`` is :func:`dham_lib.course.inspect.attend`'s answer for the canvas. Panels:
+    the canvas with the attention box (red) and ``true_box`` ``[4]`` (dashed green); the
+    PMF over the canvas; the glimpse; the class probabilities (notebooks 04, 06).
+    """
+    height, width = canvas.shape[-2:]
+    box = seen.boxes[0, 0].cpu()
+    pmf = seen.pmf[0, 0].cpu()
+    probabilities = seen.probabilities[0].cpu()
+    prediction = int(probabilities.argmax())
+    fig, axes = plt.subplots(
+        1, 4, figsize=(14.0, 3.6), gridspec_kw={"width_ratios": [1, 1.2, 1, 1.1]}
+    )
+    ax_canvas, ax_pmf, ax_glimpse, ax_classes = axes
+    ax_canvas.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
+    ax_canvas.add_patch(box_patch(true_box, "lime", "--"))
+    ax_canvas.add_patch(box_patch(box, "red"))
+    ax_canvas.plot([], [], "r-", label="attention box")
+    ax_canvas.plot([], [], color="lime", linestyle="--", label="true digit box")
+    ax_canvas.legend(loc="upper right", fontsize=6, framealpha=0.8)
+    ax_canvas.set_xlim(-0.5, width - 0.5)
+    ax_canvas.set_ylim(height - 0.5, -0.5)
+    label_axes(ax_canvas, f"{title}: label {label}", "x (canvas pixels)", "y (canvas pixels)")
+
+    ax_pmf.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
+    extent = map_extent(tuple(pmf.shape), (height, width))
+    heat = ax_pmf.imshow(pmf.numpy(), cmap="viridis", alpha=0.65, extent=extent)
+    fig.colorbar(heat, ax=ax_pmf, label="probability", shrink=0.85)
+    ax_pmf.add_patch(box_patch(box, "red"))
+    ax_pmf.set_xlim(-0.5, width - 0.5)
+    ax_pmf.set_ylim(height - 0.5, -0.5)
+    h_map, w_map = pmf.shape
+    label_axes(
+        ax_pmf, f"attention PMF ({h_map}×{w_map} map)", "x (canvas pixels)", "y (canvas pixels)"
+    )
+
+    ax_glimpse.imshow(seen.glimpses[0, 0, 0].cpu().numpy(), cmap="gray")
+    h, w = seen.glimpses.shape[-2:]
+    label_axes(ax_glimpse, f"glimpse {h}×{w}", "x (glimpse pixels)", "y (glimpse pixels)")
+
+    colours = ["C0"] * len(probabilities)
+    colours[prediction] = "C3" if prediction != label else "C2"
+    ax_classes.bar(range(len(probabilities)), probabilities.numpy(), color=colours)
+    ax_classes.set_xticks(range(len(probabilities)))
+    ax_classes.set_ylim(0, 1)
+    ax_classes.grid(axis="y", alpha=0.3)
+    verdict = "right" if prediction == label else "wrong"
+    label_axes(ax_classes, f"prediction {prediction} ({verdict})", "class", "probability")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,226 @@
+"""Looking inside a trained model: what it attends to, and how its glimpses sit (notebooks 04, 06).
+
+The helpers read a trained :class:`~dham_lib.models.DHAMClassifier` without changing
+it (a test-time temperature builds a new DHAM instead of touching the model's). Boxes
+are in pixel coordinates, where the centre of pixel i is at i, like every box in the
+library.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from dham_lib import _checks
+from dham_lib.data import TranslatedMNIST
+from dham_lib.dham import DHAM
+from dham_lib.metrics import box_centre_error, box_coverage, box_iou
+from dham_lib.models import DHAMClassifier
+from dham_lib.sampling import glimpse_box
+
+
+class Attention(NamedTuple):
+    """What a trained DHAM classifier does with a batch of canvases ``[B, 1, H, W]``.
+
+    pmf ``[B, K, H', W']``; tx, ty, s ``[B, K]`` (normalised); boxes ``[B, K, 4]``
+    (pixels); glimpses ``[B, K, C, h, w]``; probabilities ``[B, classes]``.
+    """
+
+    pmf: torch.Tensor
+    tx: torch.Tensor
+    ty: torch.Tensor
+    s: torch.Tensor
+    boxes: torch.Tensor
+    glimpses: torch.Tensor
+    probabilities: torch.Tensor
+
+
+def _dham_model(model) -> DHAMClassifier:
+    if not isinstance(model, DHAMClassifier):
+        raise TypeError(f"model must be a DHAMClassifier, got {type(model).__name__}")
+    return model
+
+
+@torch.no_grad()
+def attend(
+    model: DHAMClassifier,
+    canvases: torch.Tensor,
+    temperature: float | None = None,
+    norm: int | None = None,
+):
+    """Run ``model`` on ``canvases`` ``[B, C, H, W]`` and return everything it computed.
+
+    ``temperature`` and ``norm`` (1 or 2) replace the model's softmax temperature
+    and scale norm for this call only (None keeps the model's): the attention
+    logits are the trained network's, only the PMF made from them is sharper
+    (T < 1) or flatter (T > 1), or its glimpse sized by the other norm. Returns
+    :class:`Attention`. The model is put in eval mode for the call and restored.
+    """
+    model = _dham_model(model)
+    _checks.tensor("canvases", canvases, ndim=4)
+    layer = model.dham
+    if temperature is not None or norm is not None:
+        layer = DHAM(
+            layer.output_size,
+            norm=layer.norm if norm is None else norm,
+            temperature=layer.temperature if temperature is None else temperature,
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        canvases = canvases.to(device)
+        logits = model.attention(canvases)
+        pmf, params = layer.attention(logits)
+        glimpses, _ = layer(canvases, logits)
+        probabilities = torch.softmax(model.classifier(glimpses), dim=1)
+    finally:
+        model.train(was_training)
+    boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvases.shape[-2:]))
+    return Attention(pmf, params.tx, params.ty, params.s, boxes, glimpses, probabilities)
+
+
+def _dataset(dataset) -> TranslatedMNIST:
+    if not isinstance(dataset, TranslatedMNIST):
+        raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
+    return dataset
+
+
+@torch.no_grad()
+def glimpse_stats(
+    model: DHAMClassifier,
+    dataset: TranslatedMNIST,
+    batch_size: int = 256,
+    limit: int | None = None,
+    norm: int | None = None,
+    temperature: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-canvas numbers of ``model`` on the items of ``dataset`` (first attention channel).
+
+    Every item, or the first ``limit`` ones; ``norm`` and ``temperature`` as in
+    :func:`attend`.
+
+    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``label``,
+    ``prediction``, ``correct`` (bool), ``boxes`` and ``true_boxes`` ``[N, 4]``
+    (pixels), ``glimpse_side`` and ``digit_side`` (box sides in pixels, from the
+    first to the last sample's centre), ``iou``, ``coverage``, ``centre_error``
+    (pixels), ``p_max`` (the PMF's largest probability) and ``ink_share``: the
+    share of the canvas's total intensity at pixel centres inside the glimpse box
+    (on a clean canvas, the share of the digit's ink that the glimpse holds),
+    and ``mass_in_box``, the share of the PMF's mass on the true digit box.
+    """
+    model, dataset = _dham_model(model), _dataset(dataset)
+    _checks.positive_int("batch_size", batch_size)
+    n = len(dataset) if limit is None else min(_checks.positive_int("limit", limit), len(dataset))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, n, batch_size):
+        canvases, labels, true_boxes = dataset.batch(range(start, min(start + batch_size, n)))
+        seen = attend(model, canvases, temperature=temperature, norm=norm)
+        boxes = seen.boxes[:, 0].cpu()
+        prediction = seen.probabilities.argmax(dim=1).cpu()
+        values = {
+            "label": labels,
+            "prediction": prediction,
+            "correct": prediction == labels,
+            "boxes": boxes,
+            "true_boxes": true_boxes,
+            "glimpse_side": boxes[:, 2] - boxes[:, 0],
+            "digit_side": true_boxes[:, 2] - true_boxes[:, 0],
+            "iou": box_iou(boxes, true_boxes),
+            "coverage": box_coverage(boxes, true_boxes),
+            "centre_error": box_centre_error(boxes, true_boxes),
+            "p_max": seen.pmf[:, 0].flatten(1).amax(dim=1).cpu(),
+            "ink_share": ink_share(canvases, boxes),
+            "mass_in_box": mass_in_box(seen.pmf.cpu(), true_boxes, canvases.shape[-2:])[:, 0],
+        }
+        for key, value in values.items():
+            parts.setdefault(key, []).append(value)
+    return {key: torch.cat(value) for key, value in parts.items()}
+
+
+def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
+    """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``.
+
+    The map spans the image as DHAM reads it: map pixel ``(i, j)`` sits at image
+    pixel ``(j · (W - 1)/(w - 1), i · (H - 1)/(h - 1))``, and counts when that point
+    lies in the box (pixel coordinates, edges included).
+    """
+    _checks.tensor("pmf", pmf, ndim=4)
+    _checks.tensor("boxes", boxes, ndim=2)
+    if boxes.shape != (len(pmf), 4):
+        raise ValueError(
+            f"boxes must have shape [{len(pmf)}, 4] (one per PMF batch item), "
+            f"got {tuple(boxes.shape)}"
+        )
+    height, width = _checks.size_pair("image_size", tuple(int(v) for v in image_size))
+    h, w = pmf.shape[-2:]
+    xs = torch.arange(w, dtype=pmf.dtype) * (width - 1) / max(w - 1, 1)
+    ys = torch.arange(h, dtype=pmf.dtype) * (height - 1) / max(h - 1, 1)
+    return (pmf * _inside(boxes.to(pmf.dtype), xs, ys)[:, None]).sum(dim=(-2, -1))
+
+
+def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Which points of the grid ``ys × xs`` lie in each box (edges included): ``[N, H, W]``."""
+    inside_x = (xs >= boxes[:, 0, None]) & (xs <= boxes[:, 2, None])  # [N, W]
+    inside_y = (ys >= boxes[:, 1, None]) & (ys <= boxes[:, 3, None])  # [N, H]
+    return (inside_y[:, :, None] & inside_x[:, None, :]).to(xs.dtype)
+
+
+def ink_share(canvases: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Share of each canvas's intensity inside its box: ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``.
+
+    A pixel counts as inside when its centre lies in the box (pixel coordinates,
+    edges included). A canvas without ink (total 0) scores 0.
+    """
+    _checks.tensor("canvases", canvases, ndim=4)
+    _checks.tensor("boxes", boxes, ndim=2)
+    if boxes.shape != (len(canvases), 4):
+        raise ValueError(
+            f"boxes must have shape [{len(canvases)}, 4] (one per canvas), got {tuple(boxes.shape)}"
+        )
+    height, width = canvases.shape[-2:]
+    xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)
+    ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)
+    mask = _inside(boxes, xs, ys)[:, None].to(canvases.dtype)
+    total = canvases.sum(dim=(1, 2, 3))
+    inside = (canvases * mask).sum(dim=(1, 2, 3))
+    return torch.where(total != 0, inside / torch.where(total != 0, total, 1), 0.0)
+
+
+def stride_offsets(size: int, stride: int) -> torch.Tensor:
+    """Where DHAM reads each column of an attention map made at ``stride``, minus where it is.
+
+    ``AttentionNet`` average-pools the image by ``stride`` (``ceil_mode``, so a
+    last, partial window keeps the far edge) and DHAM reads its ``ceil(size /
+    stride)`` columns as spanning the image, column k at ``k · (size - 1) /
+    (columns - 1)`` pixels. The pooled column really summarises image pixels
+    ``k·stride … k·stride + stride - 1`` (cut at the edge), centred on their mean.
+    Returns the difference in image pixels, ``[columns]``; its size stays below
+    ``stride / 2``.
+    """
+    size = _checks.positive_int("size", size)
+    stride = _checks.positive_int("stride", stride)
+    columns = -(-size // stride)
+    if columns < 2:
+        raise ValueError(f"size / stride must give at least 2 map columns, got {columns}")
+    k = torch.arange(columns, dtype=torch.float64)
+    read = k * (size - 1) / (columns - 1)
+    first = k * stride
+    last = torch.clamp(first + stride - 1, max=size - 1)
+    return read - (first + last) / 2
+
+
+def box_logits(boxes: torch.Tensor, image_size: tuple[int, int], height: float = 10.0):
+    """Hand-made attention logits: ``height`` inside each box, 0 outside (notebook 06).
+
+    ``boxes`` ``[K, 4]`` in pixels → logits ``[1, K, H, W]``, one channel per box,
+    so that DHAM with K channels glimpses each box. With ``height = 10`` each
+    pixel inside outweighs one outside ``e^10 ≈ 22,000`` times.
+    """
+    boxes = _checks.tensor("boxes", torch.as_tensor(boxes).float(), ndim=2)
+    if boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape [K, 4], got {tuple(boxes.shape)}")
+    h, w = _checks.size_pair("image_size", image_size)
+    ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
+    return (float(height) * _inside(boxes, xs, ys))[None]

@@ -1,0 +1,1 @@
+"""Running the experiments: cells, sweeps, results tables, checkpoints, the command line."""

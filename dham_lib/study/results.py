@@ -1,0 +1,242 @@
+"""Reading experiment results back as pandas tables: means over seeds, the width verdict.
+
+``load_results`` reads a CSV that :func:`dham_lib.study.experiments.sweep` wrote into a
+typed ``DataFrame`` (one row per run; a clean canvas has ``snr_db = inf``, an infinite
+SNR); ``summarise`` averages over seeds, and ``narrowest_widths`` answers the original's
+claim: for each SNR, the narrowest attention width whose accuracy reaches a fraction of
+the oracle's at that SNR (notebook 05). ``report`` prints it all for a results folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from dham_lib import _checks
+from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, read_rows
+
+# The committed results; `make reproduce` writes its fresh ones elsewhere.
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
+CLEAN = math.inf
+# No attention, learned affine attention, DHAM, then the bound that is told where the digit is.
+MODEL_ORDER = ("cnn", "stn", "dham", "oracle")
+SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
+COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
+_TEXT_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "str"]
+
+
+def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    """The runs of a results CSV, one row each, numbers as numbers; raises if it is missing."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no results file at {path}; run the sweep that writes it first")
+    frame = pd.DataFrame(read_rows(path), columns=[*CELL_COLUMNS, *RESULT_COLUMNS])
+    numeric = [name for name in frame.columns if name not in _TEXT_FIELDS]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
+    return frame
+
+
+def summarise(
+    frame: pd.DataFrame,
+    by: tuple[str, ...] = ("model", "width", "snr_db"),
+    metrics: tuple[str, ...] = SUMMARY_METRICS,
+) -> pd.DataFrame:
+    """Mean and standard deviation over the runs that share ``by`` (in practice: seeds).
+
+    One row per group, in order of appearance: the ``by`` columns, ``n`` (runs in the
+    group), and ``<metric>_mean`` and ``<metric>_std`` per metric (NaN runs are left out
+    of both; the std of a single run is 0).
+    """
+    unknown = [name for name in (*by, *metrics) if name not in (*CELL_COLUMNS, *RESULT_COLUMNS)]
+    if unknown:
+        raise ValueError(f"by and metrics must name result columns, got unknown {unknown}")
+    groups = frame.groupby(list(by), sort=False)
+    summary = groups[list(metrics)].agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary[[f"{m}_std" for m in metrics]] = summary[[f"{m}_std" for m in metrics]].fillna(0.0)
+    summary.insert(0, "n", groups.size())
+    return summary.reset_index()
+
+
+def _dham_against_oracle(frame: pd.DataFrame, fraction: float):
+    """DHAM's runs at SNRs the oracle has run at, and the oracle's mean accuracy per SNR."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    oracle = frame[frame["model"] == "oracle"].groupby("snr_db")["test_acc"].mean()
+    dham = frame[(frame["model"] == "dham") & frame["snr_db"].isin(oracle.index)]
+    return dham, oracle
+
+
+def narrowest_widths(
+    frame: pd.DataFrame, fraction: float = 0.9, statistic: str = "mean"
+) -> dict[float, int | None]:
+    """For each SNR, the narrowest DHAM width whose accuracy over seeds reaches
+    ``fraction`` of the oracle's mean accuracy at that SNR (None if no width tried does).
+
+    ``statistic="mean"`` asks that the width works on average over seeds (reliably);
+    ``"best"`` that its best seed does, i.e. that the width *can* work, whatever the
+    luck of training. Keys are the SNRs in dB (``inf`` for clean, first) that have both
+    DHAM and oracle results; an SNR whose oracle has not run yet is left out.
+    """
+    _checks.option("statistic", statistic, ("mean", "best"))
+    dham, oracle = _dham_against_oracle(frame, fraction)
+    score = dham.groupby(["snr_db", "width"])["test_acc"].agg(
+        "mean" if statistic == "mean" else "max"
+    )
+    verdict = {}
+    for snr in sorted(dham["snr_db"].unique(), reverse=True):
+        widths = score.loc[snr]
+        hits = widths.index[widths >= fraction * oracle[snr]]
+        verdict[float(snr)] = int(hits.min()) if len(hits) else None
+    return verdict
+
+
+def runs_reaching(
+    frame: pd.DataFrame, fraction: float = 0.9, group: str = "snr_db"
+) -> dict[float, tuple[int, int]]:
+    """How many single DHAM runs reached ``fraction`` of the oracle's mean accuracy at
+    their SNR: ``{key: (reached, runs)}`` per SNR (``group="snr_db"``, clean first) or
+    per attention width (``group="width"``), over everything else in ``frame``.
+
+    A run far below it is one whose attention never locked on to the digit, so this
+    counts lock-on failures, which a mean over seeds would blur. Runs at an SNR
+    without an oracle result are left out.
+    """
+    _checks.option("group", group, ("snr_db", "width"))
+    dham, oracle = _dham_against_oracle(frame, fraction)
+    reached = dham["test_acc"] >= fraction * dham["snr_db"].map(oracle)
+    counts = reached.groupby(dham[group]).agg(["sum", "count"])
+    order = sorted(counts.index, reverse=group == "snr_db")
+    return {key: (int(counts.loc[key, "sum"]), int(counts.loc[key, "count"])) for key in order}
+
+
+def snr_label(snr_db: float) -> str:
+    """``"clean"`` for an infinite SNR, else e.g. ``"6 dB"``."""
+    return "clean" if snr_db == CLEAN else f"{snr_db:g} dB"
+
+
+def claim_verdict(widths: dict) -> str:
+    """One sentence on the original's claim ("noisier input needs wider attention
+    convolutions"), from ``narrowest_widths``' answer.
+
+    The data support the claim when the narrowest sufficient width never shrinks
+    as the SNR falls and grows at least once; an SNR where no width suffices
+    counts as needing more than the widest tried.
+    """
+    if not widths:
+        raise ValueError("widths must name at least one SNR; run the sweep first")
+    order = sorted(widths, reverse=True)
+    needed = [math.inf if widths[snr] is None else widths[snr] for snr in order]
+    shown = ", ".join(
+        f"{snr_label(snr)}: "
+        + ("no width tried suffices" if widths[snr] is None else f"width {widths[snr]}")
+        for snr in order
+    )
+    if len(order) < 2:
+        return f"Only one SNR has results ({shown}): too little to test the claim."
+    if all(a <= b for a, b in itertools.pairwise(needed)) and needed[-1] > needed[0]:
+        return f"The data support the claim: the width needed grows as the SNR falls ({shown})."
+    if all(n == needed[0] for n in needed):
+        return f"The data do not support the claim: the same width suffices at every SNR ({shown})."
+    return (
+        f"The data do not support the claim: the width needed is not monotone in the SNR ({shown})."
+    )
+
+
+def is_accuracy(metric: str) -> bool:
+    """Whether a result column is an accuracy (a fraction, shown in %)."""
+    return metric.endswith("acc") or metric.startswith("acc_")
+
+
+def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc", "iou")) -> str:
+    """A Markdown table of a summary: one line per group, ``mean ± std`` per metric
+    (accuracies in %), and the number of seeds."""
+    if summary.empty:
+        raise ValueError("summary must not be empty")
+    by = [name for name in ("model", "width", "snr_db", "background") if name in summary]
+    table = summary[by].copy()
+    if "snr_db" in table:
+        table["snr_db"] = table["snr_db"].map(snr_label)
+    for metric in metrics:
+        scale = 100 if is_accuracy(metric) else 1
+        mean, std = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
+        table[metric] = [
+            "–" if math.isnan(m) else f"{m:.3g} ± {s:.2g}" for m, s in zip(mean, std, strict=True)
+        ]
+    table["seeds"] = summary["n"]
+    return table.to_markdown(index=False)
+
+
+def model_summary(
+    path: str | os.PathLike,
+    snr_db: float | None = None,
+    background: str = "noise",
+    width: int | None = None,
+    metrics: tuple[str, ...] = COMPARISON_METRICS,
+) -> pd.DataFrame:
+    """Mean ± std over seeds of each model in a results CSV, in :data:`MODEL_ORDER`.
+
+    Keeps the runs at ``snr_db`` (None: clean) with ``background``, and for DHAM
+    only attention ``width`` (None: every width, one row each). A missing file
+    or one without such runs gives an empty table, so a notebook can run while the
+    sweep that fills the file is still going. Columns as in :func:`summarise`.
+    """
+    if not os.path.exists(path):
+        return pd.DataFrame()
+    frame = load_results(path)
+    keep = (frame["snr_db"] == (CLEAN if snr_db is None else snr_db)) & (
+        frame["background"] == background
+    )
+    if width is not None:
+        keep &= (frame["model"] != "dham") | (frame["width"] == width)
+    summary = summarise(frame[keep], metrics=metrics)
+    rank = summary["model"].map({m: i for i, m in enumerate(MODEL_ORDER)}).fillna(len(MODEL_ORDER))
+    return summary.assign(rank=rank).sort_values(["rank", "width"]).drop(columns="rank")
+
+
+def report(folder: str | os.PathLike) -> None:
+    """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
+    figures into ``folder/figures`` (``python -m dham_lib report``)."""
+    from dham_lib.study import figures
+
+    folder = Path(folder)
+    found = [name for name in ("clean.csv", "sweep.csv") if (folder / name).exists()]
+    if not found:
+        raise FileNotFoundError(f"no clean.csv or sweep.csv in {folder}")
+    out = _checks.writable_folder("the figures folder", folder / "figures")
+    if "clean.csv" in found:
+        runs = load_results(folder / "clean.csv")
+        summary = summarise(runs)
+        print("## Clean canvases\n\n" + markdown_table(summary, SUMMARY_METRICS) + "\n")
+        figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
+        sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
+        summary = summarise(runs, metrics=sizes)
+        print("## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
+        figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
+    if "sweep.csv" in found:
+        runs = load_results(folder / "sweep.csv")
+        summary = summarise(runs)
+        print("## Sweep\n\n" + markdown_table(summary) + "\n")
+        verdict = narrowest_widths(runs)
+        for title, widths in (
+            ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", verdict),
+            (
+                "The same for the best seed of each width (what a width can do)",
+                narrowest_widths(runs, statistic="best"),
+            ),
+        ):
+            print(title + ":")
+            for snr, width in widths.items():
+                print(f"  {snr_label(snr)}: {width or 'none'}")
+        print(f"\nVerdict (means): {claim_verdict(verdict)}")
+        print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
+        for snr, (reached, total) in runs_reaching(runs).items():
+            print(f"  {snr_label(snr)}: {reached} of {total}")
+        for metric in ("test_acc", "iou"):
+            figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
+    print(f"figures written to {out}")

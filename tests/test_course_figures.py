@@ -1,0 +1,69 @@
+"""The classroom's figures: canvas grids and PMFs over images."""
+
+import pytest
+import torch
+
+from dham_lib.course import figures
+from dham_lib.course.figures import plot_pmf
+from dham_lib.sampling import glimpse_box
+from tests.figures import (  # noqa: F401 (agg_backend is an autouse fixture)
+    agg_backend,
+    assert_labelled,
+    bar_digits,
+    rectangles,
+    small_dham,
+)
+
+
+def test_plot_canvases_grid():
+    canvases = torch.rand(5, 1, 40, 40)
+    boxes = torch.tensor([[2.0, 3.0, 20.0, 21.0]]).repeat(5, 1)
+    fig = figures.plot_canvases(canvases, boxes, torch.arange(5), ncols=3)
+    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "label 0, 19 px"
+    for ax in fig.axes[:5]:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    with pytest.raises(ValueError, match="share B"):
+        figures.plot_canvases(canvases, boxes[:3], torch.arange(5))
+
+
+def test_plot_pmf_marks_the_mean_and_the_box():
+    pmf = torch.zeros(30, 40)
+    pmf[10:20, 5:15] = 1 / 100
+    fig = plot_pmf(pmf, title="a square PMF")
+    assert len(fig.axes) == 2  # the heat map and its colour bar
+    ax, colourbar = fig.axes
+    assert ax.get_title() == "a square PMF"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (pixels)", "y (pixels)")
+    assert colourbar.get_ylabel() == "probability"
+    # The mean of the square is its centre pixel coordinate (9.5, 14.5).
+    mean = [line for line in ax.lines if line.get_marker() == "+"][0]
+    assert (mean.get_xdata()[0], mean.get_ydata()[0]) == pytest.approx((9.5, 14.5))
+    (rect,) = rectangles(ax)
+    assert (rect[0] + rect[2]) / 2 == pytest.approx(9.5)
+    assert (rect[1] + rect[3]) / 2 == pytest.approx(14.5)
+
+
+def test_plot_pmf_over_an_image_uses_image_pixels():
+    pmf = torch.full((1, 1, 15, 20), 1 / 300)
+    image = torch.rand(60, 80)
+    fig = plot_pmf(pmf, tx=0.5, ty=torch.tensor(-0.25), s=torch.tensor([[0.2]]), image=image)
+    ax = fig.axes[0]
+    expected = glimpse_box(torch.tensor(0.5), torch.tensor(-0.25), torch.tensor(0.2), (60, 80))
+    assert rectangles(ax)[0] == pytest.approx(tuple(expected.tolist()))
+    heat = ax.get_images()[1]
+    # The map's corner pixel centres sit on the image's: 0 and 79 across, 0 and 59 down.
+    left, right, bottom, top = heat.get_extent()
+    step_x, step_y = 79 / 19, 59 / 14
+    assert (left + step_x / 2, right - step_x / 2) == pytest.approx((0, 79))
+    assert (top + step_y / 2, bottom - step_y / 2) == pytest.approx((0, 59))
+
+
+def test_plot_pmf_rejects_bad_input():
+    with pytest.raises(ValueError, match="pmf"):
+        plot_pmf(torch.full((2, 5, 5), 1 / 25))
+    with pytest.raises(ValueError, match="pmf must sum to 1"):
+        plot_pmf(torch.ones(5, 5))
+    with pytest.raises(ValueError, match="tx, ty and s"):
+        plot_pmf(torch.full((5, 5), 1 / 25), tx=0.0)
+    with pytest.raises(ValueError, match="image"):
+        plot_pmf(torch.full((5, 5), 1 / 25), image=torch.rand(1, 3, 5, 5))
