@@ -20,13 +20,15 @@ import torch
 
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
+from dham_lib.data import SOURCES
 from dham_lib.models import MODELS
 from dham_lib.study import results
 from dham_lib.study.experiments import RESULT_COLUMNS, Cell, grid, make_dataset, sweep, train_cell
 from dham_lib.train import choose_device
 
-# Every default of the command line is the recipe's, so `train` and `Cell()` agree.
-RECIPE = Cell()
+# Every default of the command line is the recipe's, so `train` and `Cell()` agree; a noisy
+# cell, because a clean one has no curriculum.
+RECIPE = Cell(snr_db=0.0)
 
 
 def _snr(text: str) -> float | None:
@@ -65,68 +67,57 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that define the data: background, canvas, source, sizes."""
-    task = parser.add_argument_group("data")
-    task.add_argument("--background", choices=("noise", "clutter"), default="noise")
-    task.add_argument(
-        "--canvas", type=_positive_int, default=RECIPE.canvas, help="canvas side in pixels"
-    )
-    task.add_argument(
-        "--source",
-        choices=("bundled", "full", "auto"),
-        default=RECIPE.source,
-        help="MNIST digits: the bundled 4,000/1,000 split (default), the full 70k, or auto",
-    )
-    task.add_argument("--train-size", type=_positive_int, help="use only the first N train digits")
-    task.add_argument("--test-size", type=_positive_int, help="use only the first N test digits")
+# The recipe's options, by group: (Cell field, type, help, choices). Defaults are the recipe's.
+RECIPE_OPTIONS = {
+    "data": (
+        ("background", str, "canvas background", ("noise", "clutter")),
+        ("canvas", _positive_int, "canvas side in pixels", None),
+        ("source", str, "MNIST digits: the bundled split, the full 70k, or auto", SOURCES),
+        ("train_size", _positive_int, "use only the first N training digits", None),
+        ("test_size", _positive_int, "use only the first N test digits", None),
+    ),
+    "attention (DHAM only, but --attention-lr: also STN)": (
+        ("k", _positive_int, "glimpses per canvas", None),
+        ("stride", _positive_int, "attention map stride", None),
+        ("norm", int, "scale: L1 or L2", (1, 2)),
+        ("temperature", float, "softmax temperature", None),
+        ("attention_lr", float, "learning rate of the network that decides where to look", None),
+    ),
+    "training": (
+        ("epochs", _positive_int, "passes over the training digits", None),
+        ("batch_size", _positive_int, "canvases per step", None),
+        ("lr", float, "Adam learning rate", None),
+        (
+            "curriculum",
+            int,
+            "epochs over which noisy training canvases go from 12 dB to "
+            "--snr-db (0: at --snr-db from the start)",
+            None,
+        ),
+    ),
+}
 
 
-def add_attention_arguments(parser: argparse.ArgumentParser) -> None:
-    """The DHAM model's own options (other models ignore them)."""
-    attention = parser.add_argument_group("attention (DHAM only, but --attention-lr: also STN)")
-    attention.add_argument("--k", type=_positive_int, default=RECIPE.k, help="glimpses per canvas")
-    attention.add_argument(
-        "--stride", type=_positive_int, default=RECIPE.stride, help="attention map stride"
-    )
-    attention.add_argument(
-        "--norm", type=int, choices=(1, 2), default=RECIPE.norm, help="scale: L1 or L2"
-    )
-    attention.add_argument(
-        "--temperature", type=float, default=RECIPE.temperature, help="softmax temperature"
-    )
-    attention.add_argument(
-        "--attention-lr",
-        type=float,
-        default=RECIPE.attention_lr,
-        help="learning rate of the network that decides where to look (DHAM and STN; "
-        f"default {RECIPE.attention_lr:g}, ten times --lr)",
-    )
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the optimisation."""
-    training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, default=RECIPE.epochs)
-    training.add_argument("--batch-size", type=_positive_int, default=RECIPE.batch_size)
-    training.add_argument("--lr", type=float, default=RECIPE.lr, help="Adam learning rate")
-    training.add_argument(
-        "--curriculum",
-        type=int,
-        default=Cell(snr_db=0.0).curriculum,
-        metavar="EPOCHS",
-        help="train noisy canvases from 12 dB down to --snr-db over this many epochs "
-        "(0 trains at --snr-db from the start)",
-    )
-    training.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
-    training.add_argument("--no-progress", action="store_true", help="hide progress bars")
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that ``train`` and ``sweep`` share: the data, attention and training."""
+    for title, options in RECIPE_OPTIONS.items():
+        group = parser.add_argument_group(title)
+        for name, kind, text, choices in options:
+            flag = "--" + name.replace("_", "-")
+            default = getattr(RECIPE, name)
+            group.add_argument(
+                flag, type=kind, choices=choices, default=default, help=f"{text} (%(default)s)"
+            )
+    run = parser.add_argument_group("running")
+    run.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The Cell fields that ``train`` and ``sweep`` share: everything but the grid axes."""
-    names = ("background", "epochs", "k", "stride", "norm", "temperature", "lr", "curriculum")
-    more = ("attention_lr", "batch_size", "canvas", "source", "train_size", "test_size")
-    return {name: getattr(args, name) for name in (*names, *more)}
+    return {
+        name: getattr(args, name) for options in RECIPE_OPTIONS.values() for name, *_ in options
+    }
 
 
 def cell_from(args: argparse.Namespace) -> Cell:
@@ -216,17 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model on translated MNIST; write checkpoint.pt, metrics.json "
         "and figures into --out.",
     )
-    model = train.add_argument_group("model")
+    model = train.add_argument_group("the run")
     model.add_argument("--model", choices=tuple(MODELS), default="dham")
     model.add_argument(
         "--width", type=_positive_int, default=RECIPE.width, help="attention conv channels"
     )
-    add_attention_arguments(train)
-    run = train.add_argument_group("run")
-    run.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
-    run.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
-    add_data_arguments(train)
-    add_training_arguments(train)
+    model.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
+    model.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
+    add_recipe_arguments(train)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
 
@@ -247,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SNRs in dB; 'clean' for no noise",
     )
     grid_options.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    add_attention_arguments(sweep_parser)
-    add_data_arguments(sweep_parser)
-    add_training_arguments(sweep_parser)
+    add_recipe_arguments(sweep_parser)
     sweep_parser.add_argument("--out", required=True, help="results CSV (created or extended)")
     sweep_parser.add_argument("--checkpoints", help="folder to save each cell's model in")
     sweep_parser.add_argument(
