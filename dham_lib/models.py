@@ -50,9 +50,11 @@ def _canvas(canvas, in_channels: int) -> torch.Tensor:
     return canvas
 
 
-def _config(name: str, **kwargs) -> dict:
-    """The JSON-able config of a model: tuples become lists, as JSON would make them."""
-    return {"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+def _config(name: str, arguments: dict) -> dict:
+    """The JSON-able config of a model from its constructor's ``locals()``: its arguments,
+    with tuples as lists, as JSON would make them."""
+    kept = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+    return {"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in kept.items()}}
 
 
 class AttentionNet(nn.Module):
@@ -152,18 +154,7 @@ class DHAMClassifier(nn.Module):
         num_classes=10,
     ):
         super().__init__()
-        self.config = _config(
-            "dham",
-            width=width,
-            k=k,
-            norm=norm,
-            temperature=temperature,
-            stride=stride,
-            in_channels=in_channels,
-            glimpse_size=glimpse_size,
-            uniform_start=uniform_start,
-            num_classes=num_classes,
-        )
+        self.config = _config("dham", locals())
         self.in_channels = in_channels
         self.attention = AttentionNet(in_channels, width, k, stride, uniform_start)
         size = _checks.size_pair("glimpse_size", glimpse_size)
@@ -197,13 +188,7 @@ class STNClassifier(nn.Module):
 
     def __init__(self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10):
         super().__init__()
-        self.config = _config(
-            "stn",
-            in_channels=in_channels,
-            canvas=canvas,
-            glimpse_size=glimpse_size,
-            num_classes=num_classes,
-        )
+        self.config = _config("stn", locals())
         if _checks.positive_int("canvas", canvas) < 28:
             raise ValueError(f"canvas must be at least 28, got {canvas}")
         self.in_channels = _checks.positive_int("in_channels", in_channels)
@@ -273,7 +258,7 @@ class PlainCNN(nn.Module):
 
     def __init__(self, in_channels=1, num_classes=10):
         super().__init__()
-        self.config = _config("cnn", in_channels=in_channels, num_classes=num_classes)
+        self.config = _config("cnn", locals())
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         channels = [in_channels, 16, 32, 64, 64]
         layers = []
@@ -300,9 +285,7 @@ class OracleClassifier(nn.Module):
 
     def __init__(self, in_channels=1, glimpse_size=(28, 28), num_classes=10):
         super().__init__()
-        self.config = _config(
-            "oracle", in_channels=in_channels, glimpse_size=glimpse_size, num_classes=num_classes
-        )
+        self.config = _config("oracle", locals())
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
         self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)

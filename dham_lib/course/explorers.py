@@ -119,12 +119,10 @@ def pmf_explorer(
     fig.colorbar(image, ax=ax_pmf, label="probability", shrink=0.85)
     box2 = glimpse_box(tx, ty, s2, image_size=(h, w))[0, 0]
     box1 = glimpse_box(tx, ty, s1, image_size=(h, w))[0, 0]
-    ax_pmf.add_patch(box_patch(box2, "red"))
-    ax_pmf.add_patch(box_patch(box1, "orange", "--"))
+    ax_pmf.add_patch(box_patch(box2, "red", label=f"L2 box, s = {s2.item():.2f}"))
+    ax_pmf.add_patch(box_patch(box1, "orange", "--", label=f"L1 box, s = {s1.item():.2f}"))
     mean = to_pixels(tx, w).item(), to_pixels(ty, h).item()
     ax_pmf.plot(*mean, "r+", markersize=14, markeredgewidth=2, label="mean (tx, ty)")
-    ax_pmf.plot([], [], "r-", label=f"L2 box, s = {s2.item():.2f}")
-    ax_pmf.plot([], [], color="orange", linestyle="--", label=f"L1 box, s = {s1.item():.2f}")
     ax_pmf.legend(loc="lower left", fontsize=7, framealpha=0.8)
     # A margin around the map, grey, so a box that reaches past the map shows as such.
     ax_pmf.set_facecolor("0.85")
@@ -227,17 +225,15 @@ def glimpse_explorer(
         1, 2, figsize=(8.6, 4.0), gridspec_kw={"width_ratios": [1.25, 1]}
     )
     ax_canvas.imshow(canvas[0, 0].numpy(), cmap="gray")
-    ax_canvas.add_patch(box_patch(box, "red"))
+    ax_canvas.add_patch(box_patch(box, "red", label="glimpse box"))
     ax_canvas.plot(*((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), "r+", markersize=10)
     numbers = dict(zip(("x0", "y0", "x1", "y1"), box.tolist(), strict=True))
     if true_box is not None:
         true_box = _checks.tensor("true_box", torch.as_tensor(true_box).float(), ndim=1)
         if true_box.shape != (4,):
             raise ValueError(f"true_box must have shape [4], got {tuple(true_box.shape)}")
-        ax_canvas.add_patch(box_patch(true_box, "lime", "--"))
-        ax_canvas.plot([], [], color="lime", linestyle="--", label="true digit box")
+        ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
-    ax_canvas.plot([], [], "r-", label="glimpse box")
     ax_canvas.legend(loc="upper right", fontsize=7, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)
@@ -292,8 +288,7 @@ def toy_trajectory_step(
         path_x, path_y, ".-", color="tab:cyan", markersize=3, linewidth=1, label="box centre path"
     )
     ax_canvas.plot(path_x[:1], path_y[:1], "o", color="tab:cyan", label="start")
-    ax_canvas.add_patch(box_patch(box, "red"))
-    ax_canvas.plot([], [], "r-", label=f"box at step {step}")
+    ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
     ax_canvas.legend(loc="upper right", fontsize=7, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)

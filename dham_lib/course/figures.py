@@ -77,10 +77,9 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     )
     fig.colorbar(heat, ax=ax, label="probability")
     box = glimpse_box(tx, ty, s, image_size=image_size)[0, 0]
-    ax.add_patch(box_patch(box, "red"))
+    ax.add_patch(box_patch(box, "red", label="glimpse box (tx, ty) ± s"))
     mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
     ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
-    ax.plot([], [], "r-", label="glimpse box (tx, ty) ± s")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(title)
     ax.set_xlabel("x (pixels)")
@@ -160,10 +159,8 @@ def plot_attention(canvas: torch.Tensor, label: int, true_box: torch.Tensor, see
     )
     ax_canvas, ax_pmf, ax_glimpse, ax_classes = axes
     ax_canvas.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
-    ax_canvas.add_patch(box_patch(true_box, "lime", "--"))
-    ax_canvas.add_patch(box_patch(box, "red"))
-    ax_canvas.plot([], [], "r-", label="attention box")
-    ax_canvas.plot([], [], color="lime", linestyle="--", label="true digit box")
+    ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
+    ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
     ax_canvas.legend(loc="upper right", fontsize=6, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)

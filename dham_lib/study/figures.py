@@ -62,10 +62,12 @@ def _batch(names: tuple[str, ...], values: tuple[torch.Tensor | None, ...]) -> i
     return sizes.pop()
 
 
-def box_patch(box: torch.Tensor, colour: str, style: str = "-") -> Rectangle:
-    """A rectangle from ``x0, y0, x1, y1`` in pixel coordinates."""
+def box_patch(box: torch.Tensor, colour: str, style: str = "-", label=None) -> Rectangle:
+    """A rectangle from ``x0, y0, x1, y1`` in pixel coordinates (in the legend as ``label``)."""
     x0, y0, x1, y1 = box.tolist()
-    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style)
+    return Rectangle(
+        (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style, label=label
+    )
 
 
 def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None:
