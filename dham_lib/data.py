@@ -7,6 +7,10 @@
 * ``"full"``: the 70,000 MNIST digits, downloaded once by torchvision into a cache folder whose
   files are md5-checked before they are trusted.
 
+Each has a fixed validation split carved from its training digits, for every choice of recipe,
+architecture or epochs (``"test"`` is for final numbers only): the bundled set's last 50
+training digits of each class (3,500 train, 500 val), the full set's last 5,000 of 60,000.
+
 ``"auto"`` uses the full set when it is cached or downloadable and the bundled subset otherwise.
 
 ``TranslatedMNIST`` resizes each digit to a random fraction of a canvas side, puts it at a random
@@ -36,7 +40,10 @@ from dham_lib import _checks
 
 BUNDLED_FILE = "mnist5k.npz"
 BUNDLED_SHA256 = "4facb8b9d7f3eff1f80b7b87a5146cae4da87df7ab8b5335f426ded757fc1595"
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test", "train+val")
+# Validation digits: per class from the bundled set, the last twelfth of the full one.
+VAL_PER_CLASS = 50
+FULL_VAL_FRACTION = 12
 SOURCES = ("bundled", "full", "auto")
 BACKGROUNDS = ("noise", "clutter")
 DIGIT_SIDE = 28
@@ -80,10 +87,12 @@ def load_mnist(
     """Load an MNIST split as ``(images uint8 [N, 28, 28], labels int64 [N])``.
 
     Args:
-        split: ``"train"`` or ``"test"``.
-        source: ``"bundled"`` (the 4,000/1,000 subset in data/, offline), ``"full"`` (the
-            60,000/10,000 MNIST, downloaded once into ``cache_dir``) or ``"auto"`` (full when
-            cached or downloadable, else bundled).
+        split: ``"train"``, ``"val"`` (carved from the training digits, see above),
+            ``"test"``, or ``"train+val"``: every training digit, as the runs made before the
+            validation split (or a final fit once every choice is made) train on.
+        source: ``"bundled"`` (the 3,500/500/1,000 subset in data/, offline), ``"full"`` (the
+            55,000/5,000/10,000 MNIST, downloaded once into ``cache_dir``) or ``"auto"`` (full
+            when cached or downloadable, else bundled).
         cache_dir: folder for the full MNIST; default ``$DHAM_CACHE_DIR`` or
             ``~/.cache/dham_lib``. The files live in ``<cache_dir>/MNIST/raw/``.
         timeout: seconds a network operation may stall before the download gives up.
@@ -156,7 +165,22 @@ def _load_bundled(split: str) -> tuple[np.ndarray, np.ndarray]:
             f"expected {BUNDLED_SHA256}; restore it from the repository"
         )
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        return npz[f"{split}_images"], npz[f"{split}_labels"]
+        if split == "test":
+            return npz["test_images"], npz["test_labels"]
+        images, labels = npz["train_images"], npz["train_labels"]
+    held_out = np.zeros(len(labels), dtype=bool)
+    for digit in np.unique(labels):
+        held_out[np.flatnonzero(labels == digit)[-VAL_PER_CLASS:]] = True
+    return _carve(images, labels, split, held_out)
+
+
+def _carve(images, labels, split: str, held_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training digits outside (``"train"``) or inside (``"val"``) the ``held_out`` mask,
+    or all of them in their file's order (``"train+val"``)."""
+    if split == "train+val":
+        return images, labels
+    keep = held_out if split == "val" else ~held_out
+    return images[keep], labels[keep]
 
 
 NETWORK_HINT = "check the network connection and try again"
@@ -197,7 +221,11 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
         for name, _ in MNIST.resources:
             (raw_dir / name.removesuffix(".gz")).unlink(missing_ok=True)
         dataset = _torchvision_mnist(MNIST, root, split, timeout)
-    return dataset.data.numpy().astype(np.uint8), dataset.targets.numpy().astype(np.int64)
+    images, labels = dataset.data.numpy().astype(np.uint8), dataset.targets.numpy().astype(np.int64)
+    if split == "test":
+        return images, labels
+    held_out = np.arange(len(labels)) >= len(labels) - len(labels) // FULL_VAL_FRACTION
+    return _carve(images, labels, split, held_out)
 
 
 def _torchvision_mnist(mnist_class, root: Path, split: str, timeout: float):
@@ -206,7 +234,7 @@ def _torchvision_mnist(mnist_class, root: Path, split: str, timeout: float):
     # urllib inherits the default timeout, so a dead network fails instead of hanging.
     socket.setdefaulttimeout(timeout)
     try:
-        return mnist_class(root=str(root), train=split == "train", download=True)
+        return mnist_class(root=str(root), train=split != "test", download=True)
     finally:
         socket.setdefaulttimeout(previous)
 

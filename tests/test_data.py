@@ -254,15 +254,31 @@ def test_boxes_hold_the_digit_for_any_canvas(digits, height, width, low, spread,
 
 def test_bundled_split_shapes_dtypes_and_classes(capsys):
     train = load_mnist("train", source="bundled")
+    val = load_mnist("val", source="bundled", verbose=False)
     test = load_mnist("test", source="bundled", verbose=False)
-    assert capsys.readouterr().out == "load_mnist: bundled MNIST subset train (4,000 digits)\n"
-    for (images, labels), n in ((train, 4000), (test, 1000)):
+    assert capsys.readouterr().out == "load_mnist: bundled MNIST subset train (3,500 digits)\n"
+    for (images, labels), n in ((train, 3500), (val, 500), (test, 1000)):
         assert images.shape == (n, 28, 28) and images.dtype == np.uint8
         assert labels.shape == (n,) and labels.dtype == np.int64
         assert np.bincount(labels, minlength=10).tolist() == [n // 10] * 10
     assert images.max() == 255
     path = data.data_dir() / data.BUNDLED_FILE
     assert hashlib.sha256(path.read_bytes()).hexdigest() == BUNDLED_SHA256
+
+
+def test_validation_digits_are_the_last_50_training_digits_of_each_class():
+    with np.load(data.data_dir() / data.BUNDLED_FILE) as npz:
+        pool, pool_labels = npz["train_images"], npz["train_labels"]
+    held_out = np.zeros(len(pool_labels), dtype=bool)
+    for digit in range(10):
+        held_out[np.flatnonzero(pool_labels == digit)[-50:]] = True
+    val, val_labels = load_mnist("val", source="bundled", verbose=False)
+    train, train_labels = load_mnist("train", source="bundled", verbose=False)
+    np.testing.assert_array_equal(val, pool[held_out])
+    np.testing.assert_array_equal(train, pool[~held_out])
+    np.testing.assert_array_equal(train_labels, pool_labels[~held_out])
+    every = load_mnist("train+val", source="bundled", verbose=False)
+    np.testing.assert_array_equal(every[0], pool)  # in the file's order
 
 
 def test_bundled_file_corruption_is_caught(tmp_path, monkeypatch):
@@ -357,13 +373,24 @@ def assert_same(loaded, expected):
     np.testing.assert_array_equal(labels, expected[1])
 
 
+def without_validation(arrays):
+    """The training part of full training arrays: all but their last twelfth (the "val")."""
+    n = len(arrays[1]) - len(arrays[1]) // 12
+    return arrays[0][:n], arrays[1][:n]
+
+
 def test_full_downloads_then_loads(fake_mnist, mirror, tmp_path, capsys):
     loaded = load_mnist("train", source="full", cache_dir=tmp_path)
-    assert_same(loaded, fake_mnist[1]["train"])
+    assert_same(loaded, without_validation(fake_mnist[1]["train"]))
+    images, labels = fake_mnist[1]["train"]
+    assert_same(load_mnist("val", source="full", cache_dir=tmp_path), (images[19:], labels[19:]))
+    assert_same(load_mnist("train+val", source="full", cache_dir=tmp_path), (images, labels))
     assert_same(load_mnist("test", source="auto", cache_dir=tmp_path), fake_mnist[1]["test"])
     out = capsys.readouterr().out
     assert out.splitlines() == [
-        "load_mnist: full MNIST train (20 digits)",
+        "load_mnist: full MNIST train (19 digits)",
+        "load_mnist: full MNIST val (1 digits)",
+        "load_mnist: full MNIST train+val (20 digits)",
         "load_mnist: full MNIST test (10 digits)",
     ]
     assert str(tmp_path) not in out
@@ -389,7 +416,8 @@ def test_corrupted_archive_is_reported_and_downloaded_again(fake_mnist, mirror, 
     load_mnist("train", source="full", cache_dir=tmp_path, verbose=False)
     archive = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
     archive.write_bytes(archive.read_bytes()[:100])
-    assert_same(load_mnist("train", source="full", cache_dir=tmp_path), fake_mnist[1]["train"])
+    loaded = load_mnist("train", source="full", cache_dir=tmp_path)
+    assert_same(loaded, without_validation(fake_mnist[1]["train"]))
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2
     assert "train-images-idx3-ubyte.gz failed its md5 check" in out[0]
@@ -404,7 +432,7 @@ def test_damaged_extracted_file_is_rebuilt_from_its_archive(
     extracted = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
     extracted.write_bytes(extracted.read_bytes()[:500])
     loaded = load_mnist("train", source="full", cache_dir=tmp_path, verbose=False)
-    assert_same(loaded, fake_mnist[1]["train"])
+    assert_same(loaded, without_validation(fake_mnist[1]["train"]))
 
 
 def test_full_without_network_raises_one_clear_error(dead_mirror, tmp_path):
@@ -548,7 +576,7 @@ BAD_INPUT = {
         ValueError,
         "batch_size",
     ),
-    "split unknown": (lambda: load_mnist("val"), ValueError, "split"),
+    "split unknown": (lambda: load_mnist("valid"), ValueError, "split"),
     "source unknown": (lambda: load_mnist("train", source="web"), ValueError, "source"),
     "timeout zero": (lambda: load_mnist("train", timeout=0), ValueError, "timeout"),
     "timeout str": (lambda: load_mnist("train", timeout="10"), TypeError, "timeout"),

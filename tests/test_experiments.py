@@ -1,8 +1,10 @@
 """Cells and resumable sweeps: a killed sweep loses no finished row and resumes."""
 
+import dataclasses
 import math
 
 import pytest
+import torch
 
 from dham_lib.study import experiments
 from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, grid, read_rows, sweep
@@ -127,3 +129,27 @@ def test_evaluate_canvases_keeps_the_digit_size():
     assert all(0 <= s["acc"] <= 1 and 0 <= s["iou"] <= 1 for s in scores)
     with pytest.raises(TypeError, match="Cell"):
         experiments.evaluate_canvases(small_dham(), "clean")
+
+
+def test_a_cell_trains_without_the_validation_digits_unless_it_predates_them():
+    cell = Cell(model="dham", width=2)
+    assert len(experiments.make_dataset(cell, "train")) == 3500
+    val = experiments.make_dataset(cell, "val")
+    assert len(val) == 500 and len(experiments.make_dataset(cell, "test")) == 1000
+    # The validation canvases are fixed whatever the cell's seed, like the test canvases.
+    other = experiments.make_dataset(dataclasses.replace(cell, seed=5), "val")
+    torch.testing.assert_close(val.batch(range(4))[0], other.batch(range(4))[0])
+    before = dataclasses.replace(cell, train_split="train+val")
+    assert len(experiments.make_dataset(before, "train")) == 4000
+    assert experiments.cell_from_config({"model": "dham", "width": 2}) == before
+    with pytest.raises(ValueError, match="train_split"):
+        Cell(train_split="val")
+
+
+def test_a_cell_is_watched_on_validation_and_scored_on_test():
+    cell = Cell(model="oracle", **TINY)
+    _, history, row = experiments.train_cell(cell, progress=False)
+    assert row["val_acc"] == history["test_acc"][-1]  # fit watched the validation canvases
+    before = dataclasses.replace(cell, train_split="train+val")
+    _, history, row = experiments.train_cell(before, progress=False)
+    assert math.isnan(row["val_acc"]) and row["test_acc"] == history["test_acc"][-1]

@@ -80,6 +80,26 @@ def test_a_checkpoint_older_than_a_cell_field_still_matches(folder, trained, cap
     assert len(trained) == 1
 
 
+def test_a_checkpoint_from_before_the_validation_split_matches_only_its_protocol(
+    folder, trained, capsys
+):
+    before = Cell(model="dham", width=16, epochs=12, train_split="train+val")
+    config = dataclasses.asdict(before)
+    del config["train_split"]  # what checkpoints saved before the split record
+    save_checkpoint(
+        folder / "old.pt",
+        build_model("dham", width=16),
+        data_config=config,
+        metrics={"test_acc": 0.9, "train_seconds": 1.0},
+        extra={"history": {}},
+    )
+    pretrained.train_or_load("old", before)
+    assert "Loaded the committed checkpoint old.pt" in capsys.readouterr().out
+    pretrained.train_or_load("old", dataclasses.replace(before, train_split="train"))
+    assert "trained for another setting" in capsys.readouterr().out
+    assert len(trained) == 1
+
+
 def test_corrupt_checkpoint_is_reported_and_replaced(folder, trained, capsys):
     pretrained.train_or_load("demo", CELL)
     data = (folder / "demo.pt").read_bytes()

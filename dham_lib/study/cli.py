@@ -23,7 +23,15 @@ from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import SOURCES
 from dham_lib.models import MODELS
 from dham_lib.study import results
-from dham_lib.study.experiments import RESULT_COLUMNS, Cell, grid, make_dataset, sweep, train_cell
+from dham_lib.study.experiments import (
+    RESULT_COLUMNS,
+    TRAIN_SPLITS,
+    Cell,
+    grid,
+    make_dataset,
+    sweep,
+    train_cell,
+)
 from dham_lib.train import choose_device
 
 # Every default of the command line is the recipe's, so `train` and `Cell()` agree; a noisy
@@ -74,7 +82,13 @@ RECIPE_OPTIONS = {
         ("canvas", _positive_int, "canvas side in pixels", None),
         ("source", str, "MNIST digits: the bundled split, the full 70k, or auto", SOURCES),
         ("train_size", _positive_int, "use only the first N training digits", None),
-        ("test_size", _positive_int, "use only the first N test digits", None),
+        ("test_size", _positive_int, "use only the first N validation and test digits", None),
+        (
+            "train_split",
+            str,
+            "train on the digits without the validation ones, or on all",
+            TRAIN_SPLITS,
+        ),
     ),
     "attention (DHAM only, but --attention-lr: also STN)": (
         ("k", _positive_int, "glimpses per canvas", None),

@@ -27,11 +27,17 @@ from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import build_model
 from dham_lib.train import evaluate, fit, seed_everything
 
-# Every model and seed is scored on the same test canvases.
+# Every model and seed is scored on the same test canvases, and monitored on the same
+# validation canvases.
 TEST_SEED = 2018
+VAL_SEED = 2019
+# What a cell may train on: the training digits without the validation ones, or, for the
+# runs made before the validation split existed, all of them.
+TRAIN_SPLITS = ("train", "train+val")
 SCALE = (0.24, 0.40)
 LARGER_CANVASES = (160, 200)
 RESULT_COLUMNS = (
+    "val_acc",
     "test_acc",
     "test_loss",
     "iou",
@@ -49,7 +55,10 @@ class Cell:
     to ``model="dham"`` only and are recorded as 0 otherwise; ``attention_lr`` is the
     learning rate of the part that decides where to look, in DHAM and in the STN;
     ``curriculum`` is the number of epochs over which noisy training canvases go
-    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean).
+    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean);
+    ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
+    be made on them) or ``"train+val"`` (every training digit, as the runs made before
+    the validation split did).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -76,8 +85,10 @@ class Cell:
     train_size: int | None = None
     test_size: int | None = None
     curriculum: int = 4
+    train_split: str = "train"
 
     def __post_init__(self) -> None:
+        _checks.option("train_split", self.train_split, TRAIN_SPLITS)
         if self.snr_db is None:
             object.__setattr__(self, "curriculum", 0)  # nothing to ramp on a clean canvas
         if self.model != "dham":
@@ -120,9 +131,12 @@ def _text(value) -> str:
 
 
 def make_dataset(cell: Cell, split: str, canvas: int | None = None) -> TranslatedMNIST:
-    """The cell's train or test set; ``canvas`` other than the cell's keeps the digits'
-    pixel size (the scale range shrinks in proportion)."""
-    images, labels = load_mnist(split, source=cell.source, verbose=False)
+    """The cell's ``"train"``, ``"val"`` or ``"test"`` set; ``canvas`` other than the cell's
+    keeps the digits' pixel size (the scale range shrinks in proportion). The training
+    digits are those of ``cell.train_split``; ``cell.test_size`` caps validation and test."""
+    _checks.option("split", split, ("train", "val", "test"))
+    digits = cell.train_split if split == "train" else split
+    images, labels = load_mnist(digits, source=cell.source, verbose=False)
     size = cell.train_size if split == "train" else cell.test_size
     side = cell.canvas if canvas is None else canvas
     ratio = cell.canvas / side
@@ -133,7 +147,7 @@ def make_dataset(cell: Cell, split: str, canvas: int | None = None) -> Translate
         scale=(SCALE[0] * ratio, SCALE[1] * ratio),
         snr_db=cell.snr_db,
         background=cell.background,
-        seed=cell.seed if split == "train" else TEST_SEED,
+        seed={"train": cell.seed, "val": VAL_SEED, "test": TEST_SEED}[split],
     )
 
 
@@ -158,19 +172,24 @@ def fit_cell(cell: Cell, model, train_set, test_set, device=None, progress: bool
 def train_cell(cell: Cell, device=None, progress: bool = True):
     """Train and score one cell: returns ``(model, history, row)``.
 
-    ``row`` holds the cell's fields and ``RESULT_COLUMNS``: test accuracy and loss,
-    the box metrics (NaN without a box), training seconds, the training seconds
-    when test accuracy first reached 90% (NaN if never), and the accuracy on the
-    larger canvases.
+    Training is watched on the validation canvases (``history`` and ``seconds_to_90``
+    are theirs), or, for a ``"train+val"`` cell, which has none, on the test canvases.
+    ``row`` holds the cell's fields and ``RESULT_COLUMNS``: validation accuracy (NaN for
+    ``"train+val"``), test accuracy and loss, the box metrics (NaN without a box),
+    training seconds, the training seconds when the watched accuracy first reached 90%
+    (NaN if never), and the test accuracy on the larger canvases.
     """
     train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "test")
+    held_out = cell.train_split == "train"
+    watched = make_dataset(cell, "val") if held_out else test_set
     seed_everything(cell.seed)  # the initial weights are drawn when the model is built
     model = build_model(cell.model, **cell.model_kwargs())
-    history = fit_cell(cell, model, train_set, test_set, device=device, progress=progress)
+    history = fit_cell(cell, model, train_set, watched, device=device, progress=progress)
     final = evaluate(model, test_set)
     reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
     row = {name: getattr(cell, name) for name in CELL_COLUMNS}
     row.update(
+        val_acc=history["test_acc"][-1] if held_out else math.nan,
         test_acc=final["acc"],
         test_loss=final["loss"],
         iou=final["iou"],
@@ -205,7 +224,7 @@ def evaluate_canvases(
 
 # Cell fields added after results and checkpoints were first written, with the value
 # that means what those older runs did.
-LEGACY_FIELDS = {"curriculum": 0}
+LEGACY_FIELDS = {"curriculum": 0, "train_split": "train+val"}
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
 
