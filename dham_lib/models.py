@@ -93,29 +93,40 @@ class AttentionNet(nn.Module):
         return self.conv2(F.relu(self.conv1(image)))
 
 
+# The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, hidden
+# units, dropout before the last layer). "course" is the wider LeNet the course trained with
+# so far; "original" the original DHAM's, the PyTorch MNIST example's LeNet.
+CLASSIFIERS = {"course": ((32, 64), 2, 128, 0.0), "original": ((10, 20), 0, 50, 0.5)}
+
+
 class GlimpseClassifier(nn.Module):
     """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
 
-    conv5x5 32 -> ReLU -> maxpool 2 -> conv5x5 64 -> ReLU -> maxpool 2 -> FC 128
-    -> ReLU -> FC num_classes. Padding 2 keeps each convolution's size, so a
-    28x28 glimpse reaches the FC layer as 64 x 7 x 7.
+    conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 -> FC -> ReLU -> FC
+    num_classes, sized by ``arch`` (:data:`CLASSIFIERS`): ``"course"`` has 32 and 64
+    channels with padding 2 (a 28x28 glimpse reaches the FC layer as 64 x 7 x 7) and 128
+    hidden units, 421k weights; ``"original"`` 10 and 20 unpadded channels (20 x 4 x 4),
+    50 hidden units and dropout 0.5 before the last layer, 22k weights.
     """
 
-    def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28)):
+    def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):
         super().__init__()
         h, w = _checks.size_pair("glimpse_size", glimpse_size)
-        if min(h, w) < 4:
-            raise ValueError(f"glimpse_size must be at least (4, 4), got {(h, w)}")
+        (c1, c2), padding, hidden, dropout = CLASSIFIERS[_checks.option("arch", arch, CLASSIFIERS)]
+        side = [((n + 2 * padding - 4) // 2 + 2 * padding - 4) // 2 for n in (h, w)]
+        if min(side) < 1:
+            raise ValueError(f"glimpse_size is too small for the {arch!r} LeNet, got {(h, w)}")
         self.in_shape = (
             _checks.positive_int("k", k),
             _checks.positive_int("in_channels", in_channels),
             h,
             w,
         )
-        self.conv1 = nn.Conv2d(k * in_channels, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), 128)
-        self.fc2 = nn.Linear(128, _checks.positive_int("num_classes", num_classes))
+        self.conv1 = nn.Conv2d(k * in_channels, c1, 5, padding=padding)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=padding)
+        self.fc1 = nn.Linear(c2 * side[0] * side[1], hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, _checks.positive_int("num_classes", num_classes))
 
     def forward(self, glimpses: torch.Tensor) -> torch.Tensor:
         """``[B, K, C, h, w] -> [B, num_classes]`` logits."""
@@ -128,7 +139,7 @@ class GlimpseClassifier(nn.Module):
         x = glimpses.flatten(1, 2)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+        return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1)))))
 
 
 class DHAMClassifier(nn.Module):
@@ -152,6 +163,7 @@ class DHAMClassifier(nn.Module):
         glimpse_size=(28, 28),
         uniform_start=True,
         num_classes=10,
+        classifier="course",
     ):
         super().__init__()
         self.config = _config("dham", locals())
@@ -159,7 +171,7 @@ class DHAMClassifier(nn.Module):
         self.attention = AttentionNet(in_channels, width, k, stride, uniform_start)
         size = _checks.size_pair("glimpse_size", glimpse_size)
         self.dham = DHAM(size, norm=norm, temperature=temperature)
-        self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size)
+        self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size, classifier)
 
     def attend(self, canvas: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``).
@@ -186,7 +198,9 @@ class STNClassifier(nn.Module):
     identity bias, so the first glimpse is the whole canvas, resampled.
     """
 
-    def __init__(self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10):
+    def __init__(
+        self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10, classifier="course"
+    ):
         super().__init__()
         self.config = _config("stn", locals())
         if _checks.positive_int("canvas", canvas) < 28:
@@ -210,7 +224,7 @@ class STNClassifier(nn.Module):
             nn.ReLU(),
             last,
         )
-        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)
+        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size, classifier)
 
     @staticmethod
     def _stage(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -283,12 +297,12 @@ class PlainCNN(nn.Module):
 class OracleClassifier(nn.Module):
     """The upper bound: the LeNet on the glimpse of the true digit box ``[B, 4]``."""
 
-    def __init__(self, in_channels=1, glimpse_size=(28, 28), num_classes=10):
+    def __init__(self, in_channels=1, glimpse_size=(28, 28), num_classes=10, classifier="course"):
         super().__init__()
         self.config = _config("oracle", locals())
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
-        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size)
+        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size, classifier)
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W]`` and ``true_box [B, 4]`` -> Prediction (boxes ``[B, 1, 4]``)."""

@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dham_lib.checkpoints import save_checkpoint
 from dham_lib.models import (
     AttentionNet,
     DHAMClassifier,
+    GlimpseClassifier,
     OracleClassifier,
     Prediction,
     STNClassifier,
@@ -224,3 +226,20 @@ def test_models_reject_a_3d_canvas_and_wrong_channels():
         build_model("cnn")(torch.rand(1, 120, 120))
     with pytest.raises(ValueError, match="canvas"):
         build_model("dham")(torch.rand(1, 3, 120, 120))
+
+
+def test_the_original_lenet_is_the_pytorch_mnist_example_and_fits_a_small_checkpoint(tmp_path):
+    original = GlimpseClassifier(arch="original")
+    # conv 1->10 (5x5), conv 10->20 (5x5), FC 320->50, FC 50->10: weights and biases.
+    assert sum(p.numel() for p in original.parameters()) == 260 + 5020 + 16050 + 510
+    assert original.fc1.in_features == 320
+    glimpses = torch.rand(4, 1, 1, 28, 28)
+    original.eval()
+    torch.testing.assert_close(original(glimpses), original(glimpses))  # no dropout in eval
+    original.train()
+    assert not torch.equal(original(glimpses), original(glimpses))  # dropout 0.5 in training
+    model = build_model("dham", width=16, classifier="original")
+    save_checkpoint(tmp_path / "small.pt", model, data_config={}, metrics={}, extra={})
+    assert (tmp_path / "small.pt").stat().st_size <= 300 * 1024
+    with pytest.raises(ValueError, match="arch"):
+        GlimpseClassifier(arch="vgg")

@@ -21,7 +21,7 @@ import torch
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import SOURCES
-from dham_lib.models import MODELS
+from dham_lib.models import CLASSIFIERS, MODELS
 from dham_lib.study import results
 from dham_lib.study.experiments import (
     RESULT_COLUMNS,
@@ -95,6 +95,7 @@ RECIPE_OPTIONS = {
         ("stride", _positive_int, "attention map stride", None),
         ("norm", int, "scale: L1 or L2", (1, 2)),
         ("temperature", float, "softmax temperature", None),
+        ("classifier", str, "glimpse classifier (DHAM, STN, oracle)", tuple(CLASSIFIERS)),
         ("attention_lr", float, "learning rate of the network that decides where to look", None),
     ),
     "training": (

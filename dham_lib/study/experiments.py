@@ -58,7 +58,8 @@ class Cell:
     from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean);
     ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
-    the validation split did).
+    the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
+    and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -86,6 +87,7 @@ class Cell:
     test_size: int | None = None
     curriculum: int = 4
     train_split: str = "train"
+    classifier: str = "course"
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
@@ -98,6 +100,8 @@ class Cell:
             object.__setattr__(self, "temperature", 0.0)
         if self.model not in ("dham", "stn"):
             object.__setattr__(self, "attention_lr", None)
+        if self.model == "cnn":  # no glimpse, so no glimpse classifier: one canonical cell
+            object.__setattr__(self, "classifier", "course")
 
     def model_kwargs(self) -> dict:
         """Constructor arguments for ``build_model(self.model, ...)``."""
@@ -108,9 +112,12 @@ class Cell:
                 "stride": self.stride,
                 "norm": self.norm,
                 "temperature": self.temperature,
+                "classifier": self.classifier,
             }
         if self.model == "stn":
-            return {"canvas": self.canvas}
+            return {"canvas": self.canvas, "classifier": self.classifier}
+        if self.model == "oracle":
+            return {"classifier": self.classifier}
         return {}
 
     def key(self) -> tuple[str, ...]:
@@ -224,7 +231,7 @@ def evaluate_canvases(
 
 # Cell fields added after results and checkpoints were first written, with the value
 # that means what those older runs did.
-LEGACY_FIELDS = {"curriculum": 0, "train_split": "train+val"}
+LEGACY_FIELDS = {"curriculum": 0, "train_split": "train+val", "classifier": "course"}
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
 
