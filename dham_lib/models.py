@@ -294,6 +294,61 @@ class PlainCNN(nn.Module):
         return Prediction(self.head(self.features(canvas)), None, None)
 
 
+class PooledCNN(nn.Module):
+    """The translation-invariant baseline: ``stages`` x (conv3x3 + ReLU + maxpool 2), the
+    channels doubling from ``width`` up to ``4 * width``, then a global max over positions
+    and one linear layer.
+
+    The global max makes the score the same wherever the digit is, and lets any canvas
+    size run with the same weights, as DHAM does; five stages give a receptive field of
+    63 pixels, more than the largest digit's 48.
+    """
+
+    def __init__(self, in_channels=1, width=16, stages=5, num_classes=10):
+        super().__init__()
+        self.config = _config("pooled_cnn", locals())
+        self.in_channels = _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("width", width)
+        widths = [width * 2 ** min(i, 2) for i in range(_checks.positive_int("stages", stages))]
+        layers = []
+        for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Linear(widths[-1], _checks.positive_int("num_classes", num_classes))
+        self.smallest = 2**stages
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
+        _canvas(canvas, self.in_channels)
+        if min(canvas.shape[-2:]) < self.smallest:
+            raise ValueError(
+                f"canvas must be at least {self.smallest}x{self.smallest} for "
+                f"{len(self.features) // 3} stages, got {tuple(canvas.shape)}"
+            )
+        return Prediction(self.head(self.features(canvas)), None, None)
+
+
+def forward_flops(model: nn.Module, canvas_size: tuple[int, int], in_channels: int = 1) -> int:
+    """Floating-point operations of one forward pass on one canvas ``[1, C, H, W]``.
+
+    Counted by ``torch.utils.flop_counter`` (two per multiply-add of the convolutions and
+    linear layers; the softmax, the sampler and the pooling are not counted: they are a
+    small share). The oracle, which needs the true box, is counted on a centred one.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    height, width = _checks.size_pair("canvas_size", canvas_size)
+    canvas = torch.zeros(1, in_channels, height, width)
+    box = torch.tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(canvas.to(next(model.parameters()).device), true_box=box)
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
 class OracleClassifier(nn.Module):
     """The upper bound: the LeNet on the glimpse of the true digit box ``[B, 4]``."""
 
@@ -326,12 +381,13 @@ MODELS = {
     "dham": DHAMClassifier,
     "stn": STNClassifier,
     "cnn": PlainCNN,
+    "pooled_cnn": PooledCNN,
     "oracle": OracleClassifier,
 }
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a model by name ("dham", "stn", "cnn", "oracle") with its constructor kwargs.
+    """Build a model by name (a key of :data:`MODELS`) with its constructor kwargs.
 
     ``build_model(**model.config)`` rebuilds a model of the same architecture.
     """

@@ -153,3 +153,15 @@ def test_a_cell_is_watched_on_validation_and_scored_on_test():
     before = dataclasses.replace(cell, train_split="train+val")
     _, history, row = experiments.train_cell(before, progress=False)
     assert math.isnan(row["val_acc"]) and row["test_acc"] == history["test_acc"][-1]
+
+
+def test_the_pooled_cnn_has_a_width_and_nothing_of_attention():
+    cell = Cell(model="pooled_cnn", width=8, stride=4, classifier="original")
+    assert (cell.width, cell.stride, cell.attention_lr, cell.classifier) == (8, 0, None, "course")
+    assert cell.model_kwargs() == {"width": 8}
+    cells = grid(["pooled_cnn", "cnn"], [8, 16], [None], [0])
+    assert sorted((c.model, c.width) for c in cells) == [
+        ("cnn", 0),
+        ("pooled_cnn", 8),
+        ("pooled_cnn", 16),
+    ]

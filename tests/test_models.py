@@ -18,7 +18,7 @@ from dham_lib.models import (
     build_model,
 )
 
-NAMES = ("dham", "stn", "cnn", "oracle")
+NAMES = ("dham", "stn", "cnn", "pooled_cnn", "oracle")
 
 
 def _centre_box(batch: int, height: int, width: int, side: int = 28) -> torch.Tensor:
@@ -37,7 +37,7 @@ def test_output_shapes(name, height, width):
     out = build_model(name)(canvas, true_box=_centre_box(2, height, width))
     assert isinstance(out, Prediction)
     assert out.logits.shape == (2, 10)
-    if name == "cnn":
+    if name in ("cnn", "pooled_cnn"):
         assert out.boxes is None and out.glimpses is None
     else:
         assert out.boxes.shape == (2, 1, 4)
@@ -211,7 +211,9 @@ def test_config_rebuilds_the_model(name):
 
 
 def test_build_model_rejects_an_unknown_name():
-    with pytest.raises(ValueError, match=r"name .*'dham', 'stn', 'cnn', 'oracle'.*'resnet'"):
+    with pytest.raises(
+        ValueError, match=r"name .*'dham', 'stn', 'cnn', 'pooled_cnn', 'oracle'.*'resnet'"
+    ):
         build_model("resnet")
 
 
@@ -243,3 +245,33 @@ def test_the_original_lenet_is_the_pytorch_mnist_example_and_fits_a_small_checkp
     assert (tmp_path / "small.pt").stat().st_size <= 300 * 1024
     with pytest.raises(ValueError, match="arch"):
         GlimpseClassifier(arch="vgg")
+
+
+def test_the_pooled_cnn_scores_a_digit_the_same_wherever_it_is_and_takes_any_canvas():
+    torch.manual_seed(0)
+    model = build_model("pooled_cnn", width=4).eval()
+    canvas = torch.zeros(2, 1, 256, 256)
+    canvas[0, 0, 64:94, 64:88] = torch.rand(30, 24)
+    # The same patch moved by multiples of the 32-pixel total pooling stride, both far
+    # enough from the edges that the 63-pixel receptive field sees no padding.
+    canvas[1, 0, 128:158, 160:184] = canvas[0, 0, 64:94, 64:88]
+    logits = model(canvas).logits
+    torch.testing.assert_close(logits[0], logits[1])
+    assert model(torch.rand(3, 1, 200, 72)).logits.shape == (3, 10)
+    with pytest.raises(ValueError, match="at least 32x32"):
+        model(torch.rand(1, 1, 20, 40))
+
+
+def test_forward_flops_count_two_per_multiply_add():
+    from dham_lib.models import forward_flops
+
+    model = build_model("pooled_cnn", width=1, stages=1)  # one 3x3 conv 1->1, one linear 1->10
+    assert forward_flops(model, (8, 6)) == 2 * (8 * 6 * 9) + 2 * 10
+    dham, oracle = build_model("dham", width=16), build_model("oracle")
+    # DHAM = its attention network, whose cost grows with the canvas's area, plus the same
+    # LeNet on a 28x28 glimpse that the oracle is: 4 times the area, 4 times the attention.
+    glimpse = forward_flops(oracle, (120, 120))
+    assert forward_flops(oracle, (480, 480)) == glimpse
+    small, large = forward_flops(dham, (120, 120)), forward_flops(dham, (240, 240))
+    assert large - glimpse == 4 * (small - glimpse)
+    assert small - glimpse == 2 * (60 * 60 * 16 * 25) * 2  # two 5x5 convolutions, 1->16->1

@@ -24,13 +24,15 @@ from tqdm.auto import tqdm
 from dham_lib import _checks
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import TranslatedMNIST, load_mnist
-from dham_lib.models import build_model
+from dham_lib.models import MODELS, build_model
 from dham_lib.train import evaluate, fit, seed_everything
 
 # Every model and seed is scored on the same test canvases, and monitored on the same
 # validation canvases.
 TEST_SEED = 2018
 VAL_SEED = 2019
+# The models whose cells have a width: DHAM's attention channels, the pooled CNN's first ones.
+WIDTH_MODELS = ("dham", "pooled_cnn")
 # What a cell may train on: the training digits without the validation ones, or, for the
 # runs made before the validation split existed, all of them.
 TRAIN_SPLITS = ("train", "train+val")
@@ -94,13 +96,15 @@ class Cell:
         if self.snr_db is None:
             object.__setattr__(self, "curriculum", 0)  # nothing to ramp on a clean canvas
         if self.model != "dham":
-            # These do not exist for the other models: one canonical cell per run.
-            for name in ("width", "k", "stride", "norm"):
+            # These do not exist for the other models: one canonical cell per run. The
+            # pooled CNN's width is its first convolution's channel count.
+            unused = ("k", "stride", "norm", *(() if self.model in WIDTH_MODELS else ("width",)))
+            for name in unused:
                 object.__setattr__(self, name, 0)
             object.__setattr__(self, "temperature", 0.0)
         if self.model not in ("dham", "stn"):
             object.__setattr__(self, "attention_lr", None)
-        if self.model == "cnn":  # no glimpse, so no glimpse classifier: one canonical cell
+        if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
 
     def model_kwargs(self) -> dict:
@@ -118,6 +122,8 @@ class Cell:
             return {"canvas": self.canvas, "classifier": self.classifier}
         if self.model == "oracle":
             return {"classifier": self.classifier}
+        if self.model == "pooled_cnn":
+            return {"width": self.width}
         return {}
 
     def key(self) -> tuple[str, ...]:
@@ -348,11 +354,11 @@ def grid(
     covers the whole grid once); models without attention get one cell per
     (snr, seed), whatever the widths."""
     for model in models:
-        _checks.option("model", model, ("dham", "stn", "cnn", "oracle"))
+        _checks.option("model", model, MODELS)
     cells = []
     for seed in seeds:
         for snr in snrs:
             for model in models:
-                for width in widths if model == "dham" else [0]:
+                for width in widths if model in WIDTH_MODELS else [0]:
                     cells.append(Cell(model=model, width=width, snr_db=snr, seed=seed, **common))
     return list(dict.fromkeys(cells))
