@@ -192,14 +192,23 @@ class DHAMClassifier(nn.Module):
 class STNClassifier(nn.Module):
     """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
 
-    The localisation network (three conv + ReLU + maxpool 2 stages) is pooled
-    adaptively to a ``canvas // 8`` grid (what a ``canvas``-sized input gives), so
-    other canvas sizes still run. Its last layer starts at zero weight and the
-    identity bias, so the first glimpse is the whole canvas, resampled.
+    The localisation network (three conv + ReLU + maxpool 2 stages, on the canvas
+    average-pooled by ``pool``) is pooled adaptively to a ``canvas // (8 pool)`` grid (what
+    a ``canvas``-sized input gives), so other canvas sizes still run. ``transform`` is
+    ``"affine"`` (six free parameters) or ``"zoom"``: a scale ``s`` and a shift ``(tx, ty)``,
+    the glimpse ``tx + s u, ty + s v`` of DHAM itself. The last layer starts at zero weight
+    and the identity bias, so the first glimpse is the whole canvas, resampled.
     """
 
     def __init__(
-        self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10, classifier="course"
+        self,
+        in_channels=1,
+        canvas=120,
+        glimpse_size=(28, 28),
+        num_classes=10,
+        classifier="course",
+        transform="affine",
+        pool=1,
     ):
         super().__init__()
         self.config = _config("stn", locals())
@@ -207,11 +216,14 @@ class STNClassifier(nn.Module):
             raise ValueError(f"canvas must be at least 28, got {canvas}")
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
-        self.grid = canvas // 8
-        last = nn.Linear(32, 6)
+        self.transform = _checks.option("transform", transform, ("affine", "zoom"))
+        self.pool = _checks.positive_int("pool", pool)
+        self.grid = max(1, canvas // (8 * pool))
+        identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0] if transform == "affine" else [1.0, 0.0, 0.0]
+        last = nn.Linear(32, len(identity))
         nn.init.zeros_(last.weight)
         with torch.no_grad():
-            last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+            last.bias.copy_(torch.tensor(identity))
         # Named "attention" like DHAM's attention network: the part that decides where
         # to look, which fit's attention_lr then tunes alike for both.
         self.attention = nn.Sequential(
@@ -232,7 +244,14 @@ class STNClassifier(nn.Module):
 
     def theta(self, canvas: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, 2, 3]`` affine maps from glimpse to canvas (normalised)."""
-        return self.attention(canvas).view(-1, 2, 3)
+        if self.pool > 1:
+            canvas = F.avg_pool2d(canvas, self.pool, ceil_mode=True)
+        out = self.attention(canvas)
+        if self.transform == "affine":
+            return out.view(-1, 2, 3)
+        s, tx, ty = out.unbind(dim=1)
+        zero = torch.zeros_like(s)
+        return torch.stack([s, zero, tx, zero, s, ty], dim=1).view(-1, 2, 3)
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` (boxes ``[B, 1, 4]``); ``true_box`` is ignored."""
@@ -244,6 +263,18 @@ class STNClassifier(nn.Module):
         glimpses = crop.unsqueeze(1)
         boxes = affine_box(theta, (height, width)).unsqueeze(1)
         return Prediction(self.classifier(glimpses), boxes, glimpses)
+
+
+class ZoomSTN(STNClassifier):
+    """The STN a reviewer would pit against DHAM: restricted to DHAM's own glimpse (a zoom and
+    a shift), identity start, border padding, its localisation network on the canvas
+    average-pooled by 2 (see :class:`STNClassifier`)."""
+
+    def __init__(
+        self, in_channels=1, canvas=120, glimpse_size=(28, 28), num_classes=10, classifier="course"
+    ):
+        super().__init__(in_channels, canvas, glimpse_size, num_classes, classifier, "zoom", 2)
+        self.config = _config("stn_zoom", locals())
 
 
 def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
@@ -380,6 +411,7 @@ class OracleClassifier(nn.Module):
 MODELS = {
     "dham": DHAMClassifier,
     "stn": STNClassifier,
+    "stn_zoom": ZoomSTN,
     "cnn": PlainCNN,
     "pooled_cnn": PooledCNN,
     "oracle": OracleClassifier,

@@ -18,7 +18,7 @@ from dham_lib.models import (
     build_model,
 )
 
-NAMES = ("dham", "stn", "cnn", "pooled_cnn", "oracle")
+NAMES = ("dham", "stn", "stn_zoom", "cnn", "pooled_cnn", "oracle")
 
 
 def _centre_box(batch: int, height: int, width: int, side: int = 28) -> torch.Tensor:
@@ -212,7 +212,8 @@ def test_config_rebuilds_the_model(name):
 
 def test_build_model_rejects_an_unknown_name():
     with pytest.raises(
-        ValueError, match=r"name .*'dham', 'stn', 'cnn', 'pooled_cnn', 'oracle'.*'resnet'"
+        ValueError,
+        match=r"name .*'dham', 'stn', 'stn_zoom', 'cnn', 'pooled_cnn', 'oracle'.*'resnet'",
     ):
         build_model("resnet")
 
@@ -275,3 +276,20 @@ def test_forward_flops_count_two_per_multiply_add():
     small, large = forward_flops(dham, (120, 120)), forward_flops(dham, (240, 240))
     assert large - glimpse == 4 * (small - glimpse)
     assert small - glimpse == 2 * (60 * 60 * 16 * 25) * 2  # two 5x5 convolutions, 1->16->1
+
+
+def test_the_zoom_stn_takes_dhams_own_glimpse():
+    from dham_lib.models import ZoomSTN
+    from dham_lib.sampling import glimpse
+
+    torch.manual_seed(0)
+    model = ZoomSTN()
+    canvas = torch.rand(2, 1, 120, 120)
+    start = model(canvas)
+    torch.testing.assert_close(start.boxes[:, 0], torch.tensor([[0.0, 0.0, 119.0, 119.0]] * 2))
+    with torch.no_grad():  # a zoom and a shift, as DHAM's glimpse (tx + s u, ty + s v)
+        model.attention[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.4]))
+    theta = model.theta(canvas)
+    torch.testing.assert_close(theta[0], torch.tensor([[0.3, 0.0, -0.2], [0.0, 0.3, 0.4]]))
+    params = [torch.full((2, 1), v) for v in (-0.2, 0.4, 0.3)]
+    torch.testing.assert_close(model(canvas).glimpses, glimpse(canvas, *params), atol=1e-5, rtol=0)

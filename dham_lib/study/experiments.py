@@ -33,6 +33,7 @@ TEST_SEED = 2018
 VAL_SEED = 2019
 # The models whose cells have a width: DHAM's attention channels, the pooled CNN's first ones.
 WIDTH_MODELS = ("dham", "pooled_cnn")
+STN_MODELS = ("stn", "stn_zoom")
 # What a cell may train on: the training digits without the validation ones, or, for the
 # runs made before the validation split existed, all of them.
 TRAIN_SPLITS = ("train", "train+val")
@@ -102,7 +103,7 @@ class Cell:
             for name in unused:
                 object.__setattr__(self, name, 0)
             object.__setattr__(self, "temperature", 0.0)
-        if self.model not in ("dham", "stn"):
+        if self.model not in ("dham", *STN_MODELS):
             object.__setattr__(self, "attention_lr", None)
         if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
@@ -118,7 +119,7 @@ class Cell:
                 "temperature": self.temperature,
                 "classifier": self.classifier,
             }
-        if self.model == "stn":
+        if self.model in STN_MODELS:
             return {"canvas": self.canvas, "classifier": self.classifier}
         if self.model == "oracle":
             return {"classifier": self.classifier}
