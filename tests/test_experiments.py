@@ -165,3 +165,12 @@ def test_the_pooled_cnn_has_a_width_and_nothing_of_attention():
         ("pooled_cnn", 8),
         ("pooled_cnn", 16),
     ]
+
+
+def test_digits_keep_their_pixel_size_on_every_canvas():
+    for side in (120, 240, 480):
+        data = experiments.make_dataset(Cell(canvas=side, test_size=200), "test")
+        assert data.canvas_size == (side, side)
+        assert 29 <= data.side.min() and data.side.max() <= 48  # 0.24 to 0.40 of 120 pixels
+    small = experiments.make_dataset(Cell(canvas=240, test_size=50), "test", canvas=120)
+    assert small.canvas_size == (120, 120) and small.side.max() <= 48

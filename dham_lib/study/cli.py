@@ -79,7 +79,7 @@ def _shard(text: str) -> tuple[int, int]:
 RECIPE_OPTIONS = {
     "data": (
         ("background", str, "canvas background", ("noise", "clutter")),
-        ("canvas", _positive_int, "canvas side in pixels", None),
+        ("canvas", _positive_int, "canvas side in pixels; digits stay 29-48 px", None),
         ("source", str, "MNIST digits: the bundled split, the full 70k, or auto", SOURCES),
         ("train_size", _positive_int, "use only the first N training digits", None),
         ("test_size", _positive_int, "use only the first N validation and test digits", None),

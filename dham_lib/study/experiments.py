@@ -37,7 +37,8 @@ STN_MODELS = ("stn", "stn_zoom")
 # What a cell may train on: the training digits without the validation ones, or, for the
 # runs made before the validation split existed, all of them.
 TRAIN_SPLITS = ("train", "train+val")
-SCALE = (0.24, 0.40)
+SCALE = (0.24, 0.40)  # of the side of the original's canvas, REFERENCE_CANVAS pixels
+REFERENCE_CANVAS = 120
 LARGER_CANVASES = (160, 200)
 RESULT_COLUMNS = (
     "val_acc",
@@ -145,15 +146,17 @@ def _text(value) -> str:
 
 
 def make_dataset(cell: Cell, split: str, canvas: int | None = None) -> TranslatedMNIST:
-    """The cell's ``"train"``, ``"val"`` or ``"test"`` set; ``canvas`` other than the cell's
-    keeps the digits' pixel size (the scale range shrinks in proportion). The training
-    digits are those of ``cell.train_split``; ``cell.test_size`` caps validation and test."""
+    """The cell's ``"train"``, ``"val"`` or ``"test"`` set on canvases of side ``canvas``
+    (default the cell's). The digits keep the pixel size they have on the original's
+    120-pixel canvas, 29 to 48 pixels, whatever the side: a larger canvas is more empty
+    background around the same digits. The training digits are those of
+    ``cell.train_split``; ``cell.test_size`` caps validation and test."""
     _checks.option("split", split, ("train", "val", "test"))
     digits = cell.train_split if split == "train" else split
     images, labels = load_mnist(digits, source=cell.source, verbose=False)
     size = cell.train_size if split == "train" else cell.test_size
     side = cell.canvas if canvas is None else canvas
-    ratio = cell.canvas / side
+    ratio = REFERENCE_CANVAS / side
     return TranslatedMNIST(
         images[:size],
         labels[:size],
