@@ -95,8 +95,13 @@ class AttentionNet(nn.Module):
 
 # The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, hidden
 # units, dropout before the last layer). "course" is the wider LeNet the course trained with
-# so far; "original" the original DHAM's, the PyTorch MNIST example's LeNet.
-CLASSIFIERS = {"course": ((32, 64), 2, 128, 0.0), "original": ((10, 20), 0, 50, 0.5)}
+# so far; "original" the original DHAM's, the PyTorch MNIST example's LeNet; "small" one in
+# between that still fits a 300 KB checkpoint.
+CLASSIFIERS = {
+    "course": ((32, 64), 2, 128, 0.0),
+    "original": ((10, 20), 0, 50, 0.5),
+    "small": ((16, 32), 0, 64, 0.0),
+}
 
 
 class GlimpseClassifier(nn.Module):
@@ -105,8 +110,9 @@ class GlimpseClassifier(nn.Module):
     conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 -> FC -> ReLU -> FC
     num_classes, sized by ``arch`` (:data:`CLASSIFIERS`): ``"course"`` has 32 and 64
     channels with padding 2 (a 28x28 glimpse reaches the FC layer as 64 x 7 x 7) and 128
-    hidden units, 421k weights; ``"original"`` 10 and 20 unpadded channels (20 x 4 x 4),
-    50 hidden units and dropout 0.5 before the last layer, 22k weights.
+    hidden units, 455k weights; ``"original"`` 10 and 20 unpadded channels (20 x 4 x 4),
+    50 hidden units and dropout 0.5 before the last layer, 22k weights; ``"small"`` 16 and
+    32 unpadded channels, 64 hidden units, no dropout, 47k weights.
     """
 
     def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):

@@ -3,6 +3,7 @@
 import csv
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -176,3 +177,73 @@ def test_model_summary_orders_models_and_handles_subsets(tmp_path):
     every_width = results_module.model_summary(path)
     assert every_width[["model", "width"]].values.tolist()[1:3] == [["dham", 8], ["dham", 16]]
     assert results_module.model_summary(path, snr_db=6.0)["n"].tolist() == [1]
+
+
+def test_wilson_interval_by_hand():
+    z = 1.959963984540054
+    for successes, trials in ((0, 10), (3, 12), (12, 12)):
+        p, n = successes / trials, trials
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+        assert results_module.wilson_interval(successes, trials) == pytest.approx(
+            (max(centre - half, 0), min(centre + half, 1)), abs=1e-9
+        )
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
+    assert results_module.bootstrap_interval([0.9, 0.9, 0.9]) == (0.9, 0.9)
+    assert all(math.isnan(v) for v in results_module.bootstrap_interval([math.nan]))
+    coin = [0.0, 1.0] * 200  # mean 0.5, standard error 0.025: the interval is about ±0.049
+    low, high = results_module.bootstrap_interval(coin)
+    assert low == pytest.approx(0.5 - 0.049, abs=0.01) and high == pytest.approx(
+        0.5 + 0.049, abs=0.01
+    )
+    assert results_module.bootstrap_interval(coin, seed=3) == results_module.bootstrap_interval(
+        coin, seed=3
+    )
+
+
+def test_lock_on_summary_separates_failures_from_accuracy(results):
+    table = results_module.lock_on_summary(load_results(results)).set_index(["width", "snr_db"])
+    # Clean width 2: 0.80 misses the 0.873 bar, 0.90 clears it.
+    clean_2 = table.loc[(2, math.inf)]
+    assert (clean_2["runs"], clean_2["failures"]) == (2, 1)
+    assert clean_2["acc"] == pytest.approx(0.85) and clean_2["acc_locked"] == pytest.approx(0.90)
+    assert clean_2["fail_low"] < 0.5 < clean_2["fail_high"]
+    assert table.loc[(8, 6.0), "failures"] == 1 and math.isnan(table.loc[(8, 6.0), "acc_locked"])
+
+
+def _synthetic_runs(claim_holds: bool, seed: int = 0) -> pd.DataFrame:
+    """DHAM runs at 4 noisy SNRs x 5 widths x 20 seeds, and the oracle at each SNR.
+
+    A run locks on (accuracy 0.95, else 0.3) with a probability that, if the claim holds,
+    rises with width only at low SNR; otherwise it is the same at every width.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for snr in (-3.0, 0.0, 6.0, 12.0):
+        rows.append({"model": "oracle", "width": 0, "snr_db": snr, "test_acc": 0.96})
+        for width in (2, 4, 8, 16, 32):
+            for _ in range(20):
+                if claim_holds:
+                    chance = 1 / (
+                        1 + math.exp(-(0.2 * snr + (1.0 - 0.1 * snr) * math.log2(width) - 1))
+                    )
+                else:
+                    chance = 0.7
+                acc = 0.95 if rng.random() < chance else 0.3
+                rows.append({"model": "dham", "width": width, "snr_db": snr, "test_acc": acc})
+    return pd.DataFrame(rows)
+
+
+def test_width_trend_test_finds_the_interaction_it_was_given():
+    holds = results_module.width_trend_test(_synthetic_runs(claim_holds=True))
+    assert holds["high"] < 0 and holds["p_value"] < 0.01
+    assert (
+        holds["verdict"].startswith("Over 400 noisy runs")
+        and "supports the claim" in holds["verdict"]
+    )
+    flat = results_module.width_trend_test(_synthetic_runs(claim_holds=False))
+    assert flat["low"] < 0 < flat["high"] and "cannot tell" in flat["verdict"]
+    every = _synthetic_runs(claim_holds=False).assign(test_acc=0.95)
+    assert results_module.width_trend_test(every)["verdict"].startswith("Nothing to test")
