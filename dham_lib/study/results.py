@@ -357,6 +357,10 @@ def report(folder: str | os.PathLike) -> None:
         print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
         for snr, (reached, total) in runs_reaching(runs).items():
             print(f"  {snr_label(snr)}: {reached} of {total}")
+        table = lock_on_summary(runs).assign(snr_db=lambda t: t["snr_db"].map(snr_label))
+        print("\n## Lock-on apart from accuracy (95% intervals)\n")
+        print(table.to_markdown(index=False, floatfmt=".3f"))
+        print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
         for metric in ("test_acc", "iou"):
             figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
     print(f"figures written to {out}")
