@@ -155,26 +155,36 @@ def _parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -
     ]
 
 
+# The course's recipe, the defaults of `fit` and of `dham_lib.study.experiments.Cell` alike:
+# Adam at LR, the network that decides where to look at ATTENTION_LR, BATCH_SIZE canvases a
+# step, noisy canvases from 12 dB down over CURRICULUM_EPOCHS (data/results/README.md says
+# how each was found).
+LR = 1e-3
+ATTENTION_LR = 1e-2
+BATCH_SIZE = 64
+CURRICULUM_EPOCHS = 4
+
+
 def fit(
     model: nn.Module,
     train_set,
     test_set,
     epochs: int = 5,
-    lr: float = 1e-3,
-    batch_size: int = 64,
+    lr: float = LR,
+    batch_size: int = BATCH_SIZE,
     seed: int = 0,
     device=None,
     progress: bool = True,
     fresh_canvases: bool = True,
-    attention_lr: float | None = None,
-    curriculum_epochs: int = 0,
+    attention_lr: float | None = ATTENTION_LR,
+    curriculum_epochs: int = CURRICULUM_EPOCHS,
 ) -> dict[str, list]:
     """Train ``model`` with Adam and cross-entropy; evaluate on ``test_set`` after each epoch.
 
     The classifier's loss is the only loss: no term rewards the attention box.
     ``fresh_canvases`` draws new placements and noise of the training digits each
     epoch (``train_set.reseeded``); ``attention_lr`` gives the parameters of
-    ``model.attention`` (where the model has one) their own learning rate;
+    ``model.attention`` (where the model has one) their own learning rate (None: ``lr``);
     ``curriculum_epochs`` trains a noisy ``train_set`` from 12 dB down to its own SNR
     over that many epochs (``curriculum_snr``), the test set staying at its SNR.
     Returns the history, a dict of lists keyed by ``HISTORY_KEYS`` (one entry per

@@ -25,7 +25,15 @@ from dham_lib import _checks
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import MODELS, build_model
-from dham_lib.train import evaluate, fit, seed_everything
+from dham_lib.train import (
+    ATTENTION_LR,
+    BATCH_SIZE,
+    CURRICULUM_EPOCHS,
+    LR,
+    evaluate,
+    fit,
+    seed_everything,
+)
 
 # Every model and seed is scored on the same test canvases, and monitored on the same
 # validation canvases.
@@ -82,14 +90,14 @@ class Cell:
     stride: int = 2
     norm: int = 2
     temperature: float = 1.0
-    lr: float = 1e-3
-    attention_lr: float | None = 1e-2
-    batch_size: int = 64
+    lr: float = LR
+    attention_lr: float | None = ATTENTION_LR
+    batch_size: int = BATCH_SIZE
     canvas: int = 120
     source: str = "bundled"
     train_size: int | None = None
     test_size: int | None = None
-    curriculum: int = 4
+    curriculum: int = CURRICULUM_EPOCHS
     train_split: str = "train"
     classifier: str = "course"
 
