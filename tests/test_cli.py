@@ -96,7 +96,9 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "## Clean canvases" in out and "## Sweep" in out
     assert "Narrowest width reaching 90%" in out and "## Lock-on apart from accuracy" in out
-    assert "The claim as a test: Nothing to test" in out  # every fake run, the oracle too, scores 0.5
+    assert (
+        "The claim as a test: Nothing to test" in out
+    )  # every fake run, the oracle too, scores 0.5
     for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 0
 

@@ -60,32 +60,25 @@ def test_other_setting_or_asked_to_train_trains_again(folder, trained, capsys):
     assert len(trained) == 3
 
 
-def test_a_checkpoint_older_than_a_cell_field_still_matches(folder, trained, capsys):
-    # Checkpoints saved before Cell had `curriculum` record no such key; they were
-    # trained without one, which is what a clean cell means.
-    clean = Cell(model="dham", width=16, epochs=12)
-    config = dataclasses.asdict(clean)
-    del config["curriculum"]
-    save_checkpoint(
-        folder / "old.pt",
-        build_model("dham", width=16),
-        data_config=config,
-        metrics={"test_acc": 0.9, "train_seconds": 1.0},
-        extra={"history": {}},
-    )
-    pretrained.train_or_load("old", clean)
-    assert "Loaded the committed checkpoint old.pt" in capsys.readouterr().out
-    pretrained.train_or_load("old", dataclasses.replace(clean, snr_db=0.0))
-    assert "trained for another setting" in capsys.readouterr().out
-    assert len(trained) == 1
-
-
-def test_a_checkpoint_from_before_the_validation_split_matches_only_its_protocol(
-    folder, trained, capsys
+@pytest.mark.parametrize(
+    ("field", "matching", "other"),
+    [
+        # Checkpoints saved before Cell had `curriculum` were trained without one, which is
+        # what a clean cell means.
+        ("curriculum", Cell(model="dham", width=16, epochs=12), {"snr_db": 0.0}),
+        # Those saved before the validation split trained on every training digit.
+        (
+            "train_split",
+            Cell(model="dham", width=16, epochs=12, train_split="train+val"),
+            {"train_split": "train"},
+        ),
+    ],
+)
+def test_a_checkpoint_older_than_a_cell_field_matches_only_what_it_did(
+    folder, trained, capsys, field, matching, other
 ):
-    before = Cell(model="dham", width=16, epochs=12, train_split="train+val")
-    config = dataclasses.asdict(before)
-    del config["train_split"]  # what checkpoints saved before the split record
+    config = dataclasses.asdict(matching)
+    del config[field]  # what checkpoints saved before the field record
     save_checkpoint(
         folder / "old.pt",
         build_model("dham", width=16),
@@ -93,9 +86,9 @@ def test_a_checkpoint_from_before_the_validation_split_matches_only_its_protocol
         metrics={"test_acc": 0.9, "train_seconds": 1.0},
         extra={"history": {}},
     )
-    pretrained.train_or_load("old", before)
+    pretrained.train_or_load("old", matching)
     assert "Loaded the committed checkpoint old.pt" in capsys.readouterr().out
-    pretrained.train_or_load("old", dataclasses.replace(before, train_split="train"))
+    pretrained.train_or_load("old", dataclasses.replace(matching, **other))
     assert "trained for another setting" in capsys.readouterr().out
     assert len(trained) == 1
 
