@@ -286,6 +286,19 @@ def _short_reason(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def balanced_order(labels) -> np.ndarray:
+    """Indices of ``labels`` ``[N]`` that take the classes in turn: the first item of each
+    class, then the second of each, and so on, so that any first n of them are as evenly
+    spread over the classes as the counts allow. The bundled test digits come clumped by
+    class (data/README.md); every subset of them is drawn in this order."""
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for digit in np.unique(labels):
+        members = np.flatnonzero(labels == digit)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((labels, rank))  # by rank first, then by class
+
+
 # --------------------------------------------------------------------------- TranslatedMNIST
 
 
@@ -413,6 +426,11 @@ class TranslatedMNIST(Dataset):
         other.snr_db = _checks.snr_db("snr_db", snr_db)
         other.sigma = other._noise_sigma()
         return other
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label of every item, int64 ``[N]``."""
+        return self._labels.numpy().copy()
 
     def __len__(self) -> int:
         """Number of items, one per source digit."""

@@ -589,3 +589,16 @@ BAD_INPUT = {
 def test_bad_input_is_rejected_with_a_clear_message(call, error, word):
     with pytest.raises(error, match=re.escape(word)):
         call()
+
+
+def test_balanced_order_takes_the_classes_in_turn():
+    from dham_lib.data import balanced_order
+
+    labels = np.array([3, 3, 3, 8, 9, 8, 0, 3])
+    assert balanced_order(labels).tolist() == [6, 0, 3, 4, 1, 5, 2, 7]
+    _, test_labels = load_mnist("test", source="bundled", verbose=False)
+    first = test_labels[balanced_order(test_labels)[:250]]
+    assert np.bincount(first, minlength=10).tolist() == [25] * 10
+    assert np.bincount(test_labels[:36], minlength=10)[[3, 8, 9]].sum() == 36  # as shipped
+    data = TranslatedMNIST(IMAGES, LABELS)
+    np.testing.assert_array_equal(data.labels, LABELS)

@@ -22,7 +22,7 @@ from dham_lib import _checks
 from dham_lib.course.figures import box_patch, label_axes, plot_attention
 from dham_lib.course.inspect import attend
 from dham_lib.course.widgets import View
-from dham_lib.data import TranslatedMNIST, load_mnist
+from dham_lib.data import TranslatedMNIST, balanced_order, load_mnist
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou, measured_snr_db
 from dham_lib.models import DHAMClassifier
 from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_softmax
@@ -391,15 +391,16 @@ def _attention_view(model, canvas, label: int, true_box, temperature, title: str
 
 
 def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
-    """``n`` test canvases at ``snr_db`` (None: clean), each titled with its measured SNR.
+    """``n`` test canvases (classes in turn) at ``snr_db`` (None: clean), titled with their SNR.
 
     Numbers: the requested SNR, the mean measured SNR and the mean noise σ.
     """
     snr_db = _checks.snr_db("snr_db", snr_db)
     n = _checks.positive_int("n", n)
     images, labels = _test_digits()
-    noisy = TranslatedMNIST(images[:n], labels[:n], snr_db=snr_db, seed=seed)
-    clean = TranslatedMNIST(images[:n], labels[:n], snr_db=None, seed=seed)
+    picks = balanced_order(labels)[:n]
+    noisy = TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=seed)
+    clean = TranslatedMNIST(images[picks], labels[picks], snr_db=None, seed=seed)
     canvases, digits, boxes = noisy.batch(range(n))
     clean_canvases = clean.batch(range(n))[0]
     fig, axes = plt.subplots(1, n, figsize=(2.1 * n, 2.6), squeeze=False)
@@ -431,7 +432,8 @@ def attention_at_snr(
     ``models`` maps widths to trained ``DHAMClassifier`` models. The figure shows
     ``n`` canvases with the attention box (red) and the true box (dashed), next to
     the glimpses; the numbers are the accuracy and mean IoU on ``score`` test
-    canvases at this SNR, computed live.
+    canvases at this SNR, computed live. The test digits are taken with the classes in
+    turn (:func:`~dham_lib.data.balanced_order`), so any subset is class-balanced.
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict of width -> trained DHAM model")
@@ -443,7 +445,8 @@ def attention_at_snr(
     model = models[width]
     images, labels = _test_digits()
     count = min(max(n, score), len(labels))
-    data = TranslatedMNIST(images[:count], labels[:count], snr_db=snr_db, seed=TEST_SEED)
+    picks = balanced_order(labels)[:count]
+    data = TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=TEST_SEED)
     canvases, digits, boxes = data.batch(range(count))
     with torch.no_grad():
         prediction = model(canvases)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from dham_lib import _checks
-from dham_lib.data import TranslatedMNIST
+from dham_lib.data import TranslatedMNIST, balanced_order
 from dham_lib.dham import DHAM
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou
 from dham_lib.models import DHAMClassifier
@@ -98,7 +99,8 @@ def glimpse_stats(
 ) -> dict[str, torch.Tensor]:
     """Per-canvas numbers of ``model`` on the items of ``dataset`` (first attention channel).
 
-    Every item, or the first ``limit`` ones; ``norm`` and ``temperature`` as in
+    Every item, or ``limit`` of them spread evenly over the classes
+    (:func:`~dham_lib.data.balanced_order`); ``norm`` and ``temperature`` as in
     :func:`attend`.
 
     Returns a dict of CPU tensors, each ``[N]`` unless noted: ``label``,
@@ -112,10 +114,12 @@ def glimpse_stats(
     """
     model, dataset = _dham_model(model), _dataset(dataset)
     _checks.positive_int("batch_size", batch_size)
-    n = len(dataset) if limit is None else min(_checks.positive_int("limit", limit), len(dataset))
+    items = np.arange(len(dataset))
+    if limit is not None:
+        items = balanced_order(dataset.labels)[: _checks.positive_int("limit", limit)]
     parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, n, batch_size):
-        canvases, labels, true_boxes = dataset.batch(range(start, min(start + batch_size, n)))
+    for start in range(0, len(items), batch_size):
+        canvases, labels, true_boxes = dataset.batch(items[start : start + batch_size])
         seen = attend(model, canvases, temperature=temperature, norm=norm)
         boxes = seen.boxes[:, 0].cpu()
         prediction = seen.probabilities.argmax(dim=1).cpu()
