@@ -24,8 +24,9 @@ from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, read_
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
 CLEAN = math.inf
-# No attention, learned affine attention, DHAM, then the bound that is told where the digit is.
-MODEL_ORDER = ("cnn", "stn", "dham", "oracle")
+# No attention, learned affine or zoom attention, DHAM, then the bound that is told where
+# the digit is.
+MODEL_ORDER = ("cnn", "pooled_cnn", "stn", "stn_zoom", "dham", "oracle")
 SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
 COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
 _TEXT_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "str"]
