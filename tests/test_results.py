@@ -247,3 +247,10 @@ def test_width_trend_test_finds_the_interaction_it_was_given():
     assert flat["low"] < 0 < flat["high"] and "cannot tell" in flat["verdict"]
     every = _synthetic_runs(claim_holds=False).assign(test_acc=0.95)
     assert results_module.width_trend_test(every)["verdict"].startswith("Nothing to test")
+
+
+def test_by_setting_groups_by_what_varies_within_a_model(results):
+    table = results_module.by_setting(load_results(results), metrics=("test_acc",))
+    assert list(table.columns[:3]) == ["model", "width", "snr_db"]  # not k, stride: per model
+    (_, clean_4), *others = table.query("model == 'dham' and width == 4").iterrows()
+    assert not others and clean_4["n"] == 2 and clean_4["test_acc_mean"] == pytest.approx(0.91)

@@ -279,7 +279,7 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
     (accuracies in %), and the number of seeds."""
     if summary.empty:
         raise ValueError("summary must not be empty")
-    by = [name for name in ("model", "width", "snr_db", "background") if name in summary]
+    by = [name for name in summary if name != "n" and not name.endswith(("_mean", "_std"))]
     table = summary[by].copy()
     if "snr_db" in table:
         table["snr_db"] = table["snr_db"].map(snr_label)
@@ -320,9 +320,25 @@ def model_summary(
     return summary.assign(rank=rank).sort_values(["rank", "width"]).drop(columns="rank")
 
 
-def report(folder: str | os.PathLike) -> None:
+def by_setting(frame: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc", "test_acc")):
+    """Mean ± std over seeds of every setting in ``frame``: grouped by model and by the cell
+    columns that vary within a model (the seed aside), the table of a pilot or of any
+    other results file."""
+    varying = {
+        name
+        for _, runs in frame.groupby("model")
+        for name in CELL_COLUMNS
+        # The seed is what is averaged over; the curriculum follows the SNR.
+        if name not in ("model", "seed", "curriculum") and runs[name].nunique(dropna=False) > 1
+    }
+    by = ("model", *(name for name in CELL_COLUMNS if name in varying))
+    return summarise(frame, by=by, metrics=metrics)
+
+
+def report(folder: str | os.PathLike, others: bool = True) -> None:
     """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
-    figures into ``folder/figures`` (``python -m dham_lib report``)."""
+    figures into ``folder/figures`` (``python -m dham_lib report``); with ``others``, a
+    table of every other CSV there too, by the settings that vary in it."""
     from dham_lib.study import figures
 
     folder = Path(folder)
@@ -364,4 +380,8 @@ def report(folder: str | os.PathLike) -> None:
         print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
         for metric in ("test_acc", "iou"):
             figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
+    for path in sorted(folder.glob("*.csv")) if others else ():
+        if path.name not in ("clean.csv", "sweep.csv"):
+            table = by_setting(load_results(path))
+            print(f"## {path.name}\n\n" + markdown_table(table, ("val_acc", "test_acc")) + "\n")
     print(f"figures written to {out}")
