@@ -71,16 +71,23 @@ class AttentionNet(nn.Module):
 
     ``uniform_start=True`` zeroes the last convolution, so the first PMF is
     uniform and the first glimpse covers most of the canvas (like an STN's
-    identity start); training then narrows it.
+    identity start); training then narrows it. ``init="ink"`` starts the first
+    convolution with non-negative weights (PyTorch's, made absolute) and zero biases,
+    so that every channel starts by responding to ink and none is silent on the digit
+    (``"torch"`` keeps PyTorch's initialisation).
     """
 
-    def __init__(self, in_channels=1, width=16, k=1, stride=1, uniform_start=True):
+    def __init__(self, in_channels=1, width=16, k=1, stride=1, uniform_start=True, init="torch"):
         super().__init__()
         for name, value in [("in_channels", in_channels), ("width", width), ("k", k)]:
             _checks.positive_int(name, value)
         self.stride = _checks.positive_int("stride", stride)
         self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)
         self.conv2 = nn.Conv2d(width, k, 5, padding=2)
+        if _checks.option("init", init, ("torch", "ink")) == "ink":
+            with torch.no_grad():
+                self.conv1.weight.abs_()
+                self.conv1.bias.zero_()
         if uniform_start:
             nn.init.zeros_(self.conv2.weight)
             nn.init.zeros_(self.conv2.bias)
@@ -170,11 +177,12 @@ class DHAMClassifier(nn.Module):
         uniform_start=True,
         num_classes=10,
         classifier="course",
+        attention_init="torch",
     ):
         super().__init__()
         self.config = _config("dham", locals())
         self.in_channels = in_channels
-        self.attention = AttentionNet(in_channels, width, k, stride, uniform_start)
+        self.attention = AttentionNet(in_channels, width, k, stride, uniform_start, attention_init)
         size = _checks.size_pair("glimpse_size", glimpse_size)
         self.dham = DHAM(size, norm=norm, temperature=temperature)
         self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size, classifier)

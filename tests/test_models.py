@@ -293,3 +293,18 @@ def test_the_zoom_stn_takes_dhams_own_glimpse():
     torch.testing.assert_close(theta[0], torch.tensor([[0.3, 0.0, -0.2], [0.0, 0.3, 0.4]]))
     params = [torch.full((2, 1), v) for v in (-0.2, 0.4, 0.3)]
     torch.testing.assert_close(model(canvas).glimpses, glimpse(canvas, *params), atol=1e-5, rtol=0)
+
+
+def test_an_ink_start_makes_every_first_attention_channel_respond_to_ink():
+    torch.manual_seed(1)
+    plain = AttentionNet(width=8, init="torch")
+    torch.manual_seed(1)
+    ink = AttentionNet(width=8, init="ink")
+    torch.testing.assert_close(ink.conv1.weight, plain.conv1.weight.abs())
+    assert (ink.conv1.bias == 0).all() and (plain.conv1.bias != 0).any()
+    stroke = torch.zeros(1, 1, 20, 20)
+    stroke[..., 8:12, 4:16] = 1.0
+    response = F.relu(ink.conv1(stroke))[0].amax(dim=(1, 2))
+    assert (response > 0).all()  # no channel is silent on the stroke
+    with pytest.raises(ValueError, match="init"):
+        AttentionNet(init="xavier")

@@ -96,6 +96,7 @@ RECIPE_OPTIONS = {
         ("norm", int, "scale: L1 or L2", (1, 2)),
         ("temperature", float, "softmax temperature", None),
         ("classifier", str, "glimpse classifier (DHAM, STN, oracle)", tuple(CLASSIFIERS)),
+        ("attention_init", str, "first attention layer's start", ("torch", "ink")),
         ("attention_lr", float, "learning rate of the network that decides where to look", None),
     ),
     "training": (

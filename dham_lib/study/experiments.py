@@ -71,7 +71,8 @@ class Cell:
     ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
-    and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's).
+    and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's);
+    ``attention_init`` how DHAM's attention network starts (``dham_lib.models.AttentionNet``).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -100,6 +101,7 @@ class Cell:
     curriculum: int = CURRICULUM_EPOCHS
     train_split: str = "train"
     classifier: str = "course"
+    attention_init: str = "torch"
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
@@ -114,6 +116,8 @@ class Cell:
             object.__setattr__(self, "temperature", 0.0)
         if self.model not in ("dham", *STN_MODELS):
             object.__setattr__(self, "attention_lr", None)
+        if self.model != "dham":
+            object.__setattr__(self, "attention_init", "torch")
         if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
 
@@ -127,6 +131,7 @@ class Cell:
                 "norm": self.norm,
                 "temperature": self.temperature,
                 "classifier": self.classifier,
+                "attention_init": self.attention_init,
             }
         if self.model in STN_MODELS:
             return {"canvas": self.canvas, "classifier": self.classifier}
@@ -249,7 +254,12 @@ def evaluate_canvases(
 
 # Cell fields added after results and checkpoints were first written, with the value
 # that means what those older runs did.
-LEGACY_FIELDS = {"curriculum": 0, "train_split": "train+val", "classifier": "course"}
+LEGACY_FIELDS = {
+    "curriculum": 0,
+    "train_split": "train+val",
+    "classifier": "course",
+    "attention_init": "torch",
+}
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
 
