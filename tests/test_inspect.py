@@ -66,7 +66,12 @@ def test_glimpse_stats_shapes_and_values():
     torch.testing.assert_close(stats["p_max"], torch.full((12,), 1 / (30 * 30)))
     # A uniform PMF puts on each box its share of the map's pixels.
     assert torch.all((stats["mass_in_box"] > 0) & (stats["mass_in_box"] < 1))
-    assert len(inspect.glimpse_stats(small_dham(), dataset, batch_size=5, limit=7)["iou"]) == 7
+    assert stats["index"].tolist() == list(range(12))
+    some = inspect.glimpse_stats(small_dham(), dataset, batch_size=5, limit=7)
+    # A limit takes the classes in turn (bar_digits cycles 0..9: the first 7 are 0..6).
+    assert some["index"].tolist() == list(range(7)) and len(some["iou"]) == 7
+    picked = inspect.glimpse_stats(small_dham(), dataset, limit=12)
+    torch.testing.assert_close(picked["label"], torch.as_tensor(labels)[picked["index"]])
     sharp = small_dham()
     torch.nn.init.normal_(sharp.attention.conv2.weight, std=0.5)
     cold = inspect.glimpse_stats(sharp, dataset, limit=4, temperature=0.25)["p_max"]

@@ -103,7 +103,8 @@ def glimpse_stats(
     (:func:`~dham_lib.data.balanced_order`); ``norm`` and ``temperature`` as in
     :func:`attend`.
 
-    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``label``,
+    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``index`` (the item's index
+    in ``dataset``), ``label``,
     ``prediction``, ``correct`` (bool), ``boxes`` and ``true_boxes`` ``[N, 4]``
     (pixels), ``glimpse_side`` and ``digit_side`` (box sides in pixels, from the
     first to the last sample's centre), ``iou``, ``coverage``, ``centre_error``
@@ -124,6 +125,7 @@ def glimpse_stats(
         boxes = seen.boxes[:, 0].cpu()
         prediction = seen.probabilities.argmax(dim=1).cpu()
         values = {
+            "index": torch.as_tensor(items[start : start + batch_size]),
             "label": labels,
             "prediction": prediction,
             "correct": prediction == labels,
