@@ -37,10 +37,11 @@ class Attention(NamedTuple):
     probabilities: torch.Tensor
 
 
-def _dham_model(model) -> DHAMClassifier:
-    if not isinstance(model, DHAMClassifier):
-        raise TypeError(f"model must be a DHAMClassifier, got {type(model).__name__}")
-    return model
+def _instance(name: str, value, kind: type):
+    """``value`` if it is a ``kind``, else a TypeError naming the argument."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 @torch.no_grad()
@@ -58,7 +59,7 @@ def attend(
     (T < 1) or flatter (T > 1), or its glimpse sized by the other norm. Returns
     :class:`Attention`. The model is put in eval mode for the call and restored.
     """
-    model = _dham_model(model)
+    model = _instance("model", model, DHAMClassifier)
     _checks.tensor("canvases", canvases, ndim=4)
     layer = model.dham
     if temperature is not None or norm is not None:
@@ -80,12 +81,6 @@ def attend(
         model.train(was_training)
     boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvases.shape[-2:]))
     return Attention(pmf, params.tx, params.ty, params.s, boxes, glimpses, probabilities)
-
-
-def _dataset(dataset) -> TranslatedMNIST:
-    if not isinstance(dataset, TranslatedMNIST):
-        raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
-    return dataset
 
 
 @torch.no_grad()
@@ -113,7 +108,8 @@ def glimpse_stats(
     (on a clean canvas, the share of the digit's ink that the glimpse holds),
     and ``mass_in_box``, the share of the PMF's mass on the true digit box.
     """
-    model, dataset = _dham_model(model), _dataset(dataset)
+    model = _instance("model", model, DHAMClassifier)
+    dataset = _instance("dataset", dataset, TranslatedMNIST)
     _checks.positive_int("batch_size", batch_size)
     items = np.arange(len(dataset))
     if limit is not None:
