@@ -65,11 +65,11 @@ def summarise(
     return summary.reset_index()
 
 
-def _dham_against_oracle(frame: pd.DataFrame, fraction: float):
-    """DHAM's runs at SNRs the oracle has run at, and the oracle's mean accuracy per SNR."""
+def _dham_against_oracle(frame: pd.DataFrame, fraction: float, metric: str = "test_acc"):
+    """DHAM's runs at SNRs the oracle has run at, and the oracle's mean ``metric`` per SNR."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    oracle = frame[frame["model"] == "oracle"].groupby("snr_db")["test_acc"].mean()
+    oracle = frame[frame["model"] == "oracle"].groupby("snr_db")[metric].mean()
     dham = frame[(frame["model"] == "dham") & frame["snr_db"].isin(oracle.index)]
     return dham, oracle
 
@@ -110,9 +110,8 @@ def runs_reaching(
     without an oracle result are left out.
     """
     _checks.option("group", group, ("snr_db", "width"))
-    dham, oracle = _dham_against_oracle(frame, fraction)
-    reached = dham["test_acc"] >= fraction * dham["snr_db"].map(oracle)
-    counts = reached.groupby(dham[group]).agg(["sum", "count"])
+    dham, _ = _dham_against_oracle(frame, fraction)
+    counts = locked_on(frame, fraction).groupby(dham[group]).agg(["sum", "count"])
     order = sorted(counts.index, reverse=group == "snr_db")
     return {key: (int(counts.loc[key, "sum"]), int(counts.loc[key, "count"])) for key in order}
 
@@ -149,8 +148,7 @@ def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_ac
     """Whether each DHAM run locked on: its ``metric`` reached ``fraction`` of the oracle's
     mean at its SNR (a run far below never found the digit). Indexed like ``frame``'s DHAM
     runs at SNRs where the oracle has run."""
-    dham, _ = _dham_against_oracle(frame, fraction)
-    oracle = frame[frame["model"] == "oracle"].groupby("snr_db")[metric].mean()
+    dham, oracle = _dham_against_oracle(frame, fraction, metric)
     return dham[metric] >= fraction * dham["snr_db"].map(oracle)
 
 
