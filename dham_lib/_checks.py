@@ -42,6 +42,15 @@ def positive(name: str, value) -> float:
     return float(value)
 
 
+def fraction(name: str, value) -> float:
+    """Check that ``value`` is a real number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value}")
+    return float(value)
+
+
 def positive_int(name: str, value) -> int:
     """Check that ``value`` is an int >= 1 (a bool is not an int here)."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -74,14 +74,20 @@ class AttentionNet(nn.Module):
     identity start); training then narrows it. ``init="ink"`` starts the first
     convolution with non-negative weights (PyTorch's, made absolute) and zero biases,
     so that every channel starts by responding to ink and none is silent on the digit
-    (``"torch"`` keeps PyTorch's initialisation).
+    (``"torch"`` keeps PyTorch's initialisation). ``slope`` is the negative slope of the
+    activation between the convolutions: 0 is the original's ReLU; with a leaky ReLU a
+    channel that Adam's first, full-size steps push below zero everywhere still passes
+    a gradient and comes back (data/results/README.md, "lock-on").
     """
 
-    def __init__(self, in_channels=1, width=16, k=1, stride=1, uniform_start=True, init="torch"):
+    def __init__(
+        self, in_channels=1, width=16, k=1, stride=1, uniform_start=True, init="torch", slope=0.0
+    ):
         super().__init__()
         for name, value in [("in_channels", in_channels), ("width", width), ("k", k)]:
             _checks.positive_int(name, value)
         self.stride = _checks.positive_int("stride", stride)
+        self.slope = _checks.fraction("slope", slope)
         self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)
         self.conv2 = nn.Conv2d(width, k, 5, padding=2)
         if _checks.option("init", init, ("torch", "ink")) == "ink":
@@ -97,7 +103,7 @@ class AttentionNet(nn.Module):
         if self.stride > 1:
             # ceil_mode keeps the last partial window, so the map still reaches the far edge.
             image = F.avg_pool2d(image, self.stride, ceil_mode=True)
-        return self.conv2(F.relu(self.conv1(image)))
+        return self.conv2(F.leaky_relu(self.conv1(image), self.slope))
 
 
 # The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, hidden
@@ -178,11 +184,14 @@ class DHAMClassifier(nn.Module):
         num_classes=10,
         classifier="course",
         attention_init="torch",
+        attention_slope=0.0,
     ):
         super().__init__()
         self.config = _config("dham", locals())
         self.in_channels = in_channels
-        self.attention = AttentionNet(in_channels, width, k, stride, uniform_start, attention_init)
+        self.attention = AttentionNet(
+            in_channels, width, k, stride, uniform_start, attention_init, attention_slope
+        )
         size = _checks.size_pair("glimpse_size", glimpse_size)
         self.dham = DHAM(size, norm=norm, temperature=temperature)
         self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size, classifier)

@@ -308,3 +308,28 @@ def test_an_ink_start_makes_every_first_attention_channel_respond_to_ink():
     assert (response > 0).all()  # no channel is silent on the stroke
     with pytest.raises(ValueError, match="init"):
         AttentionNet(init="xavier")
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.1])
+def test_the_attention_activation_is_a_relu_with_the_given_negative_slope(slope):
+    torch.manual_seed(0)
+    net = AttentionNet(width=4, uniform_start=False, slope=slope)
+    image = torch.randn(2, 1, 12, 12)
+    hidden = net.conv1(image)
+    expected = net.conv2(torch.where(hidden > 0, hidden, slope * hidden))
+    torch.testing.assert_close(net(image), expected)
+
+
+def test_a_leaky_attention_channel_pushed_below_zero_everywhere_still_learns():
+    image = torch.rand(2, 1, 12, 12)
+    grads = {}
+    for slope in (0.0, 0.1):
+        torch.manual_seed(0)
+        net = AttentionNet(width=2, uniform_start=False, slope=slope)
+        with torch.no_grad():
+            net.conv1.bias.fill_(-50.0)  # below zero on every pixel of any image in [0, 1]
+        net(image).sum().backward()
+        grads[slope] = net.conv1.weight.grad.abs().sum().item()
+    assert grads[0.0] == 0.0 and grads[0.1] > 0.0
+    with pytest.raises(ValueError, match="slope"):
+        AttentionNet(slope=1.5)

@@ -97,6 +97,7 @@ RECIPE_OPTIONS = {
         ("temperature", float, "softmax temperature", None),
         ("classifier", str, "glimpse classifier (DHAM, STN, oracle)", tuple(CLASSIFIERS)),
         ("attention_init", str, "first attention layer's start", ("torch", "ink")),
+        ("attention_slope", float, "negative slope of the attention net's leaky ReLU", None),
         ("attention_lr", float, "learning rate of the network that decides where to look", None),
     ),
     "training": (

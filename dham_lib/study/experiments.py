@@ -72,7 +72,8 @@ class Cell:
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
     and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's);
-    ``attention_init`` how DHAM's attention network starts (``dham_lib.models.AttentionNet``).
+    ``attention_init`` how DHAM's attention network starts and ``attention_slope`` the
+    negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -102,6 +103,7 @@ class Cell:
     train_split: str = "train"
     classifier: str = "course"
     attention_init: str = "torch"
+    attention_slope: float = 0.0
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
@@ -118,6 +120,7 @@ class Cell:
             object.__setattr__(self, "attention_lr", None)
         if self.model != "dham":
             object.__setattr__(self, "attention_init", "torch")
+            object.__setattr__(self, "attention_slope", 0.0)
         if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
 
@@ -132,6 +135,7 @@ class Cell:
                 "temperature": self.temperature,
                 "classifier": self.classifier,
                 "attention_init": self.attention_init,
+                "attention_slope": self.attention_slope,
             }
         if self.model in STN_MODELS:
             return {"canvas": self.canvas, "classifier": self.classifier}
@@ -259,6 +263,7 @@ LEGACY_FIELDS = {
     "train_split": "train+val",
     "classifier": "course",
     "attention_init": "torch",
+    "attention_slope": 0.0,
 }
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
