@@ -45,7 +45,10 @@ def test_no_module_imports_a_higher_layer(path):
 def test_the_layout_is_the_documented_one():
     found = {str(p.relative_to(PACKAGE).with_suffix("")) for p in MODULES}
     top = {"pmf", "sampling", "dham", "metrics", "data", "models", "train", "checkpoints"}
-    study = {f"study/{m}" for m in ("experiments", "results", "pretrained", "figures", "cli")}
+    study = {
+        f"study/{m}"
+        for m in ("experiments", "executors", "results", "pretrained", "figures", "cli")
+    }
     course = {f"course/{m}" for m in ("widgets", "colab", "figures", "inspect", "explorers")}
     private = {"__init__", "__main__", "_checks", "study/__init__", "course/__init__"}
     assert found == top | study | course | private

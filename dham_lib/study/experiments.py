@@ -9,13 +9,13 @@ cell, skipping cells already in the file, so it can be killed and resumed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fcntl
 import hashlib
 import math
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,11 +25,13 @@ from dham_lib import _checks
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import MODELS, build_model
+from dham_lib.study.executors import Failure, InProcess, read_records, write_record
 from dham_lib.train import (
     ATTENTION_LR,
     BATCH_SIZE,
     CURRICULUM_EPOCHS,
     LR,
+    choose_device,
     evaluate,
     fit,
     seed_everything,
@@ -59,6 +61,9 @@ RESULT_COLUMNS = (
     "seconds_to_90",
     *(f"acc_canvas{side}" for side in LARGER_CANVASES),
 )
+# Where a sweep ran each cell, beside its results: the device type ("cpu", "cuda"). Rows
+# written before the column existed read it as empty.
+RUN_COLUMNS = ("device",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +294,8 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         for name in CELL_COLUMNS:
             if name not in row:
                 row[name] = _LEGACY_TEXT[name]
+        for name in RUN_COLUMNS:
+            row.setdefault(name, "")
     return rows
 
 
@@ -298,7 +305,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     The rename is atomic, so a sweep killed at any moment leaves either the old or
     the new file, never a half-written one.
     """
-    columns = [*CELL_COLUMNS, *RESULT_COLUMNS]
+    columns = [*CELL_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS]
     temporary = path.with_name(path.name + ".partial")
     with temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -308,14 +315,112 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     os.replace(temporary, path)
 
 
-def _append_row(path: Path, row: dict) -> list[dict[str, str]]:
-    """Add one row to the CSV under a lock, keeping rows other processes wrote meanwhile."""
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold the lock of the results CSV ``path`` (``<name>.lock`` beside it): one process of
+    this machine at a time rewrites the CSV."""
     with (path.parent / (path.name + ".lock")).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = read_rows(path)
-        rows.append({name: _text(value) for name, value in row.items()})
-        _write_rows(path, rows)
+        yield
+
+
+def cells_folder(results: str | os.PathLike) -> Path:
+    """The folder of a results CSV's per-cell files, ``<name>.cells/`` beside it."""
+    results = Path(results)
+    return results.with_name(results.stem + ".cells")
+
+
+def _key_digest(key: tuple[str, ...]) -> str:
+    """The sha1 of a cell's key, as the names of its checkpoint and its cell file end."""
+    return hashlib.sha1("|".join(key).encode()).hexdigest()
+
+
+def _save_cell_row(results: Path, cell: Cell, row: dict) -> Path:
+    """Write a finished cell's row to its own file in ``cells_folder(results)``, atomically
+    (``executors.write_record``), and merge it into the CSV; returns the file's path."""
+    text = {name: _text(value) for name, value in row.items()}
+    payload = {
+        "cell": {name: text[name] for name in CELL_COLUMNS},
+        "results": {name: value for name, value in text.items() if name not in CELL_COLUMNS},
+    }
+    path = cells_folder(results) / Path(checkpoint_name(cell)).with_suffix(".json").name
+    write_record(path, payload)
+    _merge_cells(results)
+    return path
+
+
+def _row_from_record(path: Path, payload: dict) -> dict[str, str]:
+    """A results row from a cell file's payload, once its fields are checked."""
+    cell, scores = payload.get("cell"), payload.get("results")
+    if not (isinstance(cell, dict) and isinstance(scores, dict)):
+        raise ValueError(f"{path} does not hold a cell and its results")
+    if not all(isinstance(value, str) for value in (*cell.values(), *scores.values())):
+        raise ValueError(f"{path} holds values that are not CSV text")
+    if not path.stem.endswith(_key_digest(tuple(cell.values()))[:8]):
+        raise ValueError(f"{path} holds another cell than its name says")
+    missing = [name for name in RESULT_COLUMNS if name not in scores]
+    if missing:
+        raise ValueError(f"{path} lacks the results {missing}")
+    row = {**cell, **scores}
+    for name in CELL_COLUMNS:  # a field added since the file was written
+        if name not in row:
+            row[name] = _LEGACY_TEXT.get(name, "")
+    return row
+
+
+def _merge_cells(results: Path, report: bool = False) -> list[dict[str, str]]:
+    """Merge the per-cell files into the results CSV; returns the CSV's rows.
+
+    Under the CSV's lock: the CSV's rows stay as they are, in their order, and each cell
+    file whose cell has no row yet adds one; the CSV is rewritten (atomically) only if
+    a row was added, and only then are the merged files removed, so a kill at any moment
+    leaves every finished cell in the CSV, in its file, or both. A broken file (truncated,
+    corrupt, another cell than its name says) is never used: it stays, and with
+    ``report`` it is named, and its cell runs again (its new file replaces it).
+    """
+    with _locked(results):
+        rows = read_rows(results)
+        have = {tuple(row[name] for name in CELL_COLUMNS) for row in rows}
+        good, bad = read_records(cells_folder(results))
+        added, merged = False, []
+        for path, payload in good:
+            try:
+                row = _row_from_record(path, payload)
+            except ValueError as error:
+                bad.append((path, str(error)))
+                continue
+            key = tuple(row[name] for name in CELL_COLUMNS)
+            if key not in have:
+                rows.append(row)
+                have.add(key)
+                added = True
+            merged.append(path)
+        if added:
+            _write_rows(results, rows)
+        for path in merged:
+            path.unlink(missing_ok=True)
+    if report:
+        for _, reason in bad:
+            print(f"sweep: a broken cell file is ignored and its cell runs again: {reason}")
     return rows
+
+
+def run_cell(cell: Cell, device=None, keep_model: bool = False):
+    """Train one cell wherever this runs (this process, or a Ray worker): returns
+    ``(model or None, row)``, the row with ``device``, the type of the device it trained on
+    (``device`` if given, else CUDA where this process sees a GPU, else the CPU; Ray shows
+    a task only the GPUs it was given). The model, on the CPU, only with ``keep_model``."""
+    chosen = choose_device(device)
+    model, _, row = train_cell(cell, device=chosen, progress=False)
+    row["device"] = chosen.type
+    if model is not None:
+        model = model.cpu() if keep_model else None
+    return model, row
+
+
+def _label(cell: Cell) -> str:
+    snr = _text(cell.snr_db) or "clean"
+    return f"{cell.model} width={cell.width} snr={snr} seed={cell.seed}"
 
 
 def sweep(
@@ -325,13 +430,33 @@ def sweep(
     device=None,
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
+    executor=None,
 ) -> list[dict[str, str]]:
-    """Run every cell not yet in the ``results`` CSV, appending a row as each finishes.
+    """Run every cell not yet in the ``results`` CSV, adding a row as each finishes.
 
     Rows already in the file are kept as they are; a cell that was interrupted
     has no row and runs again. With ``checkpoints``, each run's model is saved
     there too. ``shard=(i, n)`` runs only every n-th cell starting at i, so n
     processes can share one CSV. Returns the file's rows at the end.
+
+    ``executor`` says where the cells run (``dham_lib.study.executors``): in this
+    process, one after the other (``InProcess``, the default), or as the tasks of a Ray
+    cluster (``RayExecutor``), as many at a time as it has room for.
+
+    Each finished cell is first written to a file of its own, ``<name>.cells/<cell>.json``
+    beside the CSV (to a temporary name, then renamed: whole or absent), then merged
+    into the CSV under a lock, after which its file is removed; a sweep killed between
+    the two leaves the file, and the next one merges it. A broken file is reported
+    with its path, and its cell runs again.
+
+    Under Ray, the tasks only train: each returns its row (and model) to this process,
+    the driver, which writes every file itself. That is the safe way across machines:
+    the results need only be on the driver's disk, no file lock is ever taken over a
+    network file system, and a worker never writes half a file that others read. The
+    lock only serialises processes on the driver's machine that share a CSV (shards).
+    A cell whose task raised, or whose worker died more often than Ray retries, is
+    reported when the others have finished, in a ``RuntimeError`` naming each such
+    cell and its error; every finished cell is in the CSV by then.
     """
     results = Path(results)
     # Fail now, not after the first cell's minutes of training have nowhere to go.
@@ -345,31 +470,52 @@ def sweep(
     if not 0 <= index < count:
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     cells = cells[index::count]
-    done = {tuple(row.get(name, "") for name in CELL_COLUMNS) for row in read_rows(results)}
+    executor = InProcess() if executor is None else executor
+    done = {tuple(row[name] for name in CELL_COLUMNS) for row in _merge_cells(results, True)}
     todo = [cell for cell in cells if cell.key() not in done]
     print(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already in {results.name}")
-    for cell in tqdm(todo, desc="sweep", unit="cell", disable=not progress):
-        start = time.perf_counter()
-        model, _, row = train_cell(cell, device=device, progress=False)
-        if checkpoints is not None:
-            save_checkpoint(
-                checkpoints / checkpoint_name(cell),
-                model,
-                data_config=dataclasses.asdict(cell),
-                metrics={"acc": row["test_acc"]},
+    failed = []
+    outcomes = executor.map(
+        run_cell,
+        todo,
+        names=lambda cell: Path(checkpoint_name(cell)).stem,
+        device=device,
+        keep_model=checkpoints is not None,
+    )
+    try:
+        for cell, outcome in tqdm(
+            outcomes, total=len(todo), desc="sweep", unit="cell", disable=not progress
+        ):
+            if isinstance(outcome, Failure):
+                failed.append(f"{_label(cell)}: {outcome.error}")
+                tqdm.write(f"{_label(cell)}: failed, no row: {outcome.error}")
+                continue
+            model, row = outcome
+            if checkpoints is not None:
+                save_checkpoint(
+                    checkpoints / checkpoint_name(cell),
+                    model,
+                    data_config=dataclasses.asdict(cell),
+                    metrics={"acc": row["test_acc"]},
+                )
+            _save_cell_row(results, cell, row)
+            tqdm.write(
+                f"{_label(cell)}: acc {row['test_acc']:.3f} iou {row['iou']:.3f} "
+                f"({row['train_seconds']:.0f} s training on {row['device']})"
             )
-        _append_row(results, row)
-        tqdm.write(
-            f"{cell.model} width={cell.width} snr={_text(cell.snr_db) or 'clean'} "
-            f"seed={cell.seed}: acc {row['test_acc']:.3f} iou {row['iou']:.3f} "
-            f"({time.perf_counter() - start:.0f} s)"
+    finally:
+        outcomes.close()  # a sweep stopped early stops its tasks (and a cluster it started)
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(todo)} cells failed and have no row; every other cell is "
+            f"in {results} (run the same command again to retry them): " + "; ".join(failed)
         )
     return read_rows(results)
 
 
 def checkpoint_name(cell: Cell) -> str:
     """A readable, unique file name for the cell's checkpoint, e.g. ``dham-w16-snr6.0-...pt``."""
-    digest = hashlib.sha1("|".join(cell.key()).encode()).hexdigest()[:8]
+    digest = _key_digest(cell.key())[:8]
     snr = "clean" if cell.snr_db is None else f"{cell.snr_db:g}"
     return f"{cell.model}-w{cell.width}-snr{snr}-{cell.background}-seed{cell.seed}-{digest}.pt"
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dham_lib import _checks
-from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, read_rows
+from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, RUN_COLUMNS, Cell, read_rows
 
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -29,14 +29,15 @@ CLEAN = math.inf
 MODEL_ORDER = ("cnn", "pooled_cnn", "stn", "stn_zoom", "dham", "oracle")
 SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
 COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
-_TEXT_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "str"]
+# The device a run trained on is text too; files older than that column read it as "".
+_TEXT_FIELDS = [*(f.name for f in dataclasses.fields(Cell) if f.type == "str"), *RUN_COLUMNS]
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """The runs of a results CSV, one row each, numbers as numbers; raises if it is missing."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no results file at {path}; run the sweep that writes it first")
-    frame = pd.DataFrame(read_rows(path), columns=[*CELL_COLUMNS, *RESULT_COLUMNS])
+    frame = pd.DataFrame(read_rows(path), columns=[*CELL_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS])
     numeric = [name for name in frame.columns if name not in _TEXT_FIELDS]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
