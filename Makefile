@@ -20,7 +20,7 @@ help:
 # Reinstall whenever pyproject.toml changes its dependencies.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[lab,teach,test]'
+	$(BIN)/python -m pip install --quiet --editable '.[lab,teach,test,cluster]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -10,7 +10,7 @@ tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard libr
 
 ROOT = Path(__file__).resolve().parent.parent
 # conda-forge's name for a PyPI package, where they differ.
-CONDA_NAMES = {"torch": "pytorch"}
+CONDA_NAMES = {"torch": "pytorch", "ray": "ray-core"}
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$")
 
 
@@ -23,7 +23,7 @@ def parse(requirement: str) -> tuple[str, str]:
 def pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
-    for extra in ("lab", "teach", "test"):
+    for extra in ("lab", "teach", "test", "cluster"):
         wanted += project["optional-dependencies"][extra]
     return dict(parse(r) for r in wanted)
 
@@ -56,3 +56,11 @@ def test_the_course_itself_is_installed_by_pip():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert pip_lists and any("--editable ." in line for line in pip_lists[0])
+
+
+def test_make_installs_every_extra():
+    # `make test` needs the cluster extra (the Ray sweep's test) as much as the test one.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    install = re.search(r"--editable '\.\[([^\]]*)\]'", (ROOT / "Makefile").read_text())
+    assert install, "the Makefile installs no extras"
+    assert set(install.group(1).split(",")) == set(project["optional-dependencies"])

@@ -23,6 +23,7 @@ from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import SOURCES
 from dham_lib.models import CLASSIFIERS, MODELS
 from dham_lib.study import results
+from dham_lib.study.executors import EXECUTORS, make_executor
 from dham_lib.study.experiments import (
     RESULT_COLUMNS,
     TRAIN_SPLITS,
@@ -62,6 +63,23 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def _number(minimum: float, strict: bool):
+    """A type for a number > ``minimum`` (``strict``) or >= it."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>' if strict else '>='} {minimum:g}, got {text!r}"
+            )
+        return int(value) if value.is_integer() else value
+
+    return parse
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -200,6 +218,13 @@ def run_train(args: argparse.Namespace) -> dict:
 def run_sweep(args: argparse.Namespace) -> list:
     """Run the grid of cells that the options describe, resumably."""
     cells = grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
+    executor = make_executor(
+        args.executor,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        max_retries=args.max_retries,
+    )
     return sweep(
         cells,
         args.out,
@@ -207,6 +232,7 @@ def run_sweep(args: argparse.Namespace) -> list:
         device=args.device,
         progress=not args.no_progress,
         shard=args.shard,
+        executor=executor,
     )
 
 
@@ -261,6 +287,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=(0, 1),
         help="I/N: run every N-th cell from the I-th, so N processes can share one CSV",
     )
+    cluster = sweep_parser.add_argument_group(
+        "where the cells run (ray: pip install -e '.[cluster]' first)"
+    )
+    cluster.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: one cell after the other in this process; ray: each cell a task of a "
+        "Ray cluster (%(default)s)",
+    )
+    cluster.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: 'auto' (the one `ray start` started on this machine) or "
+        "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
+    )
+    cluster.add_argument(
+        "--num-cpus", type=_number(0, True), default=1, help="CPUs per Ray task (%(default)s)"
+    )
+    cluster.add_argument(
+        "--num-gpus",
+        type=_number(0, False),
+        default=0,
+        help="GPUs per Ray task; a task with one trains on CUDA (%(default)s)",
+    )
+    cluster.add_argument(
+        "--max-retries",
+        type=_number(0, False),
+        default=3,
+        help="times Ray reruns a cell whose worker died; a cell that raises is reported, "
+        "not retried (%(default)s)",
+    )
     sweep_parser.set_defaults(handler=run_sweep)
 
     report = commands.add_parser(
@@ -280,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
