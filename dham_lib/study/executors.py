@@ -130,16 +130,17 @@ class RayExecutor:
         if started:
             ray.init(address=self.address, log_to_driver=False)
         try:
-            remote = ray.remote(function).options(
-                num_cpus=self.num_cpus,
-                num_gpus=self.num_gpus,
-                max_retries=self.max_retries,
-                retry_exceptions=False,
-            )
+            remote = ray.remote(function)
+            options = {
+                "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus,
+                "max_retries": self.max_retries,
+                "retry_exceptions": False,
+            }
             pending = {}
             for item in items:
-                options = {"name": names(item)} if names is not None else {}
-                pending[remote.options(**options).remote(item, **kwargs)] = item
+                named = {"name": names(item)} if names is not None else {}
+                pending[remote.options(**options, **named).remote(item, **kwargs)] = item
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
                 item = pending.pop(ready)
