@@ -170,6 +170,20 @@ def test_make_executor_checks_its_arguments():
         executors.make_executor("ray", max_retries=-1)
 
 
+def test_the_sweep_command_runs_locally_unless_told_and_checks_the_ray_options(capsys):
+    from dham_lib.study.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "--out", "x.csv"])
+    assert (args.executor, args.address, args.num_cpus, args.num_gpus) == ("local", None, 1, 0)
+    args = parser.parse_args(["sweep", "--out", "x.csv", "--executor", "ray", "--num-gpus", "0.5"])
+    assert args.executor == "ray" and args.num_gpus == 0.5 and args.max_retries == 3
+    for bad in (["--num-cpus", "0"], ["--num-gpus", "-1"], ["--max-retries", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sweep", "--out", "x.csv", *bad])
+        assert bad[0] in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- a real Ray cluster
 
 
