@@ -380,7 +380,12 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         for metric in ("test_acc", "iou"):
             figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
     for path in sorted(folder.glob("*.csv")) if others else ():
-        if path.name not in ("clean.csv", "sweep.csv"):
+        if path.name in ("clean.csv", "sweep.csv"):
+            continue
+        if "model" not in pd.read_csv(path, nrows=0).columns:
+            # A script's own table (scripts/lock_on_*.py), not rows of the sweep.
+            print(f"## {path.name}\n\nnot a sweep file: read it with pandas\n")
+        else:
             table = by_setting(load_results(path))
             print(f"## {path.name}\n\n" + markdown_table(table, ("val_acc", "test_acc")) + "\n")
     print(f"figures written to {out}")
