@@ -2,7 +2,7 @@
 
 Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
 (wrong shape, value or option) with a message that names the argument, the value
-it got and what was expected, as DESIGN.md asks.
+it got and what was expected, as docs/conventions.md asks.
 """
 
 from __future__ import annotations

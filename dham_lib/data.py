@@ -15,7 +15,7 @@ training digits of each class (3,500 train, 500 val), the full set's last 5,000 
 
 ``TranslatedMNIST`` resizes each digit to a random fraction of a canvas side, puts it at a random
 position on a clean, noisy or cluttered canvas and returns the true box of the placed digit in
-the pixel coordinates of DESIGN.md (the centre of pixel ``i`` is at ``i``).
+the pixel coordinates of docs/conventions.md (the centre of pixel ``i`` is at ``i``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Box metrics: how well a glimpse box matches the true digit box (notebook 04).
 
 Boxes are ``[..., 4]`` tensors ``x0, y0, x1, y1`` in pixel coordinates (the centre
-of pixel i is at i), as DESIGN.md fixes for every box in the library.
+of pixel i is at i), as docs/conventions.md fixes for every box in the library.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def test_a_glimpse_over_the_box_samples_exactly_the_resized_digit(digits):
     for i in (0, 9, 33):
         canvas, _, box = ds[i]
         side = int(ds.side[i])
-        # DESIGN.md: x0 = (tx - s + 1)/2·(W-1), x1 = (tx + s + 1)/2·(W-1), same for y.
+        # docs/conventions.md: x0 = (tx - s + 1)/2·(W-1), x1 = (tx + s + 1)/2·(W-1), same for y.
         tx = (box[0] + box[2]) / 119 - 1
         ty = (box[1] + box[3]) / 119 - 1
         s = (box[2] - box[0]) / 119

@@ -76,3 +76,20 @@ def test_the_api_reference_documents_the_library(page, site_url):
     page.goto(f"{site_url}/docs/api.html")
     for name in ("dham_lib.pmf.spatial_softmax", "dham_lib.dham.DHAM", "dham_lib.data.load_mnist"):
         assert page.locator(f"[id='{name}']").count() == 1, name
+
+
+def test_the_conventions_page_is_on_the_site_and_the_project_cites_nothing_outside_it(
+    page, site_url
+):
+    page.goto(f"{site_url}/docs/conventions.html")
+    assert any("Coordinates" in text for text in page.locator("h2").all_inner_texts())
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = "DESIGN" + ".md"  # spelt in two parts so that this file does not cite it
+    citing = [
+        name
+        for name in tracked
+        if name.endswith((".py", ".md", ".ipynb")) and outside in (ROOT / name).read_text()
+    ]
+    assert citing == [], f"cite docs/conventions.md, not a file outside the project: {citing}"
