@@ -3,7 +3,9 @@
 Each exercise in a teacher notebook is a solution cell, whose answer sits between
 ``### BEGIN SOLUTION`` and ``### END SOLUTION``, followed by the code cell that checks
 it. ``mark`` gives those cells nbgrader's metadata (an answer cell, and a graded,
-read-only check cell worth one point); ``generate`` runs ``nbgrader
+read-only check cell worth one point) and writes ``dham_lib.course.colab``'s first code
+cell and "Open in Colab" address into the notebook, so that a fork of the course changes
+``REPOSITORY`` there and runs ``make student``; ``generate`` runs ``nbgrader
 generate_assignment`` on the teacher notebooks in a scratch course folder and writes
 the result to ``notebooks/student/``: answers replaced by a stub that raises
 ``NotImplementedError``, no outputs, and the Colab badge pointing at the student copy.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,9 +31,9 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 ASSIGNMENT = "course"  # nbgrader's assignment name for the whole series
 STUDENT_NOTE = (
     "\n\n*Student edition: the exercises are yours to solve, and each check cell tells "
-    "you whether your answer is right. The teacher edition, with solutions and outputs, "
-    "is [`notebooks/{name}`]({teacher_url}).*"
+    "you whether your answer is right.*"
 )
+COLAB_ADDRESS = re.compile(r"\(https://colab\.research\.google\.com/github/[^)]*\)")
 
 
 def exercises(nb) -> list[tuple[int, int]]:
@@ -52,9 +55,14 @@ def grade_id(path: Path, number: int, role: str) -> str:
 
 
 def mark(path: Path) -> bool:
-    """Give the exercise cells of the teacher notebook nbgrader metadata; True if changed."""
+    """Give the exercise cells of the teacher notebook nbgrader metadata, and its first
+    cells the course's Colab badge and install cell; True if the notebook changed."""
+    from dham_lib.course.colab import COLAB_CELL, colab_url
+
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
+    nb.cells[0].source = COLAB_ADDRESS.sub(f"({colab_url(path.name)})", nb.cells[0].source)
+    next(cell for cell in nb.cells if cell.cell_type == "code").source = COLAB_CELL
     for number, (solution, check) in enumerate(exercises(nb), start=1):
         nb.cells[solution].metadata["nbgrader"] = {
             "grade": False,
@@ -99,13 +107,13 @@ def course_folder(notebooks: list[Path], root: Path) -> Path:
 
 
 def point_badge_at_student_copy(nb, name: str) -> None:
-    """The first cell's Colab badge opens the student copy; it says where the solutions are."""
+    """The first cell's Colab badge opens the student copy (and links to no solutions)."""
     from dham_lib.course.colab import colab_url
 
     first = nb.cells[0]
     teacher_url, student_url = colab_url(name), colab_url(name, student=True)
     first.source = first.source.replace(f"({teacher_url})", f"({student_url})")
-    first.source += STUDENT_NOTE.format(name=name, teacher_url=teacher_url)
+    first.source += STUDENT_NOTE
 
 
 def generate(notebooks: list[Path], out: Path) -> list[Path]:

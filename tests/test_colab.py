@@ -26,6 +26,7 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from packaging.requirements import Requirement
 
+from dham_lib.course.colab import COLAB_CELL
 from tests.test_notebooks import NOTEBOOK_DIR, _run_cell
 
 pytestmark = pytest.mark.slow
@@ -168,3 +169,22 @@ def test_notebook_01_installs_the_course_and_runs_to_the_end_on_colab(colab, tmp
     ).stdout
     assert "dham-lib" in pip_list or "dham_lib" in pip_list, pip_list
     assert (clone / "data" / "mnist5k.npz").is_file()
+
+
+def test_a_failed_clone_stops_the_first_cell_with_one_clear_message(colab, tmp_path):
+    python, _, _ = colab
+    content = tmp_path / "content"
+    (content / "dham-course").mkdir(parents=True)  # what a clone that broke off leaves
+    missing = (tmp_path / "no-such-course").as_uri()
+    manager = _start_kernel(python, content, {"DHAM_FORCE_COLAB": "1", "DHAM_REPO_URL": missing})
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=120)
+    try:
+        with pytest.raises(RuntimeError) as error:
+            _run_cell(client, COLAB_CELL, "the first cell")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert f"Could not fetch the course from {missing}" in str(error.value)
+    assert not (content / "dham-course").exists()  # the broken clone was removed, not trusted

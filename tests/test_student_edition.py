@@ -102,6 +102,7 @@ def test_no_solution_code_and_no_outputs_in_the_student_copy(path):
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"{path.name} cell {i}"
     assert student.cells[0].source.count("notebooks/student/") == 1  # its own Colab badge
+    assert f"/notebooks/{path.name})" not in student.cells[0].source  # no link to solutions
 
 
 def _fails(client, source: str, where: str) -> str:

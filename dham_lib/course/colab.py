@@ -1,7 +1,10 @@
 """The course on Colab: the first code cell of every notebook and the "Open in Colab" links.
 
 The repository's address is defined here once; a fork of the course changes
-``REPOSITORY`` (and ``BRANCH``) and runs ``make student`` to regenerate the badges.
+``REPOSITORY`` (and ``BRANCH``) and runs ``make student``, which writes every notebook's
+first code cell and badges from here. The first cell stops with one message
+naming the address when the clone fails, instead of letting a ``ModuleNotFoundError``
+surface two cells later.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ import sys
 IN_COLAB = "google.colab" in sys.modules or os.environ.get("DHAM_FORCE_COLAB") == "1"
 if IN_COLAB and not os.path.isdir("../dham_lib"):  # not yet inside the course's notebooks/
     REPO_URL = os.environ.get("DHAM_REPO_URL", "{REPOSITORY}")
-    if not os.path.isdir("dham-course"):
-        !git clone --quiet --depth 1 {{REPO_URL}} dham-course
+    if not os.path.isdir("dham-course/dham_lib"):  # none yet, or a clone that broke off
+        !rm -rf dham-course && git clone --quiet --depth 1 {{REPO_URL}} dham-course
+    if not os.path.isdir("dham-course/dham_lib"):
+        raise RuntimeError(
+            f"Could not fetch the course from {{REPO_URL}} (git clone failed: see above). "
+            "Check that this runtime reaches the internet, and that the address is right "
+            "if you use a fork (REPOSITORY in dham_lib/course/colab.py), then run this cell again."
+        )
     # Colab's torch already satisfies torch>=2.2, so pip leaves it as it is.
     %pip install --quiet --editable dham-course
     sys.path.insert(0, os.path.abspath("dham-course"))  # importable without a restart
