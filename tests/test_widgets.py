@@ -127,6 +127,15 @@ def test_show_explorer_displays_a_text_fallback(capsys):
         peak_y=widgets.make_slider("peak y", 0.0, -1, 1, 0.1),
     )
     assert "run this notebook in Jupyter or Colab" in capsys.readouterr().out
+    widgets.show_explorer(
+        explorers.pmf_explorer,
+        fixed={"peak_y": 0.0, "spread": 0.2, "temperature": 1.0},
+        fallback="[Serve this page with make app.]",
+        peak_x=widgets.make_slider("peak x", 0.0, -1, 1, 0.1),
+    )
+    assert "[Serve this page with make app.]" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="fallback"):
+        widgets.show_explorer(explorers.pmf_explorer, fallback="")
 
 
 def test_colab_links():

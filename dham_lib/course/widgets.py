@@ -200,17 +200,25 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
     return widgets.VBox([controls, output])
 
 
-def show_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders) -> None:
+def show_explorer(
+    fn: Callable[..., View],
+    fixed: Mapping | None = None,
+    fallback: str = WIDGET_FALLBACK,
+    **sliders,
+) -> None:
     """Build the explorer (see :func:`build_explorer`) and display it.
 
-    Where widgets cannot run (GitHub, a static site) the output reads as a short
-    note instead of the widget's long text form.
+    Where widgets cannot run (GitHub, a static site) the output reads as ``fallback``,
+    a short note, instead of the widget's long text form; the default note points at
+    the figure of the default values that the notebooks draw just above each explorer.
     """
     from IPython.display import display
 
+    if not isinstance(fallback, str) or not fallback:
+        raise ValueError(f"fallback must be a non-empty str, got {fallback!r}")
     box = build_explorer(fn, fixed, **sliders)
     bundle = {
-        "text/plain": WIDGET_FALLBACK,
+        "text/plain": fallback,
         # The same view reference ipywidgets 7.7 and 8.x display for a widget.
         "application/vnd.jupyter.widget-view+json": {
             "version_major": 2,
