@@ -26,8 +26,10 @@ def test_check_answers_names_what_is_off(capsys):
     with pytest.raises(AssertionError, match="tx"):
         widgets.check_answers({"tx": 0.2, "ty": 0.0}, {"tx": 0.1, "ty": 0.0, "s": 1.0})
     out = capsys.readouterr().out
-    assert "tx: you have 0.2000, expected 0.1000" in out
+    assert "tx: 0.2 is too high" in out and "0.1" not in out  # a hint, never the answer
     assert "s: missing" in out and "ty" not in out
+    with pytest.raises(AssertionError, match="too low"):
+        widgets.check_answers({"tx": -0.3}, {"tx": 0.1})
 
 
 def test_check_answers_bad_arguments():

@@ -59,28 +59,28 @@ def check_answers(
     """Compare a student's numbers with the expected ones; print a verdict and assert.
 
     Prints "Correct: ..." when every answer is within ``atol`` of its expected
-    value; otherwise prints, for each answer that is off or missing, what it is
-    and what was expected, and raises ``AssertionError``. Answers may be numbers,
-    one-element tensors or arrays.
+    value; otherwise prints a hint for each answer that is off (too high or too low) or
+    missing, never the expected value itself, and raises ``AssertionError``. Answers may
+    be numbers, one-element tensors or arrays.
     """
     if not isinstance(answers, Mapping) or not isinstance(expected, Mapping):
         raise TypeError("answers and expected must be dicts of name -> number")
     atol = _checks.positive("atol", atol)
-    problems = []
+    hints = []
     for name, want in expected.items():
         if name not in answers or answers[name] is None:
-            problems.append(f"{name}: missing (expected {float(want):.4f})")
+            hints.append(f"{name}: missing")
             continue
         try:
             got = float(answers[name])
         except (TypeError, ValueError):
-            problems.append(f"{name}: {answers[name]!r} is not a number")
+            hints.append(f"{name}: {answers[name]!r} is not a number")
             continue
         if not abs(got - float(want)) <= atol:
-            problems.append(f"{name}: you have {got:.4f}, expected {float(want):.4f}")
-    if problems:
-        print("Not yet:\n  " + "\n  ".join(problems))
-        raise AssertionError(f"{len(problems)} of {len(expected)} answers are off: {problems}")
+            hints.append(f"{name}: {got:.4g} is too {'high' if got > float(want) else 'low'}")
+    if hints:
+        print("Not yet (the others are right):\n  " + "\n  ".join(hints))
+        raise AssertionError(f"{len(hints)} of {len(expected)} answers are off: {hints}")
     agree = "the answer agrees" if len(expected) == 1 else f"all {len(expected)} answers agree"
     print(f"Correct: {agree} (within {atol:g}).")
 
