@@ -56,6 +56,10 @@ def test_plot_glimpses_with_two_glimpses_and_n():
     assert_labelled(fig)
     assert len(rectangles(fig.axes[0])) == 2
     assert rectangles(fig.axes[0])[1] == pytest.approx(tuple(boxes[0, 1].tolist()))
+    named = plot_glimpses(canvases, boxes, glimpses, n=1, glimpse_names=["L2", "L1"])
+    assert [ax.get_title() for ax in named.axes[1:]] == ["L2", "L1"]
+    with pytest.raises(ValueError, match="glimpse_names must be 2 strings"):
+        plot_glimpses(canvases, boxes, glimpses, glimpse_names=["L2"])
 
 
 def test_plot_glimpses_rejects_bad_input():

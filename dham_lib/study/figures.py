@@ -87,7 +87,14 @@ def _item_title(i: int, labels, predictions) -> str:
 
 
 def plot_glimpses(
-    canvases, boxes, glimpses, labels=None, predictions=None, true_boxes=None, n=8
+    canvases,
+    boxes,
+    glimpses,
+    labels=None,
+    predictions=None,
+    true_boxes=None,
+    n=8,
+    glimpse_names=None,
 ) -> Figure:
     """For ``n`` items, the canvas with its attention box(es) above the glimpse(s).
 
@@ -95,7 +102,8 @@ def plot_glimpses(
     coordinates (red, then orange, magenta, cyan for further glimpses);
     glimpses ``[B, C, h, w]`` or ``[B, K, C, h, w]``; labels, predictions ``[B]``;
     true_boxes ``[B, 4]`` (dashed green). One column per item, rows: the
-    canvas, then one row per glimpse.
+    canvas, then one row per glimpse, titled by ``glimpse_names`` (K names; default
+    "glimpse 0", "glimpse 1", ...).
     """
     canvases = as_tensor("canvases", canvases, (4,))
     boxes = as_tensor("boxes", boxes, (2, 3))
@@ -115,6 +123,12 @@ def plot_glimpses(
     size = _batch(names, (canvases, boxes, glimpses, labels, predictions, true_boxes))
     n = min(_checks.positive_int("n", n), size)
     k = glimpses.shape[1]
+    if glimpse_names is None:
+        glimpse_names = ["glimpse"] if k == 1 else [f"glimpse {j}" for j in range(k)]
+    if len(glimpse_names) != k or not all(isinstance(name, str) for name in glimpse_names):
+        raise ValueError(
+            f"glimpse_names must be {k} strings, one per glimpse, got {glimpse_names!r}"
+        )
     fig, axes = plt.subplots(1 + k, n, figsize=(2.0 * n, 2.1 * (1 + k)), squeeze=False)
     for i in range(n):
         _show(
@@ -122,8 +136,9 @@ def plot_glimpses(
         )
         for j in range(k):
             axes[0, i].add_patch(box_patch(boxes[i, j], BOX_COLOURS[j % len(BOX_COLOURS)]))
-            title = "glimpse" if k == 1 else f"glimpse {j}"
-            _show(axes[1 + j, i], glimpses[i, j], title, "x (glimpse px)", "y (glimpse px)")
+            _show(
+                axes[1 + j, i], glimpses[i, j], glimpse_names[j], "x (glimpse px)", "y (glimpse px)"
+            )
         if true_boxes is not None:
             axes[0, i].add_patch(box_patch(true_boxes[i], "lime", "--"))
     fig.tight_layout()
