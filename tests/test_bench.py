@@ -93,3 +93,17 @@ def test_benchmark_inputs_reach_the_border(bench):
     params = DHAM().attention(logits)[1]
     edge = (params.tx.abs() + params.s).max() > 1 or (params.ty.abs() + params.s).max() > 1
     assert edge
+
+
+def test_the_scaling_benchmark_counts_what_a_larger_canvas_costs(tmp_path, capsys):
+    scaling = runpy.run_path(str(BENCH.with_name("scaling.py")))
+    out = tmp_path / "costs.csv"
+    table = scaling["main"](["--quick", "--out", str(out)])
+    assert out.is_file() and "mflop_over_dham" in capsys.readouterr().out
+    assert set(table["canvas"]) == {64, 96} and len(table) == 6
+    dham = table[table["model"] == "dham w16"]
+    assert (dham["mflop_over_dham"] == 1).all() and (dham["step_ms_over_dham"] == 1).all()
+    cnn = table[table["model"] == "pooled_cnn w16"].set_index("canvas")["mflop_per_canvas"]
+    # A convolution over the whole canvas costs in proportion to its area, (96/64)^2 = 2.25.
+    assert cnn[96] / cnn[64] == pytest.approx(2.25, rel=0.05)
+    assert (table["step_ms_per_canvas"] > 0).all()
