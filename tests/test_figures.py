@@ -76,7 +76,7 @@ def test_plot_glimpses_rejects_bad_input():
         plot_glimpses(canvases, boxes, glimpses, n=0)
 
 
-def _history(iou=True):
+def _history(iou=True, centre=False):
     history = {
         "epoch": [1, 2, 3],
         "train_loss": [2.0, 1.0, 0.5],
@@ -86,18 +86,25 @@ def _history(iou=True):
     }
     if iou:
         history["test_iou"] = [0.1, 0.3, 0.5]
+    if centre:
+        history["test_centre_error"] = [30.0, 12.0, 2.5]
     return history
 
 
-@pytest.mark.parametrize(("iou", "panels"), [(False, 2), (True, 3)])
-def test_plot_learning_curves_panels(iou, panels):
-    fig = plot_learning_curves(_history(iou))
+@pytest.mark.parametrize(
+    ("iou", "centre", "panels"), [(False, False, 2), (True, False, 3), (True, True, 4)]
+)
+def test_plot_learning_curves_panels(iou, centre, panels):
+    fig = plot_learning_curves(_history(iou, centre))
     assert len(fig.axes) == panels
     assert_labelled(fig)
     acc = fig.axes[1]
     assert acc.get_ylabel() == "accuracy (%)"
     assert list(acc.lines[0].get_ydata()) == pytest.approx([30, 60, 90])
     assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    if centre:
+        assert fig.axes[3].get_ylabel() == "centre error (pixels)"
+        assert list(fig.axes[3].lines[0].get_ydata()) == [30.0, 12.0, 2.5]
 
 
 def test_plot_learning_curves_rejects_bad_history():

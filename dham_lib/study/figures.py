@@ -179,15 +179,22 @@ def _check_history(history) -> None:
 
 
 def plot_learning_curves(history) -> Figure:
-    """Loss, accuracy (in %) and, when recorded, test IoU against the epoch.
+    """Loss, accuracy (in %) and, when recorded, the box's IoU and centre error per epoch.
 
     ``history``: a dict of equally long lists with keys "epoch", "train_loss",
     "test_loss", "train_acc", "test_acc" (accuracies as fractions in [0, 1])
-    and optionally "test_iou".
+    and optionally "test_iou" and "test_centre_error" (pixels). The centre error is
+    drawn beside the IoU because an IoU alone cannot tell a glimpse that is in the
+    right place but too large from one that is elsewhere.
     """
     _check_history(history)
-    has_iou = any(not math.isnan(v) for v in history.get("test_iou", []))
-    fig, axes = plt.subplots(1, 3 if has_iou else 2, figsize=(11 if has_iou else 8, 3.4))
+    box_panels = [
+        key
+        for key in ("test_iou", "test_centre_error")
+        if any(not math.isnan(v) for v in history.get(key, []))
+    ]
+    panels = 2 + len(box_panels)
+    fig, axes = plt.subplots(1, panels, figsize=(3.7 * panels, 3.4))
     epoch = history["epoch"]
     loss, acc = axes[0], axes[1]
     loss.plot(epoch, history["train_loss"], "o-", label="train")
@@ -196,9 +203,13 @@ def plot_learning_curves(history) -> Figure:
     acc.plot(epoch, [100 * a for a in history["train_acc"]], "o-", label="train")
     acc.plot(epoch, [100 * a for a in history["test_acc"]], "o-", label="test")
     acc.set(title="classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
-    if has_iou:
-        axes[2].plot(epoch, history["test_iou"], "o-", color="C2", label="test")
-        axes[2].set(title="glimpse box vs true box", xlabel="epoch", ylabel="IoU", ylim=(0, 1))
+    for ax, key in zip(axes[2:], box_panels, strict=True):
+        ax.plot(epoch, history[key], "o-", color="C2", label="test")
+        if key == "test_iou":
+            ax.set(title="glimpse box vs true box", xlabel="epoch", ylabel="IoU", ylim=(0, 1))
+        else:
+            ax.set(title="glimpse centre vs digit centre", xlabel="epoch")
+            ax.set(ylabel="centre error (pixels)", ylim=(0, None))
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
