@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import sys
 from collections import Counter
@@ -88,6 +89,35 @@ def test_teacher_exercises_carry_nbgrader_metadata(path, tmp_path):
     copy = tmp_path / path.name
     shutil.copy(path, copy)
     assert edition.mark(copy) is False, f"{path.name}: run `make student` (marks are stale)"
+
+
+def _names(source: str, store: bool) -> set[str]:
+    """The variable names that ``source`` assigns (``store``) or reads."""
+    kind = ast.Store if store else ast.Load
+    return {
+        node.id
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, kind)
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_prompt_names_the_variables_its_check_reads(path):
+    nb = _teacher(path)
+    for number, (solution, check) in enumerate(edition.exercises(nb), start=1):
+        answer = nb.cells[solution].source
+        inside = answer[answer.index(edition.BEGIN) : answer.index(edition.END)]
+        wanted = _names(inside, store=True) & _names(nb.cells[check].source, store=False)
+        prompt = next(
+            nb.cells[i].source
+            for i in range(solution - 1, -1, -1)
+            if nb.cells[i].cell_type == "markdown"
+        )
+        unnamed = sorted(name for name in wanted if f"`{name}`" not in prompt)
+        assert wanted and not unnamed, (
+            f"{path.name} exercise {number}: the prompt does not name {unnamed}, "
+            "which its check cell reads"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
