@@ -8,6 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 
 from dham_lib.models import DHAMClassifier
 
@@ -28,12 +29,22 @@ def rectangles(ax) -> list[tuple[float, float, float, float]]:
     ]
 
 
+MIN_FONT_PT = 8  # the smallest text a figure may hold, readable at the notebooks' dpi
+
+
 def assert_labelled(fig: Figure, skip=()) -> None:
-    """Every panel but colour bars and ``skip`` has a title and both axis labels."""
+    """Every panel but colour bars and ``skip`` has a title and both axis labels, and no
+    text of the figure (titles, labels, ticks, legends, annotations) is under 8 pt."""
     for ax in fig.axes:
         if ax in skip or ax.get_label() == "<colorbar>":
             continue
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), ax
+    small = {
+        (text.get_text(), text.get_fontsize())
+        for text in fig.findobj(Text)
+        if text.get_visible() and text.get_text() and text.get_fontsize() < MIN_FONT_PT
+    }
+    assert not small, f"texts under {MIN_FONT_PT} pt: {sorted(small)[:5]}"
 
 
 def bar_digits(n=12):

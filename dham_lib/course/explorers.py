@@ -123,7 +123,7 @@ def pmf_explorer(
     ax_pmf.add_patch(box_patch(box1, "orange", "--", label=f"L1 box, s = {s1.item():.2f}"))
     mean = to_pixels(tx, w).item(), to_pixels(ty, h).item()
     ax_pmf.plot(*mean, "r+", markersize=14, markeredgewidth=2, label="mean (tx, ty)")
-    ax_pmf.legend(loc="lower left", fontsize=7, framealpha=0.8)
+    ax_pmf.legend(loc="lower left", fontsize=8, framealpha=0.8)
     # A margin around the map, grey, so a box that reaches past the map shows as such.
     ax_pmf.set_facecolor("0.85")
     ax_pmf.set_xlim(-0.5 - w / 4, w - 0.5 + w / 4)
@@ -234,7 +234,7 @@ def glimpse_explorer(
             raise ValueError(f"true_box must have shape [4], got {tuple(true_box.shape)}")
         ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
-    ax_canvas.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)
     title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
@@ -289,7 +289,7 @@ def toy_trajectory_step(
     )
     ax_canvas.plot(path_x[:1], path_y[:1], "o", color="tab:cyan", label="start")
     ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
-    ax_canvas.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)
     label_axes(ax_canvas, f"canvas, step {step}", "x (canvas pixels)", "y (canvas pixels)")
@@ -413,9 +413,9 @@ def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
         ax.imshow(canvases[i, 0].numpy(), cmap="gray")
         shown = "clean" if snr_db is None else f"{measured[i]:.1f} dB"
         ax.set_title(f"digit {digits[i].item()}, {shown}", fontsize=8)
-        ax.set_xlabel("x (pixels)", fontsize=7)
-        ax.tick_params(labelsize=6)
-    axes[0][0].set_ylabel("y (pixels)", fontsize=7)
+        ax.set_xlabel("x (pixels)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_ylabel("y (pixels)", fontsize=8)
     label = "clean" if snr_db is None else f"SNR {snr_db:g} dB"
     fig.suptitle(f"120×120 test canvases, {label}")
     fig.tight_layout()

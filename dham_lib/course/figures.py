@@ -135,9 +135,9 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
         ax.add_patch(box_patch(true_boxes[i], "lime", "--"))
         side = (true_boxes[i, 2] - true_boxes[i, 0]).item() + 1
         ax.set_title(f"label {int(labels[i])}, {side:.0f} px", fontsize=8)
-        ax.set_xlabel("x (pixels)", fontsize=7)
-        ax.set_ylabel("y (pixels)", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.set_xlabel("x (pixels)", fontsize=8)
+        ax.set_ylabel("y (pixels)", fontsize=8)
+        ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig
 
@@ -161,7 +161,7 @@ def plot_attention(canvas: torch.Tensor, label: int, true_box: torch.Tensor, see
     ax_canvas.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
     ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
     ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
-    ax_canvas.legend(loc="upper right", fontsize=6, framealpha=0.8)
+    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax_canvas.set_xlim(-0.5, width - 0.5)
     ax_canvas.set_ylim(height - 0.5, -0.5)
     label_axes(ax_canvas, f"{title}: label {label}", "x (canvas pixels)", "y (canvas pixels)")

@@ -33,7 +33,7 @@ _METRIC_LABELS = {
     "acc_canvas160": "accuracy on 160×160 canvases (%)",
     "acc_canvas200": "accuracy on 200×200 canvases (%)",
 }
-_SMALL = 7
+_SMALL = 8
 
 
 def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
@@ -77,7 +77,7 @@ def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None
     ax.set_title(title, fontsize=_SMALL + 1)
     ax.set_xlabel(xlabel, fontsize=_SMALL)
     ax.set_ylabel(ylabel, fontsize=_SMALL)
-    ax.tick_params(labelsize=_SMALL - 1)
+    ax.tick_params(labelsize=_SMALL)
 
 
 def _item_title(i: int, labels, predictions) -> str:
