@@ -286,6 +286,19 @@ def _short_reason(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def noise_sigma(digit_power, snr_db: float):
+    """The noise σ that puts a digit of mean power ``mean(d²)`` over its square at
+    ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook 05).
+    ``digit_power`` is a number or a NumPy array of them."""
+    return np.sqrt(digit_power / 10 ** (snr_db / 10))
+
+
+def snr_db_of(digit_power, sigma):
+    """The SNR in dB of a digit of mean power ``mean(d²)`` under noise of std ``sigma``:
+    ``10·log10(mean(d²) / σ²)``, the inverse of :func:`noise_sigma` (notebook 05)."""
+    return 10 * np.log10(digit_power / np.square(sigma))
+
+
 def balanced_order(labels) -> np.ndarray:
     """Indices of ``labels`` ``[N]`` that take the classes in turn: the first item of each
     class, then the second of each, and so on, so that any first n of them are as evenly
@@ -403,7 +416,7 @@ class TranslatedMNIST(Dataset):
                 f"images[{blank[0]}] is blank (all zeros), so snr_db={self.snr_db} cannot set "
                 "its noise level; expected every digit to have some ink"
             )
-        return np.sqrt(power / 10 ** (self.snr_db / 10))
+        return noise_sigma(power, self.snr_db)
 
     def reseeded(self, seed: int) -> TranslatedMNIST:
         """The same digits and settings with every random choice drawn anew from ``seed``.

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from torchvision.datasets import MNIST
 
 from dham_lib import data
-from dham_lib.data import BUNDLED_SHA256, TranslatedMNIST, load_mnist
+from dham_lib.data import BUNDLED_SHA256, TranslatedMNIST, load_mnist, noise_sigma, snr_db_of
 
 
 @pytest.fixture(scope="module")
@@ -602,3 +602,12 @@ def test_balanced_order_takes_the_classes_in_turn():
     assert np.bincount(test_labels[:36], minlength=10)[[3, 8, 9]].sum() == 36  # as shipped
     data = TranslatedMNIST(IMAGES, LABELS)
     np.testing.assert_array_equal(data.labels, LABELS)
+
+
+def test_noise_sigma_and_snr_db_of_are_the_definition_and_its_inverse():
+    # By hand: 10^(6/10) = 3.98107, so sigma = sqrt(0.1 / 3.98107) = 0.158489.
+    assert noise_sigma(0.1, 6.0) == pytest.approx(0.158489, abs=1e-6)
+    # 0.1 / 0.154^2 = 4.21656, and 10 log10 of it is 6.2496 dB.
+    assert snr_db_of(0.1, 0.154) == pytest.approx(6.2496, abs=1e-4)
+    powers = np.array([0.05, 0.1, 0.3])
+    np.testing.assert_allclose(snr_db_of(powers, noise_sigma(powers, -3.0)), -3.0)
