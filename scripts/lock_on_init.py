@@ -24,13 +24,20 @@ from dham_lib.study.experiments import Cell, fit_cell, make_dataset
 from dham_lib.train import evaluate, seed_everything
 
 
-def crossed_run(cell: Cell, attention_seed: int) -> dict:
-    """Train ``cell`` with its attention network's initial weights drawn from ``attention_seed``."""
+def crossed_model(cell: Cell, attention_seed: int):
+    """``cell``'s model, built from ``cell.seed``, with the attention network's initial
+    weights drawn from ``attention_seed`` instead."""
     seed_everything(attention_seed)
     donor = build_model(cell.model, **cell.model_kwargs())
     seed_everything(cell.seed)
     model = build_model(cell.model, **cell.model_kwargs())
     model.attention.load_state_dict(donor.attention.state_dict())
+    return model
+
+
+def crossed_run(cell: Cell, attention_seed: int) -> dict:
+    """Train ``cell`` with its attention network's initial weights drawn from ``attention_seed``."""
+    model = crossed_model(cell, attention_seed)
     train_set, val_set = make_dataset(cell, "train"), make_dataset(cell, "val")
     history = fit_cell(cell, model, train_set, val_set, progress=False)
     scores = evaluate(model, val_set)

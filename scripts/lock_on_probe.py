@@ -22,11 +22,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from lock_on_init import crossed_model  # the same crossed start as the crossed runs
 
 from dham_lib.metrics import box_centre_error
-from dham_lib.models import build_model
 from dham_lib.study.experiments import Cell, make_dataset
-from dham_lib.train import _parameter_groups, seed_everything
+from dham_lib.train import _parameter_groups
 
 
 def _batches(cell: Cell):
@@ -43,11 +43,7 @@ def _batches(cell: Cell):
 def probe(attention_seed: int, slope: float, steps: int, width: int = 2) -> list[dict]:
     """The first ``steps`` Adam steps of one run; one dict per step."""
     cell = Cell(model="dham", width=width, seed=0, attention_slope=slope)
-    seed_everything(attention_seed)
-    donor = build_model("dham", **cell.model_kwargs())
-    seed_everything(cell.seed)
-    model = build_model("dham", **cell.model_kwargs())
-    model.attention.load_state_dict(donor.attention.state_dict())
+    model = crossed_model(cell, attention_seed)
     optimiser = torch.optim.Adam(_parameter_groups(model, cell.lr, cell.attention_lr))
     net, rows = model.attention, []
     for step, (canvases, labels, true_boxes) in enumerate(itertools.islice(_batches(cell), steps)):
