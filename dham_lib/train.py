@@ -1,7 +1,8 @@
 """Training and evaluation loops for every model of the course (notebook 04).
 
-``fit`` trains on a :class:`~dham_lib.data.TranslatedMNIST` with Adam and a
-progress bar, and returns a history of loss, accuracy and the mean IoU of the
+``fit`` trains on a :class:`~dham_lib.data.TranslatedMNIST` with Adam (``train_step`` on
+each batch, the attention network in its own ``parameter_groups``) and a progress bar,
+and returns a history of loss, accuracy and the mean IoU of the
 attention box against the true digit box; ``evaluate`` measures one data set.
 """
 
@@ -99,19 +100,33 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None) -> d
     return metrics
 
 
+def train_step(
+    model: nn.Module, optimiser: torch.optim.Optimizer, canvases, labels, true_boxes=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of gradient descent on one batch (the step notebook 04 writes out).
+
+    ``canvases [B, C, H, W]`` and ``labels [B]`` (and the ``true_boxes [B, 4]`` that
+    only the oracle reads) go forward, the cross-entropy of the class scores comes back
+    through every weight, and ``optimiser`` takes one step. Returns the batch's loss
+    (a detached scalar) and its class scores ``[B, num_classes]``.
+    """
+    prediction = model(canvases, true_box=true_boxes)
+    loss = F.cross_entropy(prediction.logits, labels)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.detach(), prediction.logits.detach()
+
+
 def _train_epoch(model, dataset, optimiser, batch_size, seed, device, bar) -> tuple[float, float]:
     """One pass over ``dataset`` in a seeded random order; returns mean loss and accuracy."""
     model.train()
     loss_sum, correct, count = 0.0, 0, 0
     for canvases, labels, true_boxes in dataset.batches(batch_size, shuffle=True, seed=seed):
         canvases, labels = canvases.to(device), labels.to(device)
-        prediction = model(canvases, true_box=true_boxes.to(device))
-        loss = F.cross_entropy(prediction.logits, labels)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        loss, logits = train_step(model, optimiser, canvases, labels, true_boxes.to(device))
         loss_sum += loss.item() * len(labels)
-        correct += (prediction.logits.argmax(dim=1) == labels).sum().item()
+        correct += (logits.argmax(dim=1) == labels).sum().item()
         count += len(labels)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
@@ -141,8 +156,10 @@ def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) 
     return CURRICULUM_START_DB + done * (target_db - CURRICULUM_START_DB)
 
 
-def _parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
-    """Adam's parameter groups: ``model.attention`` at ``attention_lr``, the rest at ``lr``."""
+def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
+    """The optimiser's parameter groups: ``model.attention`` at ``attention_lr``, the rest
+    at ``lr`` (one group at ``lr`` for a model without ``attention`` or with
+    ``attention_lr=None``); notebook 04 builds the same two groups by hand."""
     attention = getattr(model, "attention", None)
     if attention_lr is None or attention is None:
         return [{"params": list(model.parameters()), "lr": lr}]
@@ -197,7 +214,7 @@ def fit(
     seed_everything(seed)
     device = choose_device(device)
     model.to(device)
-    optimiser = torch.optim.Adam(_parameter_groups(model, lr, attention_lr))
+    optimiser = torch.optim.Adam(parameter_groups(model, lr, attention_lr))
     history = {key: [] for key in HISTORY_KEYS}
     steps = -(-len(train_set) // batch_size)
     seconds = 0.0

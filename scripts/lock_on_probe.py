@@ -26,7 +26,7 @@ from lock_on_init import crossed_model  # the same crossed start as the crossed 
 
 from dham_lib.metrics import box_centre_error
 from dham_lib.study.experiments import Cell, make_dataset
-from dham_lib.train import _parameter_groups
+from dham_lib.train import parameter_groups
 
 
 def _batches(cell: Cell):
@@ -44,7 +44,7 @@ def probe(attention_seed: int, slope: float, steps: int, width: int = 2) -> list
     """The first ``steps`` Adam steps of one run; one dict per step."""
     cell = Cell(model="dham", width=width, seed=0, attention_slope=slope)
     model = crossed_model(cell, attention_seed)
-    optimiser = torch.optim.Adam(_parameter_groups(model, cell.lr, cell.attention_lr))
+    optimiser = torch.optim.Adam(parameter_groups(model, cell.lr, cell.attention_lr))
     net, rows = model.attention, []
     for step, (canvases, labels, true_boxes) in enumerate(itertools.islice(_batches(cell), steps)):
         prediction = model(canvases)

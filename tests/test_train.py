@@ -14,7 +14,9 @@ from dham_lib.train import (
     curriculum_snr,
     evaluate,
     fit,
+    parameter_groups,
     seed_everything,
+    train_step,
 )
 
 
@@ -64,6 +66,35 @@ def test_attention_lr_gets_its_own_parameter_group(small_task):
         for before, after in zip(frozen_classifier, model.classifier.parameters(), strict=True)
     ]
     assert max(moved) > 1e-4
+
+
+def test_train_step_is_one_plain_gradient_step_on_the_cross_entropy(small_task):
+    train, _ = small_task
+    canvases, labels, boxes = train.batch(range(16))
+    seed_everything(3)
+    model = build_model("dham", width=4, stride=2, uniform_start=False)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    # The reference: the loss by hand from the log-softmax, its gradient by autograd.grad.
+    log_p = torch.log_softmax(model(canvases).logits, dim=1)
+    want_loss = -log_p[torch.arange(16), labels].mean()
+    grads = torch.autograd.grad(want_loss, list(model.parameters()))
+    loss, logits = train_step(model, torch.optim.SGD(model.parameters(), lr=0.5), canvases, labels)
+    assert loss.item() == pytest.approx(want_loss.item(), rel=1e-6)
+    assert logits.shape == (16, 10) and not logits.requires_grad
+    for (name, p), grad in zip(model.named_parameters(), grads, strict=True):
+        torch.testing.assert_close(p.detach(), before[name] - 0.5 * grad, msg=name)
+
+
+def test_parameter_groups_split_attention_from_the_rest():
+    model = build_model("dham", width=4, stride=2)
+    attention, rest = parameter_groups(model, lr=1e-3, attention_lr=1e-2)
+    assert attention["lr"] == 1e-2 and rest["lr"] == 1e-3
+    assert {id(p) for p in attention["params"]} == {id(p) for p in model.attention.parameters()}
+    everything = {id(p) for p in model.parameters()}
+    assert {id(p) for p in rest["params"]} == everything - {id(p) for p in attention["params"]}
+    # No attention network, or no separate rate: one group at lr.
+    assert [g["lr"] for g in parameter_groups(build_model("cnn"), 1e-3, 1e-2)] == [1e-3]
+    assert [g["lr"] for g in parameter_groups(model, 1e-3, None)] == [1e-3]
 
 
 def test_evaluate_reports_box_metrics_only_for_attending_models(small_task):
