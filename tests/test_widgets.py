@@ -1,12 +1,14 @@
 """Answer checks, sliders, the explorers' machinery and the Colab links."""
 
 import base64
+import re
 
 import ipywidgets as widgets_lib
 import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from dham_lib import pmf
 from dham_lib.course import colab, explorers, widgets
 from tests.figures import (  # noqa: F401 (agg_backend is an autouse fixture)
     agg_backend,
@@ -37,6 +39,154 @@ def test_check_answers_bad_arguments():
         widgets.check_answers([0.1], {"tx": 0.1})
     with pytest.raises(ValueError, match="atol"):
         widgets.check_answers({"tx": 0.1}, {"tx": 0.1}, atol=0)
+
+
+def _softmax(logits, temperature=1.0):
+    """A correct spatial softmax, written as notebook 01's exercise asks."""
+    b, k, h, w = logits.shape
+    return torch.softmax(logits.reshape(b, k, h * w) / temperature, dim=-1).reshape(b, k, h, w)
+
+
+def _seeded_logits(seed=0, shape=(2, 3, 5, 7)):
+    return (2 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed)),)
+
+
+def _sentinel(x):
+    """A reference whose values (123.456 + x) would show in a message that leaked them."""
+    return 123.456 + x
+
+
+def test_check_function_passes_a_correct_candidate(capsys):
+    cases = [(*_seeded_logits(0), 1.0), (*_seeded_logits(1, (1, 2, 4, 4)), 0.3)]
+    widgets.check_function(_softmax, pmf.spatial_softmax, cases)
+    out = capsys.readouterr().out
+    assert out.startswith("Correct: _softmax agrees") and "2 inputs (values and gradients)" in out
+
+
+def _raises(message):
+    raise ValueError(message)
+
+
+@pytest.mark.parametrize(
+    "candidate, hint",
+    [
+        (3.0, "is not a function: it is a float"),
+        (lambda x: _raises("boom"), "raised ValueError: boom"),
+        (lambda x: (123.456 + x).tolist(), "returns a list, not a tensor"),
+        (lambda x: (123.456 + x).sum(-1), "returns shape [2, 3, 5], which is not the shape"),
+        (lambda x: (123.456 + x).double(), "returns dtype torch.float64: keep the inputs' dtype"),
+        (lambda x: x / 0.0 * 0.0, "nan or inf at 210 of 210 entries"),
+        (lambda x: 123.0 + x, "values off at 210 of 210 entries, the largest error 0.46"),
+        (lambda x: (123.456 + x).detach(), "its output has no gradient"),
+        (lambda x: 123.456 + 2 * x - x.detach(), "the gradient with respect to x is off at 210"),
+    ],
+    ids=[
+        "not-callable",
+        "raises",
+        "not-a-tensor",
+        "shape",
+        "dtype",
+        "nan",
+        "value",
+        "no-grad",
+        "gradient",
+    ],
+)
+def test_check_function_hints_never_show_the_reference(capsys, candidate, hint):
+    with pytest.raises(AssertionError) as error:
+        widgets.check_function(candidate, _sentinel, [_seeded_logits(0)], name="yours")
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: yours on input 1 of 1 (") and "[2, 3, 5, 7]):" in out, out
+    assert hint in out and hint in str(error.value), out
+    for text in (out, str(error.value)):  # no number near the reference's 123.456 + x
+        numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?", text)]
+        assert not [n for n in numbers if 100 <= n <= 150], text
+
+
+def test_check_function_names_the_arguments_and_the_failing_input(capsys):
+    def half_wrong(logits, temperature):  # right at T = 1 only
+        return _softmax(logits, 1.0)
+
+    cases = [(*_seeded_logits(0), 1.0), (*_seeded_logits(1), 0.5)]
+    with pytest.raises(AssertionError, match="half_wrong on input 2"):
+        widgets.check_function(half_wrong, pmf.spatial_softmax, cases)
+    assert "input 2 of 2 (logits [2, 3, 5, 7], temperature=0.5)" in capsys.readouterr().out
+
+
+def test_check_function_reports_the_properties_that_fail(capsys):
+    def over_columns(logits, temperature):  # a softmax along W only
+        return torch.softmax(logits / temperature, dim=-1)
+
+    properties = {
+        "does not sum to 1 over H, W": lambda out, logits, t: torch.allclose(
+            out.sum(dim=(-2, -1)), torch.ones(out.shape[:2])
+        ),
+        "is negative somewhere": lambda out, logits, t: bool((out >= 0).all()),
+    }
+    with pytest.raises(AssertionError, match="does not sum to 1 over H, W"):
+        widgets.check_function(
+            over_columns, pmf.spatial_softmax, [(*_seeded_logits(0), 1.0)], properties=properties
+        )
+    assert "is negative" not in capsys.readouterr().out
+
+
+def _coupled_norm(p):
+    """Notebook 01's exercise 2 without the detach: the right values, the wrong gradient."""
+    tx, ty = pmf.expected_position(p)
+    return (p * pmf.distance_map(p, tx, ty)).sum(dim=(-2, -1))
+
+
+def test_check_function_catches_a_centre_that_is_not_detached(capsys):
+    cases = [_seeded_logits(seed, (2, 2, 6, 5)) for seed in range(3)]
+    hint = "the gradient that reaches the logits is not: is the centre detached?"
+
+    def check(norm):
+        widgets.check_function(
+            lambda logits: norm(pmf.spatial_softmax(logits)),
+            lambda logits: pmf.expected_norm(pmf.spatial_softmax(logits)),
+            cases,
+            name="my_expected_norm",
+            grad_hint=hint,
+        )
+
+    check(pmf.expected_norm)
+    assert capsys.readouterr().out.startswith("Correct: my_expected_norm")
+    with pytest.raises(AssertionError, match="is the centre detached"):
+        check(_coupled_norm)
+    out = capsys.readouterr().out
+    assert "input 1 of 3 (logits [2, 2, 6, 5])" in out and "values off" not in out
+    assert "the gradient with respect to logits is off" in out
+    # Without gradients the same candidate passes: the values alone cannot tell.
+    widgets.check_function(
+        lambda logits: _coupled_norm(pmf.spatial_softmax(logits)),
+        lambda logits: pmf.expected_norm(pmf.spatial_softmax(logits)),
+        cases,
+        grad=False,
+    )
+
+
+def test_check_function_is_reproducible_and_leaves_the_inputs_alone(capsys):
+    cases = [_seeded_logits(0)]
+    before = cases[0][0].clone()
+
+    def in_place(x):
+        return x.mul_(2.0)  # on its own copy: neither the caller nor the reference sees it
+
+    outs = []
+    for _ in range(2):
+        with pytest.raises(AssertionError):
+            widgets.check_function(in_place, _sentinel, cases, grad=False)
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and torch.equal(cases[0][0], before)
+
+
+def test_check_function_bad_arguments():
+    with pytest.raises(ValueError, match="inputs"):
+        widgets.check_function(_softmax, pmf.spatial_softmax, [])
+    with pytest.raises(ValueError, match="inputs"):
+        widgets.check_function(_softmax, pmf.spatial_softmax, [torch.zeros(1, 1, 2, 2)])
+    with pytest.raises(ValueError, match="atol"):
+        widgets.check_function(_softmax, pmf.spatial_softmax, [_seeded_logits()], atol=0)
 
 
 def test_format_numbers():

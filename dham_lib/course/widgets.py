@@ -1,5 +1,10 @@
 """The notebooks' sliders and answer checks (every notebook from 01 on).
 
+Two checks: :func:`check_answers` compares numbers a student computed with the expected
+ones; :func:`check_function` calls a function the student wrote and the library's on the
+same random inputs and compares the outputs and their gradients. Both print hints, never
+the expected values.
+
 Every slider function is a pure function of its slider values that returns a
 :class:`View`: the matplotlib ``Figure`` it draws and the numbers it shows, a dict
 of floats (the functions themselves are in :mod:`dham_lib.course.explorers`). A
@@ -17,13 +22,16 @@ inline matplotlib (no ipympl, which Colab lacks).
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import math
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from dham_lib import _checks
@@ -83,6 +91,152 @@ def check_answers(
         raise AssertionError(f"{len(hints)} of {len(expected)} answers are off: {hints}")
     agree = "the answer agrees" if len(expected) == 1 else f"all {len(expected)} answers agree"
     print(f"Correct: {agree} (within {atol:g}).")
+
+
+def check_function(
+    candidate: Callable,
+    reference: Callable,
+    inputs: Sequence[tuple],
+    *,
+    name: str | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    properties: Mapping[str, Callable[..., bool]] | None = None,
+    grad: bool = True,
+    grad_hint: str = "the values are right but the gradient is not",
+    seed: int = 0,
+) -> None:
+    """Compare a student's function with the library's on each input; print a verdict and assert.
+
+    ``inputs`` is a list of argument tuples, e.g. ``[(logits, 0.5), ...]`` with ``logits`` a
+    seeded random ``[B, K, H, W]`` tensor; both functions get fresh copies of each. The
+    candidate must return a tensor of the reference's shape and dtype, each entry within
+    ``atol + rtol·|reference|`` of the reference's. With ``grad`` (and a reference output
+    that has a gradient), the gradient of ``Σ w · output``, ``w`` a random tensor of the
+    output's shape drawn with ``seed``, with respect to every floating-point tensor argument
+    must agree too; ``grad_hint`` is what a student reads whose values agree but whose
+    gradient does not. ``properties`` maps a hint to a test ``f(output, *args) -> bool`` of
+    the candidate's output, reported when its values are off (``"does not sum to 1 over H,
+    W"``).
+
+    Prints "Correct: ..." or, for the first input that fails, hints: not a function, the
+    exception it raised, a wrong shape or dtype, nan or inf, how many entries are off with
+    the largest error and where; never a value of the reference. Then raises
+    ``AssertionError``. Used by the build exercises of notebooks 01
+    (``my_spatial_softmax``, ``my_expected_norm``), 02 (``my_axis_weights``) and 03
+    (``my_dham``).
+    """
+    name = name or getattr(candidate, "__name__", "your function")
+    atol, rtol = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
+    if not inputs or not all(isinstance(args, tuple) for args in inputs):
+        raise ValueError("inputs must be a non-empty list of argument tuples")
+    try:
+        names = list(inspect.signature(candidate).parameters)
+    except (TypeError, ValueError):  # not a function, or one without a signature
+        names = []
+    names += [f"argument {i}" for i in range(len(names) + 1, max(map(len, inputs)) + 1)]
+    weights = torch.Generator().manual_seed(seed)
+    for number, args in enumerate(inputs, start=1):
+        hints = _function_hints(
+            candidate,
+            reference,
+            args,
+            names,
+            atol,
+            rtol,
+            properties or {},
+            grad,
+            grad_hint,
+            weights,
+        )
+        if hints:
+            shown = ", ".join(
+                f"{n} {list(a.shape)}" if isinstance(a, torch.Tensor) else f"{n}={a!r}"
+                for n, a in zip(names, args, strict=False)
+            )
+            print(f"Not yet: {name} on input {number} of {len(inputs)} ({shown}):")
+            print("  " + "\n  ".join(hints))
+            raise AssertionError(f"{name} on input {number}: " + "; ".join(hints))
+    checked = "values and gradients" if grad else "values"
+    print(f"Correct: {name} agrees with the reference on all {len(inputs)} inputs ({checked}).")
+
+
+def _function_hints(candidate, reference, args, names, atol, rtol, properties, grad, hint, w):
+    """What is wrong with ``candidate(*args)`` against ``reference(*args)``; [] if nothing."""
+    if not callable(candidate):
+        return [f"is not a function: it is a {type(candidate).__name__}"]
+
+    def fresh():  # copies, so that neither function sees what the other did to its inputs
+        return [
+            a.detach().clone().requires_grad_(grad and a.is_floating_point())
+            if isinstance(a, torch.Tensor)
+            else a
+            for a in args
+        ]
+
+    ref_args, cand_args = fresh(), fresh()
+    want = reference(*ref_args)
+    try:
+        got = candidate(*cand_args)
+    except Exception as error:  # the student's bug: shown, not raised
+        return [f"raised {type(error).__name__}" + (f": {error}" if str(error) else "")]
+    if not isinstance(got, torch.Tensor):
+        return [f"returns a {type(got).__name__}, not a tensor"]
+    if got.shape != want.shape:
+        return [f"returns shape {list(got.shape)}, which is not the shape asked for"]
+    if got.dtype != want.dtype:
+        dtypes = sorted({str(a.dtype) for a in args if isinstance(a, torch.Tensor)})
+        return [f"returns dtype {got.dtype}: keep the inputs' dtype ({', '.join(dtypes)})"]
+    broken = int((~torch.isfinite(got) & torch.isfinite(want)).sum())
+    if broken:
+        return [f"nan or inf at {broken} of {got.numel()} entries: an overflow, or 0 / 0?"]
+    off = _where_off(got.detach(), want.detach(), atol, rtol)
+    if off:
+        return [f"values off at {off}"] + [
+            text for text, test in properties.items() if not test(got.detach(), *args)
+        ]
+    if not (grad and want.requires_grad):
+        return []
+    if not got.requires_grad:
+        return ["its output has no gradient (.detach(), .item(), NumPy or torch.no_grad()?)"]
+    leaves = [
+        i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.is_floating_point()
+    ]
+    weight = torch.randn(want.shape, generator=w, dtype=want.dtype)
+    want_grads = torch.autograd.grad(
+        (want * weight).sum(), [ref_args[i] for i in leaves], allow_unused=True
+    )
+    try:
+        got_grads = torch.autograd.grad(
+            (got * weight).sum(), [cand_args[i] for i in leaves], allow_unused=True
+        )
+    except Exception as error:
+        return [f"its gradient raised {type(error).__name__}: {error}"]
+    hints = []
+    for i, got_grad, want_grad in zip(leaves, got_grads, want_grads, strict=True):
+        zero = torch.zeros_like(args[i])
+        off = _where_off(
+            zero if got_grad is None else got_grad,
+            zero if want_grad is None else want_grad,
+            atol,
+            rtol,
+        )
+        if off:
+            hints.append(f"{hint} (the gradient with respect to {names[i]} is off at {off})")
+    return hints
+
+
+def _where_off(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: float) -> str:
+    """'3 of 70 entries, the largest error 0.21 at index [0, 1, 2, 4]', or '' if all agree."""
+    off = ~torch.isclose(got, want, rtol=rtol, atol=atol)
+    if not off.any():
+        return ""
+    error = (got - want).abs()
+    index = [int(i) for i in np.unravel_index(int(error.argmax()), tuple(error.shape))]
+    return (
+        f"{int(off.sum())} of {off.numel()} entries, the largest error "
+        f"{error.max().item():.2g} at index {index}"
+    )
 
 
 def make_slider(
