@@ -135,7 +135,7 @@ def test_outputs_present_and_no_errors(notebook):
         )
         if wants_output:
             assert cell.outputs, f"{where} should have an output and has none"
-        if "check_answers(" in cell.source:
+        if "check_answers(" in cell.source or "check_function(" in cell.source:
             assert "Correct" in _printed(cell), f"{where}: the check cell does not say Correct"
     assert figure_outputs(nb), f"{path.name} shows no figure"
 

@@ -101,13 +101,36 @@ def _names(source: str, store: bool) -> set[str]:
     }
 
 
+def _answered(answer: str) -> set[str]:
+    """What the student's answer defines: the variables assigned between the solution
+    markers, outside any function, and the functions whose definition holds the markers
+    (a build exercise gives the ``def`` line and leaves the body to the student)."""
+    lines = [line.strip() for line in answer.splitlines()]
+    begin, end = lines.index(edition.BEGIN) + 1, lines.index(edition.END) + 1  # 1-based
+    names = set()
+
+    def visit(node, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                if child.lineno <= end and child.end_lineno >= begin:
+                    names.add(child.name)
+                visit(child, True)
+            elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                if not in_function and begin < child.lineno < end:
+                    names.add(child.id)
+            else:
+                visit(child, in_function)
+
+    visit(ast.parse(answer), False)
+    return names
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_every_prompt_names_the_variables_its_check_reads(path):
     nb = _teacher(path)
     for number, (solution, check) in enumerate(edition.exercises(nb), start=1):
         answer = nb.cells[solution].source
-        inside = answer[answer.index(edition.BEGIN) : answer.index(edition.END)]
-        wanted = _names(inside, store=True) & _names(nb.cells[check].source, store=False)
+        wanted = _answered(answer) & _names(nb.cells[check].source, store=False)
         prompt = next(
             nb.cells[i].source
             for i in range(solution - 1, -1, -1)
