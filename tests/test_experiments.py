@@ -167,6 +167,12 @@ def test_the_pooled_cnn_has_a_width_and_nothing_of_attention():
     ]
 
 
+def test_the_start_scale_is_the_stns_alone():
+    assert Cell(model="stn_zoom", start_scale=0.5).model_kwargs()["start_scale"] == 0.5
+    assert Cell(model="dham", start_scale=0.5).start_scale == 1.0  # recorded as the identity
+    assert "start_scale" not in Cell(model="dham").model_kwargs()
+
+
 def test_digits_keep_their_pixel_size_on_every_canvas():
     for side in (120, 240, 480):
         data = experiments.make_dataset(Cell(canvas=side, test_size=200), "test")

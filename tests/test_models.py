@@ -127,6 +127,21 @@ def test_stn_starts_at_the_identity(height, width):
     torch.testing.assert_close(out.boxes, expected)
 
 
+@pytest.mark.parametrize("name", ["stn", "stn_zoom"])
+def test_an_stn_can_start_from_a_centred_smaller_glimpse(name):
+    torch.manual_seed(0)
+    canvas = torch.rand(2, 1, 120, 120)
+    out = build_model(name, start_scale=0.5)(canvas)
+    # Half the canvas about its centre: normalised -0.5..0.5 is pixels 29.75..89.25.
+    expected = torch.tensor([29.75, 29.75, 89.25, 89.25]).expand(2, 1, 4)
+    torch.testing.assert_close(out.boxes, expected)
+    box = [29.75, 29.75, 89.25, 89.25]
+    by_hand = torch.stack([_reference_glimpse(canvas[i : i + 1], box) for i in range(2)])
+    torch.testing.assert_close(out.glimpses[:, 0], by_hand, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="start_scale"):
+        build_model(name, start_scale=0.0)
+
+
 def _reference_glimpse(canvas: torch.Tensor, box: list[float], size: int = 28) -> torch.Tensor:
     """Sample ``size x size`` points from corner to corner of a square pixel box, by hand."""
     height, width = canvas.shape[-2:]

@@ -108,7 +108,7 @@ RECIPE_OPTIONS = {
             TRAIN_SPLITS,
         ),
     ),
-    "attention (DHAM only, but --attention-lr: also STN)": (
+    "attention (DHAM only, but --attention-lr and --start-scale: STN)": (
         ("k", _positive_int, "glimpses per canvas", None),
         ("stride", _positive_int, "attention map stride", None),
         ("norm", int, "scale: L1 or L2", (1, 2)),
@@ -117,6 +117,12 @@ RECIPE_OPTIONS = {
         ("attention_init", str, "first attention layer's start", ("torch", "ink")),
         ("attention_slope", float, "negative slope of the attention net's leaky ReLU", None),
         ("attention_lr", float, "learning rate of the network that decides where to look", None),
+        (
+            "start_scale",
+            float,
+            "the STNs' first glimpse, a share of the canvas (1: identity)",
+            None,
+        ),
     ),
     "training": (
         ("epochs", _positive_int, "passes over the training digits", None),

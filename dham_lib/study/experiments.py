@@ -78,7 +78,9 @@ class Cell:
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
     and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's);
     ``attention_init`` how DHAM's attention network starts and ``attention_slope`` the
-    negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``).
+    negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``);
+    ``start_scale`` the STNs' first glimpse, a centred square of that share of the canvas
+    (1: the identity; recorded as 1 for the other models).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -109,6 +111,7 @@ class Cell:
     classifier: str = "course"
     attention_init: str = "torch"
     attention_slope: float = 0.0
+    start_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
@@ -126,6 +129,8 @@ class Cell:
         if self.model != "dham":
             object.__setattr__(self, "attention_init", "torch")
             object.__setattr__(self, "attention_slope", 0.0)
+        if self.model not in STN_MODELS:
+            object.__setattr__(self, "start_scale", 1.0)
         if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
 
@@ -143,7 +148,11 @@ class Cell:
                 "attention_slope": self.attention_slope,
             }
         if self.model in STN_MODELS:
-            return {"canvas": self.canvas, "classifier": self.classifier}
+            return {
+                "canvas": self.canvas,
+                "classifier": self.classifier,
+                "start_scale": self.start_scale,
+            }
         if self.model == "oracle":
             return {"classifier": self.classifier}
         if self.model == "pooled_cnn":
@@ -269,6 +278,7 @@ LEGACY_FIELDS = {
     "classifier": "course",
     "attention_init": "torch",
     "attention_slope": 0.0,
+    "start_scale": 1.0,
 }
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
