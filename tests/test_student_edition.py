@@ -102,9 +102,10 @@ def _names(source: str, store: bool) -> set[str]:
 
 
 def _answered(answer: str) -> set[str]:
-    """What the student's answer defines: the variables assigned between the solution
-    markers, outside any function, and the functions whose definition holds the markers
-    (a build exercise gives the ``def`` line and leaves the body to the student)."""
+    """What the student's answer cell defines: the variables it assigns outside any
+    function (between the markers, or after a build exercise's function, with it), and
+    the functions whose definition holds the markers (a build exercise gives the ``def``
+    line and leaves the body to the student)."""
     lines = [line.strip() for line in answer.splitlines()]
     begin, end = lines.index(edition.BEGIN) + 1, lines.index(edition.END) + 1  # 1-based
     names = set()
@@ -116,7 +117,7 @@ def _answered(answer: str) -> set[str]:
                     names.add(child.name)
                 visit(child, True)
             elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
-                if not in_function and begin < child.lineno < end:
+                if not in_function and child.lineno > begin:  # not the givens above
                     names.add(child.id)
             else:
                 visit(child, in_function)
