@@ -120,6 +120,12 @@ def test_sweep_and_train_options_reach_their_cells():
     train = parser.parse_args(["train", "--k", "2", "--snr-db", "0", "--out", "x"])
     assert cell_from(train).k == 2 and cell_from(train).snr_db == 0.0
     assert _recipe(train)["k"] == 2
+    cnn = parser.parse_args(
+        ["train", "--model", "pooled_cnn", "--batch-norm", "True", "--out", "x"]
+    )
+    assert cell_from(cnn).batch_norm is True and cell_from(cnn).model_kwargs()["batch_norm"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--batch-norm", "maybe", "--out", "x"])
 
 
 def experiments_grid(args):

@@ -158,7 +158,7 @@ def test_a_cell_is_watched_on_validation_and_scored_on_test():
 def test_the_pooled_cnn_has_a_width_and_nothing_of_attention():
     cell = Cell(model="pooled_cnn", width=8, stride=4, classifier="original")
     assert (cell.width, cell.stride, cell.attention_lr, cell.classifier) == (8, 0, None, "course")
-    assert cell.model_kwargs() == {"width": 8}
+    assert cell.model_kwargs() == {"width": 8, "batch_norm": False}
     cells = grid(["pooled_cnn", "cnn"], [8, 16], [None], [0])
     assert sorted((c.model, c.width) for c in cells) == [
         ("cnn", 0),
@@ -171,6 +171,12 @@ def test_the_start_scale_is_the_stns_alone():
     assert Cell(model="stn_zoom", start_scale=0.5).model_kwargs()["start_scale"] == 0.5
     assert Cell(model="dham", start_scale=0.5).start_scale == 1.0  # recorded as the identity
     assert "start_scale" not in Cell(model="dham").model_kwargs()
+
+
+def test_batch_norm_is_the_pooled_cnns_alone():
+    assert Cell(model="pooled_cnn", batch_norm=True).model_kwargs()["batch_norm"] is True
+    assert Cell(model="dham", batch_norm=True).batch_norm is False  # recorded as without
+    assert "batch_norm" not in Cell(model="dham").model_kwargs()
 
 
 def test_digits_keep_their_pixel_size_on_every_canvas():

@@ -278,6 +278,23 @@ def test_the_pooled_cnn_scores_a_digit_the_same_wherever_it_is_and_takes_any_can
         model(torch.rand(1, 1, 20, 40))
 
 
+def test_the_pooled_cnn_takes_a_batch_norm_after_each_convolution():
+    plain, normed = (
+        build_model("pooled_cnn", width=4),
+        build_model("pooled_cnn", width=4, batch_norm=True),
+    )
+    norms = [m for m in normed.features if isinstance(m, torch.nn.BatchNorm2d)]
+    convolutions = [m for m in normed.features if isinstance(m, torch.nn.Conv2d)]
+    assert [n.num_features for n in norms] == [c.out_channels for c in convolutions]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.features)
+    # Each BatchNorm follows its convolution, before the ReLU.
+    layers = list(normed.features)
+    assert all(isinstance(layers[layers.index(n) - 1], torch.nn.Conv2d) for n in norms)
+    assert normed.eval()(torch.rand(2, 1, 64, 64)).logits.shape == (2, 10)
+    with pytest.raises(TypeError, match="batch_norm"):
+        build_model("pooled_cnn", batch_norm=1)
+
+
 def test_forward_flops_count_two_per_multiply_add():
     from dham_lib.models import forward_flops
 

@@ -59,6 +59,7 @@ def test_rows_come_back_typed(results):
     assert rows["width"].iloc[0] == 0 and rows["test_acc"].dtype == float
     assert math.isnan(rows["iou"].iloc[0])
     assert math.isnan(rows["attention_lr"].iloc[0]) and rows["model"].iloc[0] == "oracle"
+    assert rows["batch_norm"].dtype == bool and not rows["batch_norm"].any()
 
 
 def test_summary_by_hand(results):

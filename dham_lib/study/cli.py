@@ -82,6 +82,15 @@ def _number(minimum: float, strict: bool):
     return parse
 
 
+def _flag(text: str) -> bool:
+    """``true``/``false`` (or ``1``/``0``, ``yes``/``no``), any case."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    try:
+        return value[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
+
+
 def _shard(text: str) -> tuple[int, int]:
     """``--shard I/N`` with 0 <= I < N."""
     try:
@@ -124,6 +133,7 @@ RECIPE_OPTIONS = {
             None,
         ),
     ),
+    "pooled CNN": (("batch_norm", _flag, "a BatchNorm after each convolution", None),),
     "training": (
         ("epochs", _positive_int, "passes over the training digits", None),
         ("batch_size", _positive_int, "canvases per step", None),

@@ -80,7 +80,8 @@ class Cell:
     ``attention_init`` how DHAM's attention network starts and ``attention_slope`` the
     negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``);
     ``start_scale`` the STNs' first glimpse, a centred square of that share of the canvas
-    (1: the identity; recorded as 1 for the other models).
+    (1: the identity; recorded as 1 for the other models); ``batch_norm`` a BatchNorm after
+    each of the pooled CNN's convolutions (recorded as False for the other models).
 
     The defaults are the course's recipe: attention map at stride 2, L2 scale, and
     the attention network at 10 times the classifier's learning rate (without it,
@@ -112,6 +113,7 @@ class Cell:
     attention_init: str = "torch"
     attention_slope: float = 0.0
     start_scale: float = 1.0
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
@@ -131,6 +133,8 @@ class Cell:
             object.__setattr__(self, "attention_slope", 0.0)
         if self.model not in STN_MODELS:
             object.__setattr__(self, "start_scale", 1.0)
+        if self.model != "pooled_cnn":
+            object.__setattr__(self, "batch_norm", False)
         if self.model in ("cnn", "pooled_cnn"):  # no glimpse, no glimpse classifier
             object.__setattr__(self, "classifier", "course")
 
@@ -156,7 +160,7 @@ class Cell:
         if self.model == "oracle":
             return {"classifier": self.classifier}
         if self.model == "pooled_cnn":
-            return {"width": self.width}
+            return {"width": self.width, "batch_norm": self.batch_norm}
         return {}
 
     def key(self) -> tuple[str, ...]:
@@ -279,6 +283,7 @@ LEGACY_FIELDS = {
     "attention_init": "torch",
     "attention_slope": 0.0,
     "start_scale": 1.0,
+    "batch_norm": False,
 }
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 

@@ -30,7 +30,11 @@ MODEL_ORDER = ("cnn", "pooled_cnn", "stn", "stn_zoom", "dham", "oracle")
 SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
 COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
 # The device a run trained on is text too; files older than that column read it as "".
-_TEXT_FIELDS = [*(f.name for f in dataclasses.fields(Cell) if f.type == "str"), *RUN_COLUMNS]
+_FLAG_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "bool"]
+_TEXT_FIELDS = [
+    *(f.name for f in dataclasses.fields(Cell) if f.type in ("str", "bool")),
+    *RUN_COLUMNS,
+]
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -40,6 +44,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.DataFrame(read_rows(path), columns=[*CELL_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS])
     numeric = [name for name in frame.columns if name not in _TEXT_FIELDS]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    for name in _FLAG_FIELDS:
+        frame[name] = frame[name] == "True"
     frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
     return frame
 
