@@ -189,6 +189,29 @@ def test_check_function_bad_arguments():
         widgets.check_function(_softmax, pmf.spatial_softmax, [_seeded_logits()], atol=0)
 
 
+def test_choice_digest_is_sha256_of_exercise_and_normalised_choice():
+    import hashlib
+
+    assert widgets.choice_digest("04-ex6", " B ") == hashlib.sha256(b"04-ex6:b").hexdigest()[:16]
+    assert widgets.choice_digest("04-ex6", "b") != widgets.choice_digest("05-ex3", "b")
+
+
+def test_check_choice_right_wrong_and_not_an_option(capsys):
+    options, key = ("a", "b", "c"), widgets.choice_digest("ex", "b")
+    widgets.check_choice("B", options, key, exercise="ex", hint="Look at section 8.")
+    assert capsys.readouterr().out.strip() == "Correct."
+    for wrong in ("a", "c"):
+        with pytest.raises(AssertionError):
+            widgets.check_choice(wrong, options, key, exercise="ex", hint="Look at section 8.")
+        out = capsys.readouterr().out
+        # The same hint for each wrong option, and the right letter is never named.
+        assert f"'{wrong}' is not it. Look at section 8." in out and "'b'" not in out
+    for bad in ("d", 2, None):
+        with pytest.raises(AssertionError, match="not one of"):
+            widgets.check_choice(bad, options, key, exercise="ex", hint="")
+        assert "one of 'a', 'b', 'c'" in capsys.readouterr().out
+
+
 def test_format_numbers():
     text = widgets.format_numbers({"tx": 0.12345, "step": 3, "s_L2": -1.0})
     assert text.splitlines() == ["tx   = 0.123", "step = 3", "s_L2 = -1.000"]

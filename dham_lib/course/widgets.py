@@ -1,8 +1,9 @@
 """The notebooks' sliders and answer checks (every notebook from 01 on).
 
-Two checks: :func:`check_answers` compares numbers a student computed with the expected
+Three checks: :func:`check_answers` compares numbers a student computed with the expected
 ones; :func:`check_function` calls a function the student wrote and the library's on the
-same random inputs and compares the outputs and their gradients. Both print hints, never
+same random inputs and compares the outputs and their gradients; :func:`check_choice`
+compares a multiple-choice answer with a digest of the right one. All print hints, never
 the expected values.
 
 Every slider function is a pure function of its slider values that returns a
@@ -22,6 +23,7 @@ inline matplotlib (no ipympl, which Colab lacks).
 from __future__ import annotations
 
 import base64
+import hashlib
 import inspect
 import io
 import math
@@ -91,6 +93,32 @@ def check_answers(
         raise AssertionError(f"{len(hints)} of {len(expected)} answers are off: {hints}")
     agree = "the answer agrees" if len(expected) == 1 else f"all {len(expected)} answers agree"
     print(f"Correct: {agree} (within {atol:g}).")
+
+
+def choice_digest(exercise: str, choice: str) -> str:
+    """The digest that a check cell holds in place of a multiple-choice answer: the first 16
+    hex digits of the SHA-256 of ``"<exercise>:<choice>"`` (``choice`` stripped, lower case),
+    so the same letter in two exercises has two digests."""
+    return hashlib.sha256(f"{exercise}:{str(choice).strip().lower()}".encode()).hexdigest()[:16]
+
+
+def check_choice(
+    answer: str, options: Sequence[str], digest: str, *, exercise: str, hint: str
+) -> None:
+    """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``.
+
+    The check cell holds the digest, not the answer, so reading it gives nothing away.
+    Prints "Correct." or, for a wrong option, ``hint`` (where to look again, the same for
+    every wrong option so that it names none), and raises ``AssertionError``; an answer
+    that is not one of ``options`` is told the options.
+    """
+    if not isinstance(answer, str) or answer.strip().lower() not in options:
+        print(f"Not yet: answer with one of {', '.join(map(repr, options))} (a string).")
+        raise AssertionError(f"{answer!r} is not one of {list(options)}")
+    if choice_digest(exercise, answer) != digest:
+        print(f"Not yet: {answer.strip().lower()!r} is not it. {hint}")
+        raise AssertionError(f"{answer!r} is not the answer")
+    print("Correct.")
 
 
 def check_function(
