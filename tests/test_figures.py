@@ -161,5 +161,44 @@ def test_sweep_heatmap_cells_and_labels():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "6", "0"]
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     assert sum("50.0" in t.get_text() for t in ax.texts) == 6
+    # t(0.975, 1 df) = 12.706: 50 ± 12.706 * 10 / sqrt(2) = 50 ± 89.8, clipped to 0-100%.
+    assert all("\n0.0–100.0\nn=2" in t.get_text() for t in ax.texts)
+    iou = summary.assign(iou_mean=0.3, iou_std=0.01, n=1)
+    iou_texts = [t.get_text() for t in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].texts]
+    assert iou_texts == ["0.30\n—\nn=1"] * 5  # two decimals; one seed has no interval
+    assert "blank: not run yet" in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].get_xlabel()
+    assert "blank" not in ax.get_xlabel()
     with pytest.raises(ValueError, match="metric"):
         plot_sweep_heatmap(summary, metric="speed")
+
+
+def test_mean_interval_is_students_t():
+    from dham_lib.study.figures import mean_interval
+
+    low, high = mean_interval(0.95, 0.01, 3)  # t(0.975, 2 df) = 4.3027 from the tables
+    assert high - 0.95 == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-4)
+    assert 0.95 - low == pytest.approx(high - 0.95)
+    assert mean_interval(0.9, 0.0, 1) == (0.9, 0.9)  # one seed: no spread to judge by
+
+
+def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
+    from dham_lib.study.figures import plot_model_comparison
+
+    summary = pd.DataFrame(
+        {
+            "model": ["cnn", "dham", "oracle"],
+            "n": [3, 3, 3],
+            "test_acc_mean": [0.951, 0.961, 0.970],
+            "test_acc_std": [0.004, 0.003, 0.002],
+            "iou_mean": [math.nan, 0.30, 1.0],
+            "iou_std": [math.nan, 0.02, 0.0],
+        }
+    )
+    fig = plot_model_comparison(summary, metrics=("test_acc", "iou"))
+    accuracy, iou = fig.axes
+    assert_labelled(fig)
+    # One point per model that has the metric, none for the CNN's IoU or the oracle's.
+    assert len(accuracy.lines) >= 3 and accuracy.get_ylim()[0] > 90  # the axis spans the data
+    plotted = [line.get_ydata()[0] for line in iou.lines if len(line.get_xdata()) == 1]
+    assert 1.0 not in plotted and any(abs(y - 0.30) < 1e-9 for y in plotted)
+    assert "not shown: cnn, oracle" in [text.get_text() for text in iou.texts]

@@ -222,60 +222,105 @@ def _metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, f"{metric} (%)" if is_accuracy(metric) else metric)
 
 
+def mean_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t);
+    ``(mean, mean)`` for a single seed, which has no spread to judge by."""
+    from scipy import stats
+
+    if n < 2:
+        return mean, mean
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
     """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first).
 
     ``summary``: a table of ``dham_lib.study.results.summarise`` (``model``, ``width``,
     ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``); only ``model == "dham"``
-    rows are drawn. Each cell shows its mean, its spread over seeds (±std) and
-    the number of seeds; accuracies are shown in %. Empty cells are runs not done yet.
+    rows are drawn. Each cell shows its mean, its 95% interval over seeds
+    (:func:`mean_interval`; "—" for one seed) and the number of seeds; accuracies in %
+    to one decimal, other metrics to two. Blank cells have not been run, and a note under
+    the map says so.
     """
     cells = summary[summary["model"] == "dham"]
     if cells.empty:
         raise ValueError("summary must hold at least one row with model 'dham'")
     if f"{metric}_mean" not in cells:
         raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
-    scale = 100 if is_accuracy(metric) else 1
+    accuracy = is_accuracy(metric)
+    scale, digits = (100, 1) if accuracy else (1, 2)
     table = cells.pivot(index="width", columns="snr_db").sort_index(axis=1, ascending=False)
     means, stds, n = (table[column] for column in (f"{metric}_mean", f"{metric}_std", "n"))
-    fig, ax = plt.subplots(figsize=(1.3 * means.shape[1] + 2, 0.7 * means.shape[0] + 1.6))
+    fig, ax = plt.subplots(figsize=(1.4 * means.shape[1] + 2, 0.85 * means.shape[0] + 1.8))
     image = ax.imshow(means.to_numpy() * scale, cmap="viridis", aspect="auto")
-    for (i, j), mean in np.ndenumerate(means.to_numpy() * scale):
-        if not math.isnan(mean):
-            # White on the dark end of viridis, black on the light end, so every cell reads.
-            colour = "w" if image.norm(mean) < 0.5 else "k"
-            text = f"{mean:.1f}\n±{stds.iat[i, j] * scale:.1f} (n={n.iat[i, j]:.0f})"
-            ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color=colour)
+    for (i, j), mean in np.ndenumerate(means.to_numpy()):
+        if math.isnan(mean):
+            continue
+        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]))
+        if accuracy:
+            low, high = max(low, 0.0), min(high, 1.0)
+        # White on the dark end of viridis, black on the light end, so every cell reads.
+        colour = "w" if image.norm(mean * scale) < 0.5 else "k"
+        seeds = int(n.iat[i, j])
+        spread = f"{low * scale:.{digits}f}–{high * scale:.{digits}f}" if seeds > 1 else "—"
+        text = f"{mean * scale:.{digits}f}\n{spread}\nn={seeds}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color=colour)
     fig.colorbar(image, ax=ax, label=_metric_label(metric))
     snrs = ["clean" if v == CLEAN else f"{v:g}" for v in means.columns]
     ax.set_xticks(range(len(snrs)), snrs)
     ax.set_yticks(range(len(means.index)), [str(w) for w in means.index])
+    xlabel = "SNR (dB); noisier to the right"
+    if means.isna().to_numpy().any():
+        xlabel += "\n(blank: not run yet)"
     ax.set(
-        xlabel="SNR (dB); noisier to the right",
+        xlabel=xlabel,
         ylabel="attention width (channels)",
-        title=title or f"DHAM {_metric_label(metric)}: mean ±std over seeds",
+        title=title or f"DHAM {_metric_label(metric)}: mean, 95% interval over seeds",
     )
     fig.tight_layout()
     return fig
 
 
-def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
-    """Bar charts of each model's mean (error bar: std over seeds), one panel per metric.
+# The box metrics that the oracle, which crops the true box, has by construction.
+_BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
 
-    ``summary``: a table of ``dham_lib.study.results.summarise``, one row per model; a
-    metric that a model lacks (NaN, e.g. the CNN's IoU) leaves its bar out.
+
+def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
+    """Each model's mean over seeds with its 95% interval (Student's t), one panel per metric.
+
+    ``summary``: a table of ``dham_lib.study.results.summarise``, one row per model.
+    Points, not bars: accuracies between 90 and 98% on bars from 0 would hide their
+    differences, so each axis spans the data. A metric that a model lacks (NaN, e.g. the
+    CNN's IoU) and the oracle's box metrics (IoU 1, centre error 0 by construction) are
+    left out, and a panel's note says so; an accuracy's interval stops at 0 and 100%.
     """
     if summary.empty:
         raise ValueError("summary must not be empty")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     names = summary["model"].astype(str).tolist()
     for ax, metric in zip(axes[0], metrics, strict=True):
         scale = 100 if is_accuracy(metric) else 1
-        means, stds = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
-        ax.bar(names, means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
-        label = _metric_label(metric)
-        ax.set(title=f"{label} by model (±std over seeds)", xlabel="model", ylabel=label)
+        left_out = []
+        for i, (_, entry) in enumerate(summary.iterrows()):
+            mean = entry[f"{metric}_mean"]
+            if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(names[i], ()):
+                left_out.append(names[i])
+                continue
+            low, high = mean_interval(mean, entry[f"{metric}_std"], int(entry["n"]))
+            if is_accuracy(metric):  # a t interval knows nothing of the bounds of a share
+                low, high = max(low, 0.0), min(high, 1.0)
+            error = [[scale * (mean - low)], [scale * (high - mean)]]
+            ax.errorbar(i, scale * mean, yerr=error, fmt="o", capsize=4, color=f"C{i}")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
+        ax.set(title=_metric_label(metric), xlabel="model", ylabel=unit)
+        if left_out:
+            note = f"not shown: {', '.join(left_out)}"
+            ax.annotate(note, (0.02, 0.02), xycoords="axes fraction", fontsize=_SMALL)
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("by model: mean over seeds, 95% interval", fontsize=10)
     fig.tight_layout()
     return fig
 
