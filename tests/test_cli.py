@@ -93,9 +93,10 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
     clean = experiments.grid(["dham", "cnn", "oracle"], [16], [None], [0, 1])
     experiments.sweep(clean, tmp_path / "clean.csv", progress=False)
     (tmp_path / "probe.csv").write_text("step,centre_error\n1,30.5\n")  # a script's own table
+    (tmp_path / "costs.csv").write_text("model,canvas,weights\ndham w16,120,455739\n")  # a bench's
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "## probe.csv\n\nnot a sweep file" in out
+    assert "## probe.csv\n\nnot a sweep file" in out and "## costs.csv\n\nnot a sweep file" in out
     assert "## Clean canvases" in out and "## Sweep" in out
     assert "Narrowest width reaching 90%" in out and "## Lock-on apart from accuracy" in out
     assert (

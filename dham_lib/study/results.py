@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from dham_lib import _checks
-from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, RUN_COLUMNS, Cell, read_rows
+from dham_lib.study.experiments import (
+    CELL_COLUMNS,
+    LEGACY_FIELDS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    Cell,
+    read_rows,
+)
 
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -35,6 +42,10 @@ _TEXT_FIELDS = [
     *(f.name for f in dataclasses.fields(Cell) if f.type in ("str", "bool")),
     *RUN_COLUMNS,
 ]
+
+
+# The columns of every file a sweep wrote, however old: a CSV without them is another table.
+_SWEEP_COLUMNS = {*(name for name in CELL_COLUMNS if name not in LEGACY_FIELDS), "test_acc"}
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -388,8 +399,8 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
     for path in sorted(folder.glob("*.csv")) if others else ():
         if path.name in ("clean.csv", "sweep.csv"):
             continue
-        if "model" not in pd.read_csv(path, nrows=0).columns:
-            # A script's own table (scripts/lock_on_*.py), not rows of the sweep.
+        if not _SWEEP_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
+            # A script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv).
             print(f"## {path.name}\n\nnot a sweep file: read it with pandas\n")
         else:
             table = by_setting(load_results(path))
