@@ -102,7 +102,7 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
     assert (
         "The claim as a test: Nothing to test" in out
     )  # every fake run, the oracle too, scores 0.5
-    for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png"):
+    for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png", "sweep_lock_on.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 0
 
 

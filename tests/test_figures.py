@@ -202,3 +202,29 @@ def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
     plotted = [line.get_ydata()[0] for line in iou.lines if len(line.get_xdata()) == 1]
     assert 1.0 not in plotted and any(abs(y - 0.30) < 1e-9 for y in plotted)
     assert "not shown: cnn, oracle" in [text.get_text() for text in iou.texts]
+
+
+def test_plot_lock_on_draws_both_panels_with_intervals():
+    from dham_lib.study.figures import plot_lock_on
+
+    table = pd.DataFrame(
+        {
+            "width": [2, 16, 2, 16],
+            "snr_db": [math.inf, math.inf, 0.0, 0.0],
+            "fail_rate": [0.4, 0.0, 0.6, 0.2],
+            "fail_low": [0.1, 0.0, 0.2, 0.04],
+            "fail_high": [0.8, 0.4, 0.9, 0.6],
+            "acc_locked": [0.95, 0.96, 0.92, math.nan],  # no run locked on: no point
+            "locked_low": [0.94, 0.95, 0.90, math.nan],
+            "locked_high": [0.96, 0.97, 0.93, math.nan],
+        }
+    )
+    fig = plot_lock_on(table)
+    failures, accuracy = fig.axes
+    assert_labelled(fig)
+    assert [t.get_text() for t in failures.get_legend().get_texts()] == ["clean", "0 dB"]
+    assert [t.get_text() for t in failures.get_xticklabels()] == ["2", "16"]
+    points = failures.lines[0]  # the clean line: its failure rates, in %
+    assert list(points.get_ydata()) == pytest.approx([40.0, 0.0])
+    with pytest.raises(ValueError, match="at least one"):
+        plot_lock_on(table.iloc[:0])

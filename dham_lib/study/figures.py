@@ -282,6 +282,48 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     return fig
 
 
+def plot_lock_on(table) -> Figure:
+    """Lock-on apart from accuracy, against attention width, one line per SNR.
+
+    ``table``: ``dham_lib.study.results.lock_on_summary``. Left, the share of runs that
+    never locked on with its Wilson interval; right, the mean accuracy of the runs that
+    did, with its bootstrap interval (a cell where none did has no point). Widths are on
+    a log2 axis; each SNR's points are nudged sideways so that intervals do not hide one
+    another.
+    """
+    if len(table) == 0:
+        raise ValueError("table must hold at least one (width, SNR) row")
+    fig, (ax_fail, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    snrs = sorted(table["snr_db"].unique(), reverse=True)
+    for i, snr in enumerate(snrs):
+        rows = table[table["snr_db"] == snr].sort_values("width")
+        x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
+        label = "clean" if snr == CLEAN else f"{snr:g} dB"
+        for ax, (mid, low, high), scale in (
+            (ax_fail, ("fail_rate", "fail_low", "fail_high"), 100),
+            (ax_acc, ("acc_locked", "locked_low", "locked_high"), 100),
+        ):
+            y = rows[mid].to_numpy(dtype=float) * scale
+            error = [y - rows[low].to_numpy() * scale, rows[high].to_numpy() * scale - y]
+            ax.errorbar(x, y, yerr=error, fmt="o-", capsize=3, color=f"C{i}", label=label)
+    widths = sorted(table["width"].unique())
+    for ax in (ax_fail, ax_acc):
+        ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])
+        ax.set_xlabel("attention width (channels, log scale)")
+        ax.grid(alpha=0.3)
+    ax_fail.set(
+        title="runs that never locked on (95% Wilson interval)",
+        ylabel="failed runs (%)",
+        ylim=(-3, 103),
+    )
+    ax_acc.set(
+        title="accuracy of the runs that locked on (95% bootstrap)", ylabel="test accuracy (%)"
+    )
+    ax_fail.legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
+    fig.tight_layout()
+    return fig
+
+
 # The box metrics that the oracle, which crops the true box, has by construction.
 _BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
 

@@ -390,7 +390,9 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
         for snr, (reached, total) in runs_reaching(runs).items():
             print(f"  {snr_label(snr)}: {reached} of {total}")
-        table = lock_on_summary(runs).assign(snr_db=lambda t: t["snr_db"].map(snr_label))
+        lock_on = lock_on_summary(runs)
+        figures.save(figures.plot_lock_on(lock_on), out / "sweep_lock_on.png")
+        table = lock_on.assign(snr_db=lambda t: t["snr_db"].map(snr_label))
         print("\n## Lock-on apart from accuracy (95% intervals)\n")
         print(table.to_markdown(index=False, floatfmt=".3f"))
         print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
