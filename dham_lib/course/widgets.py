@@ -105,7 +105,8 @@ def choice_digest(exercise: str, choice: str) -> str:
 def check_choice(
     answer: str, options: Sequence[str], digest: str, *, exercise: str, hint: str
 ) -> None:
-    """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``.
+    """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``: the
+    judgement exercises of notebooks 04 to 07.
 
     The check cell holds the digest, not the answer, so reading it gives nothing away.
     Prints "Correct." or, for a wrong option, ``hint`` (where to look again, the same for

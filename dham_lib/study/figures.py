@@ -224,7 +224,8 @@ def _metric_label(metric: str) -> str:
 
 def mean_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
     """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t);
-    ``(mean, mean)`` for a single seed, which has no spread to judge by."""
+    ``(mean, mean)`` for a single seed, which has no spread to judge by. The error bars of
+    notebooks 05 and 07."""
     from scipy import stats
 
     if n < 2:
@@ -283,7 +284,8 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
 
 
 def plot_lock_on(table) -> Figure:
-    """Lock-on apart from accuracy, against attention width, one line per SNR.
+    """Lock-on apart from accuracy, against attention width, one line per SNR (the sweep of
+    notebook 05).
 
     ``table``: ``dham_lib.study.results.lock_on_summary``. Left, the share of runs that
     never locked on with its Wilson interval; right, the mean accuracy of the runs that
