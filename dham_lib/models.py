@@ -365,7 +365,7 @@ class PooledCNN(nn.Module):
     """The translation-invariant baseline: ``stages`` x (conv3x3 + ReLU + maxpool 2), the
     channels doubling from ``width`` up to ``4 * width``, then a global max over positions
     and one linear layer; ``batch_norm`` puts a BatchNorm after each convolution, which
-    steadies training at higher learning rates (notebook 06).
+    steadies training at higher learning rates (notebook 07).
 
     The global max makes the score the same wherever the digit is, and lets any canvas
     size run with the same weights, as DHAM does; five stages give a receptive field of

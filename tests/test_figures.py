@@ -173,12 +173,13 @@ def test_sweep_heatmap_cells_and_labels():
 
 
 def test_mean_interval_is_students_t():
-    from dham_lib.study.figures import mean_interval
+    from dham_lib.study.results import mean_interval
 
     low, high = mean_interval(0.95, 0.01, 3)  # t(0.975, 2 df) = 4.3027 from the tables
     assert high - 0.95 == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-4)
     assert 0.95 - low == pytest.approx(high - 0.95)
     assert mean_interval(0.9, 0.0, 1) == (0.9, 0.9)  # one seed: no spread to judge by
+    assert mean_interval(0.5, 0.1, 2, share=True) == (0.0, 1.0)  # 0.5 ± 0.898, clipped
 
 
 def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():

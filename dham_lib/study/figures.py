@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from dham_lib import _checks
-from dham_lib.study.results import CLEAN, is_accuracy
+from dham_lib.study.results import CLEAN, is_accuracy, mean_interval
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
 # Axis labels with units for the result columns that have them.
@@ -222,18 +222,6 @@ def _metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, f"{metric} (%)" if is_accuracy(metric) else metric)
 
 
-def mean_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t);
-    ``(mean, mean)`` for a single seed, which has no spread to judge by. The error bars of
-    notebooks 05 and 07."""
-    from scipy import stats
-
-    if n < 2:
-        return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
-    return mean - half, mean + half
-
-
 def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
     """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first).
 
@@ -258,9 +246,7 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     for (i, j), mean in np.ndenumerate(means.to_numpy()):
         if math.isnan(mean):
             continue
-        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]))
-        if accuracy:
-            low, high = max(low, 0.0), min(high, 1.0)
+        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]), share=accuracy)
         # White on the dark end of viridis, black on the light end, so every cell reads.
         colour = "w" if image.norm(mean * scale) < 0.5 else "k"
         seeds = int(n.iat[i, j])
@@ -301,12 +287,12 @@ def plot_lock_on(table) -> Figure:
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
         label = "clean" if snr == CLEAN else f"{snr:g} dB"
-        for ax, (mid, low, high), scale in (
-            (ax_fail, ("fail_rate", "fail_low", "fail_high"), 100),
-            (ax_acc, ("acc_locked", "locked_low", "locked_high"), 100),
+        for ax, (mid, low, high) in (
+            (ax_fail, ("fail_rate", "fail_low", "fail_high")),
+            (ax_acc, ("acc_locked", "locked_low", "locked_high")),
         ):
-            y = rows[mid].to_numpy(dtype=float) * scale
-            error = [y - rows[low].to_numpy() * scale, rows[high].to_numpy() * scale - y]
+            y = rows[mid].to_numpy(dtype=float) * 100  # both are shares, drawn in %
+            error = [y - rows[low].to_numpy() * 100, rows[high].to_numpy() * 100 - y]
             ax.errorbar(x, y, yerr=error, fmt="o-", capsize=3, color=f"C{i}", label=label)
     widths = sorted(table["width"].unique())
     for ax in (ax_fail, ax_acc):
@@ -351,9 +337,9 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
             if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(names[i], ()):
                 left_out.append(names[i])
                 continue
-            low, high = mean_interval(mean, entry[f"{metric}_std"], int(entry["n"]))
-            if is_accuracy(metric):  # a t interval knows nothing of the bounds of a share
-                low, high = max(low, 0.0), min(high, 1.0)
+            low, high = mean_interval(
+                mean, entry[f"{metric}_std"], int(entry["n"]), share=is_accuracy(metric)
+            )
             error = [[scale * (mean - low)], [scale * (high - mean)]]
             ax.errorbar(i, scale * mean, yerr=error, fmt="o", capsize=4, color=f"C{i}")
         ax.set_xticks(range(len(names)), names)

@@ -134,6 +134,22 @@ def runs_reaching(
     return {key: (int(counts.loc[key, "sum"]), int(counts.loc[key, "count"])) for key in order}
 
 
+def mean_interval(
+    mean: float, std: float, n: int, level: float = 0.95, share: bool = False
+) -> tuple[float, float]:
+    """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t),
+    for a summary that kept only those; ``(mean, mean)`` for a single seed, which has no
+    spread to judge by. With ``share`` (an accuracy) it stops at 0 and 1, which a t
+    interval knows nothing of. The error bars of notebooks 05 and 07."""
+    from scipy import stats
+
+    if n < 2:
+        return mean, mean
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    low, high = mean - half, mean + half
+    return (max(low, 0.0), min(high, 1.0)) if share else (low, high)
+
+
 def bootstrap_interval(
     values, level: float = 0.95, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
