@@ -214,11 +214,12 @@ def test_lock_on_summary_separates_failures_from_accuracy(results):
     assert table.loc[(8, 6.0), "failures"] == 1 and math.isnan(table.loc[(8, 6.0), "acc_locked"])
 
 
-def _synthetic_runs(claim_holds: bool, seed: int = 0) -> pd.DataFrame:
+def _synthetic_runs(claim_holds: bool, seed: int = 0, width_helps: bool = False) -> pd.DataFrame:
     """DHAM runs at 4 noisy SNRs x 5 widths x 20 seeds, and the oracle at each SNR.
 
     A run locks on (accuracy 0.95, else 0.3) with a probability that, if the claim holds,
-    rises with width only at low SNR; otherwise it is the same at every width.
+    rises with width only at low SNR; with ``width_helps``, rises with width alike at
+    every SNR; otherwise it is the same at every width.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -230,6 +231,8 @@ def _synthetic_runs(claim_holds: bool, seed: int = 0) -> pd.DataFrame:
                     chance = 1 / (
                         1 + math.exp(-(0.2 * snr + (1.0 - 0.1 * snr) * math.log2(width) - 1))
                     )
+                elif width_helps:
+                    chance = 1 / (1 + math.exp(-(math.log2(width) - 1.5)))
                 else:
                     chance = 0.7
                 acc = 0.95 if rng.random() < chance else 0.3
@@ -246,6 +249,10 @@ def test_width_trend_test_finds_the_interaction_it_was_given():
     )
     flat = results_module.width_trend_test(_synthetic_runs(claim_holds=False))
     assert flat["low"] < 0 < flat["high"] and "cannot tell" in flat["verdict"]
+    assert flat["width_low"] < 0 < flat["width_high"]
+    helps = results_module.width_trend_test(_synthetic_runs(False, width_helps=True))
+    assert abs(helps["interaction"]) < 0.05 and helps["width_low"] > 0.5
+    assert "wider networks lock on more often" in helps["verdict"]
     every = _synthetic_runs(claim_holds=False).assign(test_acc=0.95)
     assert results_module.width_trend_test(every)["verdict"].startswith("Nothing to test")
 
