@@ -212,6 +212,9 @@ def test_lock_on_summary_separates_failures_from_accuracy(results):
     assert clean_2["acc"] == pytest.approx(0.85) and clean_2["acc_locked"] == pytest.approx(0.90)
     assert clean_2["fail_low"] < 0.5 < clean_2["fail_high"]
     assert table.loc[(8, 6.0), "failures"] == 1 and math.isnan(table.loc[(8, 6.0), "acc_locked"])
+    text = results_module.lock_on_markdown(results_module.lock_on_summary(load_results(results)))
+    clean_line = next(line for line in text.splitlines() if line.startswith("|       2 | clean"))
+    assert "1 of 2" in clean_line and "90.0% (90.0%–90.0%)" in clean_line
 
 
 def _synthetic_runs(claim_holds: bool, seed: int = 0, width_helps: bool = False) -> pd.DataFrame:

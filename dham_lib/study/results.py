@@ -226,6 +226,38 @@ def lock_on_summary(
     return pd.DataFrame(rows).sort_values(["snr_db", "width"], ascending=[False, True])
 
 
+def lock_on_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table of :func:`lock_on_summary`: per (width, SNR), the failed runs with
+    their Wilson interval and the accuracy of the runs that locked on with its bootstrap
+    interval, in % (notebook 05)."""
+    if table.empty:
+        raise ValueError("table must hold at least one (width, SNR) row")
+
+    def span(mid, low, high):
+        return "–" if math.isnan(mid) else f"{mid:.1%} ({low:.1%}–{high:.1%})"
+
+    shown = pd.DataFrame(
+        {
+            "width": table["width"],
+            "SNR": table["snr_db"].map(snr_label),
+            "failed runs": [
+                f"{f} of {n}" for f, n in zip(table["failures"], table["runs"], strict=True)
+            ],
+            "failure rate (95% Wilson)": [
+                span(*v)
+                for v in zip(table["fail_rate"], table["fail_low"], table["fail_high"], strict=True)
+            ],
+            "accuracy when locked on (95% bootstrap)": [
+                span(*v)
+                for v in zip(
+                    table["acc_locked"], table["locked_low"], table["locked_high"], strict=True
+                )
+            ],
+        }
+    )
+    return shown.to_markdown(index=False)
+
+
 def width_trend_test(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc"):
     """Does width help lock-on more as the SNR falls? A logistic regression on noisy runs.
 
