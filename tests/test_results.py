@@ -114,8 +114,16 @@ def _cells(line: str) -> list[str]:
 def test_markdown_table(results):
     summary = summarise(load_results(results), metrics=("test_acc", "iou"))
     table = [_cells(line) for line in markdown_table(summary).splitlines()]
-    assert table[0] == ["model", "width", "snr_db", "test_acc", "iou", "seeds"]
-    assert ["dham", "2", "clean", "85 ± 7.1", "–", "2"] in table
+    assert table[0] == [
+        "model",
+        "width",
+        "snr_db",
+        "test_acc (95% interval)",
+        "iou (95% interval)",
+        "seeds",
+    ]
+    # 80% and 90%: t(0.975, 1) = 12.71 times 7.07 / sqrt(2) is 63.5 points, cut at 100%.
+    assert ["dham", "2", "clean", "85 (21.5–100)", "–", "2"] in table
     with pytest.raises(ValueError, match="empty"):
         markdown_table(pd.DataFrame())
 
@@ -124,7 +132,16 @@ def test_accuracies_of_larger_canvases_are_shown_in_percent():
     entry = {"model": "dham", "n": 1, "acc_canvas160_mean": 0.5, "acc_canvas160_std": 0.0}
     entry.update(iou_mean=0.5, iou_std=0.0)
     table = markdown_table(pd.DataFrame([entry]), ("acc_canvas160", "iou"))
-    assert _cells(table.splitlines()[-1]) == ["dham", "50 ± 0", "0.5 ± 0", "1"]
+    assert _cells(table.splitlines()[-1]) == ["dham", "50", "0.5", "1"]
+
+
+def test_intervals_stop_where_the_metric_does():
+    # Three seeds, std 0.2 around an IoU of 0.9 and a centre error of 0.1 px: the t
+    # interval (half width 4.30 * 0.2 / sqrt(3) = 0.50) would pass 1 and 0.
+    entry = {"model": "dham", "n": 3, "iou_mean": 0.9, "iou_std": 0.2}
+    entry.update(centre_error_mean=0.1, centre_error_std=0.2)
+    table = markdown_table(pd.DataFrame([entry]), ("iou", "centre_error"))
+    assert _cells(table.splitlines()[-1]) == ["dham", "0.9 (0.403–1)", "0.1 (0–0.597)", "3"]
 
 
 @pytest.mark.parametrize(

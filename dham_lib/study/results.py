@@ -357,8 +357,9 @@ def is_accuracy(metric: str) -> bool:
 
 
 def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc", "iou")) -> str:
-    """A Markdown table of a summary: one line per group, ``mean ± std`` per metric
-    (accuracies in %), and the number of seeds."""
+    """A Markdown table of a summary: one line per group, per metric the mean over seeds
+    and its 95% interval (Student's t, :func:`mean_interval`, cut at 0 and for shares at
+    1; accuracies in %; none for a single seed or no spread), and the number of seeds."""
     if summary.empty:
         raise ValueError("summary must not be empty")
     by = [name for name in summary if name != "n" and not name.endswith(("_mean", "_std"))]
@@ -367,10 +368,20 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
         table["snr_db"] = table["snr_db"].map(snr_label)
     for metric in metrics:
         scale = 100 if is_accuracy(metric) else 1
-        mean, std = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
-        table[metric] = [
-            "–" if math.isnan(m) else f"{m:.3g} ± {s:.2g}" for m, s in zip(mean, std, strict=True)
-        ]
+        # Every result is non-negative, and these are shares: an interval stops at 0 (or 1).
+        share = is_accuracy(metric) or metric in ("iou", "coverage")
+        cells = []
+        for mean, std, n in zip(
+            summary[f"{metric}_mean"], summary[f"{metric}_std"], summary["n"], strict=True
+        ):
+            if math.isnan(mean):
+                cells.append("–")
+                continue
+            low, high = mean_interval(mean, std, n, share=share)
+            low = max(low, 0.0)
+            interval = f" ({low * scale:.3g}–{high * scale:.3g})" if high > low else ""
+            cells.append(f"{mean * scale:.3g}{interval}")
+        table[f"{metric} (95% interval)"] = cells
     table["seeds"] = summary["n"]
     return table.to_markdown(index=False)
 
