@@ -58,7 +58,7 @@ def _config(name: str, arguments: dict) -> dict:
 
 
 class AttentionNet(nn.Module):
-    """Two 5x5 convolutions from the image to K attention logit maps, as in the original.
+    """5x5 convolutions from the image to K attention logit maps: two, as in the original.
 
     ``[B, C, H, W] -> [B, K, H', W']``. "Same" padding keeps the map aligned with
     the image (the original's unpadded convolutions shrank a 120-pixel image to a
@@ -77,18 +77,35 @@ class AttentionNet(nn.Module):
     (``"torch"`` keeps PyTorch's initialisation). ``slope`` is the negative slope of the
     activation between the convolutions: 0 is the original's ReLU; with a leaky ReLU a
     channel that Adam's first, full-size steps push below zero everywhere still passes
-    a gradient and comes back (data/results/README.md, "lock-on").
+    a gradient and comes back (data/results/README.md, "lock-on"). ``depth`` counts the
+    convolutions: each one past the original's two is another ``width -> width`` 5x5
+    convolution and activation before the last (the original's "deeper or wider";
+    notebook 05's depth row).
     """
 
     def __init__(
-        self, in_channels=1, width=16, k=1, stride=1, uniform_start=True, init="torch", slope=0.0
+        self,
+        in_channels=1,
+        width=16,
+        k=1,
+        stride=1,
+        uniform_start=True,
+        init="torch",
+        slope=0.0,
+        depth=2,
     ):
         super().__init__()
         for name, value in [("in_channels", in_channels), ("width", width), ("k", k)]:
             _checks.positive_int(name, value)
         self.stride = _checks.positive_int("stride", stride)
         self.slope = _checks.fraction("slope", slope)
+        if _checks.positive_int("depth", depth) < 2:
+            raise ValueError(
+                f"depth must be at least 2 (an input and an output convolution), got {depth}"
+            )
         self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)
+        # Between conv1 and conv2, so that checkpoints of the two-layer network keep their keys.
+        self.middle = nn.ModuleList(nn.Conv2d(width, width, 5, padding=2) for _ in range(depth - 2))
         self.conv2 = nn.Conv2d(width, k, 5, padding=2)
         if _checks.option("init", init, ("torch", "ink")) == "ink":
             with torch.no_grad():
@@ -103,7 +120,10 @@ class AttentionNet(nn.Module):
         if self.stride > 1:
             # ceil_mode keeps the last partial window, so the map still reaches the far edge.
             image = F.avg_pool2d(image, self.stride, ceil_mode=True)
-        return self.conv2(F.leaky_relu(self.conv1(image), self.slope))
+        hidden = F.leaky_relu(self.conv1(image), self.slope)
+        for conv in self.middle:
+            hidden = F.leaky_relu(conv(hidden), self.slope)
+        return self.conv2(hidden)
 
 
 # The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, hidden
@@ -166,9 +186,10 @@ class DHAMClassifier(nn.Module):
 
     All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
     ``width`` is the attention convolutions' channel count (the seed claim: more
-    noise needs more of them), ``k`` the number of glimpses, ``norm`` 1 or 2 for
-    the scale, ``stride`` the attention map's subsampling (see AttentionNet; 2, as in
-    the course's recipe ``dham_lib.study.experiments.Cell``).
+    noise needs more of them) and ``attention_depth`` their number, ``k`` the number
+    of glimpses, ``norm`` 1 or 2 for the scale, ``stride`` the attention map's
+    subsampling (see AttentionNet; 2, as in the course's recipe
+    ``dham_lib.study.experiments.Cell``).
     """
 
     def __init__(
@@ -185,12 +206,20 @@ class DHAMClassifier(nn.Module):
         classifier="course",
         attention_init="torch",
         attention_slope=0.0,
+        attention_depth=2,
     ):
         super().__init__()
         self.config = _config("dham", locals())
         self.in_channels = in_channels
         self.attention = AttentionNet(
-            in_channels, width, k, stride, uniform_start, attention_init, attention_slope
+            in_channels,
+            width,
+            k,
+            stride,
+            uniform_start,
+            attention_init,
+            attention_slope,
+            attention_depth,
         )
         size = _checks.size_pair("glimpse_size", glimpse_size)
         self.dham = DHAM(size, norm=norm, temperature=temperature)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from dham_lib.models import build_model
 from dham_lib.study import experiments
 from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell, grid, read_rows, sweep
 from tests.figures import small_dham
@@ -186,3 +187,10 @@ def test_digits_keep_their_pixel_size_on_every_canvas():
         assert 29 <= data.side.min() and data.side.max() <= 48  # 0.24 to 0.40 of 120 pixels
     small = experiments.make_dataset(Cell(canvas=240, test_size=50), "test", canvas=120)
     assert small.canvas_size == (120, 120) and small.side.max() <= 48
+
+
+def test_the_attention_depth_is_dhams_alone():
+    assert Cell(model="dham", attention_depth=3).model_kwargs()["attention_depth"] == 3
+    assert Cell(model="pooled_cnn", attention_depth=3).attention_depth == 2  # the default
+    model = build_model("dham", **Cell(model="dham", width=2, attention_depth=3).model_kwargs())
+    assert len(model.attention.middle) == 1

@@ -365,3 +365,26 @@ def test_a_leaky_attention_channel_pushed_below_zero_everywhere_still_learns():
     assert grads[0.0] == 0.0 and grads[0.1] > 0.0
     with pytest.raises(ValueError, match="slope"):
         AttentionNet(slope=1.5)
+
+
+def test_a_third_attention_convolution_sits_between_the_original_two():
+    torch.manual_seed(0)
+    net = AttentionNet(width=4, uniform_start=False, depth=3)
+    image = torch.randn(2, 1, 12, 12)
+    relu = torch.nn.functional.relu
+    # Written out with conv2d on the layers' own weights, one convolution at a time.
+    hidden = relu(torch.nn.functional.conv2d(image, net.conv1.weight, net.conv1.bias, padding=2))
+    middle = net.middle[0]
+    hidden = relu(torch.nn.functional.conv2d(hidden, middle.weight, middle.bias, padding=2))
+    expected = torch.nn.functional.conv2d(hidden, net.conv2.weight, net.conv2.bias, padding=2)
+    torch.testing.assert_close(net(image), expected)
+    assert tuple(middle.weight.shape) == (4, 4, 5, 5)
+
+
+def test_the_two_layer_attention_network_keeps_its_checkpoint_keys():
+    keys = set(AttentionNet(width=4).state_dict())
+    assert keys == {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"}
+    deeper = set(AttentionNet(width=4, depth=4).state_dict())
+    assert deeper - keys == {f"middle.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+    with pytest.raises(ValueError, match="depth"):
+        AttentionNet(depth=1)

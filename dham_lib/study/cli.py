@@ -125,6 +125,7 @@ RECIPE_OPTIONS = {
         ("classifier", str, "glimpse classifier (DHAM, STN, oracle)", tuple(CLASSIFIERS)),
         ("attention_init", str, "first attention layer's start", ("torch", "ink")),
         ("attention_slope", float, "negative slope of the attention net's leaky ReLU", None),
+        ("attention_depth", _positive_int, "the attention net's convolutions", None),
         ("attention_lr", float, "learning rate of the network that decides where to look", None),
         (
             "start_scale",

@@ -78,7 +78,8 @@ class Cell:
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
     and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's);
     ``attention_init`` how DHAM's attention network starts and ``attention_slope`` the
-    negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``);
+    negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``) and
+    ``attention_depth`` its number of convolutions (2, the original's);
     ``start_scale`` the STNs' first glimpse, a centred square of that share of the canvas
     (1: the identity; recorded as 1 for the other models); ``batch_norm`` a BatchNorm after
     each of the pooled CNN's convolutions (recorded as False for the other models).
@@ -112,6 +113,7 @@ class Cell:
     classifier: str = "course"
     attention_init: str = "torch"
     attention_slope: float = 0.0
+    attention_depth: int = 2
     start_scale: float = 1.0
     batch_norm: bool = False
 
@@ -131,6 +133,7 @@ class Cell:
         if self.model != "dham":
             object.__setattr__(self, "attention_init", "torch")
             object.__setattr__(self, "attention_slope", 0.0)
+            object.__setattr__(self, "attention_depth", 2)
         if self.model not in STN_MODELS:
             object.__setattr__(self, "start_scale", 1.0)
         if self.model != "pooled_cnn":
@@ -150,6 +153,7 @@ class Cell:
                 "classifier": self.classifier,
                 "attention_init": self.attention_init,
                 "attention_slope": self.attention_slope,
+                "attention_depth": self.attention_depth,
             }
         if self.model in STN_MODELS:
             return {
@@ -282,6 +286,7 @@ LEGACY_FIELDS = {
     "classifier": "course",
     "attention_init": "torch",
     "attention_slope": 0.0,
+    "attention_depth": 2,
     "start_scale": 1.0,
     "batch_norm": False,
 }
