@@ -97,7 +97,7 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "## probe.csv\n\nnot a sweep file" in out and "## costs.csv\n\nnot a sweep file" in out
-    assert "## Clean canvases" in out and "## Sweep" in out
+    assert "## Clean canvases (clean.csv)" in out and "## Sweep (sweep.csv)" in out
     assert "Narrowest width reaching 90%" in out and "## Lock-on apart from accuracy" in out
     assert (
         "The claim as a test: Nothing to test" in out
@@ -108,7 +108,7 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
 
 def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "no clean.csv or sweep.csv" in capsys.readouterr().err
+    assert "none of clean_validated.csv, clean.csv, sweep_validated.csv" in capsys.readouterr().err
 
 
 def test_sweep_and_train_options_reach_their_cells():
@@ -134,3 +134,34 @@ def experiments_grid(args):
     from dham_lib.study.experiments import grid
 
     return grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
+
+
+def _documented_sweeps() -> list[list[str]]:
+    """The argument lists of every `python -m dham_lib sweep` that the Makefile's
+    `reproduce` runs and that data/results/README.md gives as a row's command."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
+    recipe = makefile.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
+    recipe = recipe.replace("$(SWEEP)", "python -m dham_lib sweep")
+    texts = recipe.replace("$(REPRODUCE_DIR)", "runs/reproduce").splitlines()
+    readme = (root / "data" / "results" / "README.md").read_text().replace("\\\n", " ")
+    texts += re.findall(r"python -m dham_lib sweep[^`\n]*", readme)
+    commands = []
+    for text in texts:
+        if "dham_lib sweep --" in text:  # a command, not the prose that names the tool
+            words = shlex.split(text.split("python -m dham_lib ", 1)[1])
+            commands.append(words)
+    return commands
+
+
+def test_every_documented_sweep_command_parses():
+    commands = _documented_sweeps()
+    assert len(commands) >= 10  # the Makefile's five and the README's rows
+    parser = build_parser()
+    for argv in commands:
+        args = parser.parse_args(argv)
+        assert args.out, argv

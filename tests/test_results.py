@@ -282,3 +282,21 @@ def test_by_setting_groups_by_what_varies_within_a_model(results):
     assert list(table.columns[:3]) == ["model", "width", "snr_db"]  # not k, stride: per model
     (_, clean_4), *others = table.query("model == 'dham' and width == 4").iterrows()
     assert not others and clean_4["n"] == 2 and clean_4["test_acc_mean"] == pytest.approx(0.91)
+
+
+# Student's t at 0.975 with 50/17 degrees of freedom (scipy.stats.t.ppf(0.975, 50 / 17)).
+T_QUANTILE = 3.21876
+
+
+def test_difference_interval_by_hand():
+    # Welch by hand: variances 1 and 4 over 3 runs each, so the standard error is
+    # sqrt(1/3 + 4/3) and the Welch-Satterthwaite degrees of freedom are
+    # (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 50/17, where t(0.975) = T_QUANTILE.
+    a, b = [1.0, 2.0, 3.0], [-2.0, 0.0, 2.0]
+    difference, low, high = results_module.difference_interval(a, b)
+    assert difference == pytest.approx(2.0)
+    assert (high - low) / 2 == pytest.approx(T_QUANTILE * math.sqrt(5 / 3), rel=1e-4)
+    assert (low + high) / 2 == pytest.approx(difference)
+    assert math.isnan(results_module.difference_interval([1.0], b)[1])
+    with pytest.raises(ValueError, match="at least one run"):
+        results_module.difference_interval([math.nan], b)

@@ -341,10 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="summarise result CSVs: tables, the width verdict, heat maps",
-        description="Read clean.csv and sweep.csv in a folder; print Markdown tables and the "
-        "narrowest width per SNR; write figures into its figures/ folder.",
+        description="Read a folder's clean comparison (clean_validated.csv, else clean.csv) "
+        "and sweep (sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest "
+        "width per SNR and the lock-on test; write figures into its figures/ folder.",
     )
-    report.add_argument("results", help="folder holding clean.csv and/or sweep.csv")
+    report.add_argument("results", help="folder holding a clean comparison and/or a sweep")
     report.set_defaults(handler=lambda args: results.report(args.results))
     return parser
 

@@ -36,6 +36,10 @@ CLEAN = math.inf
 MODEL_ORDER = ("cnn", "pooled_cnn", "stn", "stn_zoom", "dham", "oracle")
 SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
 COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
+# The files that ``report`` reads as the clean comparison and as the sweep: the runs made
+# on the validation split, or where a folder has none, those made before it existed.
+CLEAN_FILES = ("clean_validated.csv", "clean.csv")
+SWEEP_FILES = ("sweep_validated.csv", "sweep.csv")
 # The device a run trained on is text too; files older than that column read it as "".
 _FLAG_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "bool"]
 _TEXT_FIELDS = [
@@ -166,6 +170,27 @@ def bootstrap_interval(
     means = rng.choice(values, size=(resamples, len(values))).mean(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """The difference of the means of two sets of runs, ``mean(a) - mean(b)``, with its
+    ``level`` interval (Welch's t: the two spreads need not be equal); NaNs left out.
+
+    ``(difference, low, high)``; with fewer than two runs on either side there is no spread
+    to judge by and the interval is NaN. Notebook 07 reads a comparison of models by it:
+    a difference counts when its interval leaves out 0.
+    """
+    from scipy import stats
+
+    a, b = (np.asarray(values, dtype=float) for values in (a, b))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("difference_interval needs at least one run on each side")
+    difference = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return difference, math.nan, math.nan
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return difference, float(low), float(high)
 
 
 def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
@@ -435,23 +460,29 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
     from dham_lib.study import figures
 
     folder = Path(folder)
-    found = [name for name in ("clean.csv", "sweep.csv") if (folder / name).exists()]
-    if not found:
-        raise FileNotFoundError(f"no clean.csv or sweep.csv in {folder}")
+    clean, swept = (
+        next((folder / name for name in names if (folder / name).exists()), None)
+        for names in (CLEAN_FILES, SWEEP_FILES)
+    )
+    if clean is None and swept is None:
+        names = ", ".join((*CLEAN_FILES, *SWEEP_FILES))
+        raise FileNotFoundError(f"none of {names} in {folder}")
     out = _checks.writable_folder("the figures folder", folder / "figures")
-    if "clean.csv" in found:
-        runs = load_results(folder / "clean.csv")
+    if clean is not None:
+        runs = load_results(clean)
         summary = summarise(runs)
-        print("## Clean canvases\n\n" + markdown_table(summary, SUMMARY_METRICS) + "\n")
+        print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
         figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
         sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
         summary = summarise(runs, metrics=sizes)
-        print("## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
+        print(
+            "\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n"
+        )
         figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
-    if "sweep.csv" in found:
-        runs = load_results(folder / "sweep.csv")
+    if swept is not None:
+        runs = load_results(swept)
         summary = summarise(runs)
-        print("## Sweep\n\n" + markdown_table(summary) + "\n")
+        print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
         verdict = narrowest_widths(runs)
         for title, widths in (
             ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", verdict),
@@ -476,7 +507,7 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         for metric in ("test_acc", "iou"):
             figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
     for path in sorted(folder.glob("*.csv")) if others else ():
-        if path.name in ("clean.csv", "sweep.csv"):
+        if path in (clean, swept):
             continue
         if not _SWEEP_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
             # A script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv).
