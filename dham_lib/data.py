@@ -440,6 +440,26 @@ class TranslatedMNIST(Dataset):
         other.sigma = other._noise_sigma()
         return other
 
+    def on_canvas(self, canvas, seed: int) -> TranslatedMNIST:
+        """The same digits at the same pixel sizes on canvases of side ``canvas``, every
+        random choice drawn anew from ``seed``; clutter keeps its pieces per area.
+
+        A canvas curriculum trains on small canvases first and grows them epoch by epoch
+        (``fit(canvas_curriculum_epochs=...)``, notebook 07); a digit's size in pixels is
+        what the glimpse classifier learns, so it stays.
+        """
+        other = copy.copy(self)
+        other.canvas_size = _check_canvas(canvas)
+        ratio = min(self.canvas_size) / min(other.canvas_size)
+        low, high = self.scale
+        other.scale = _check_scale((low * ratio, high * ratio), min(other.canvas_size))
+        if self.background == "clutter":
+            area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
+            other.n_clutter = max(1, round(self.n_clutter * area))
+        other._draw_parameters(_check_seed(seed))
+        other.sigma = other._noise_sigma()
+        return other
+
     @property
     def labels(self) -> np.ndarray:
         """The label of every item, int64 ``[N]``."""

@@ -95,6 +95,24 @@ def test_with_snr_keeps_the_canvases_and_changes_only_the_noise_level(digits):
         noisy.with_snr(float("nan"))
 
 
+def test_on_canvas_keeps_each_digit_s_pixel_size_and_draws_the_rest_anew(digits):
+    small = TranslatedMNIST(*digits, canvas=120, scale=(0.24, 0.40), snr_db=3.0, seed=4)
+    large = small.on_canvas(240, seed=9)
+    assert large.canvas_size == (240, 240) and small.canvas_size == (120, 120)
+    # The same digit sizes in pixels as a 240-pixel set made with half the scale.
+    assert_same_items(
+        large, TranslatedMNIST(*digits, canvas=240, scale=(0.12, 0.20), snr_db=3.0, seed=9)
+    )
+    canvases, _, boxes = large.batch(range(8))
+    assert canvases.shape == (8, 1, 240, 240)
+    sides = boxes[:, 2] - boxes[:, 0]
+    assert 0.24 * 120 - 1 <= sides.min() and sides.max() <= 0.40 * 120 + 1
+    clutter = TranslatedMNIST(*digits, canvas=120, background="clutter", seed=1)
+    assert clutter.on_canvas(240, seed=1).n_clutter == 4 * clutter.n_clutter  # pieces per area
+    with pytest.raises(ValueError, match="scale"):
+        small.on_canvas(30, seed=0)  # digits of 40% of 120 px do not fit on 30 px
+
+
 @pytest.mark.parametrize("background", ["noise", "clutter"])
 def test_item_does_not_depend_on_its_batch(digits, background):
     ds = TranslatedMNIST(*digits, snr_db=0.0, background=background, seed=5)

@@ -194,3 +194,10 @@ def test_the_attention_depth_is_dhams_alone():
     assert Cell(model="pooled_cnn", attention_depth=3).attention_depth == 2  # the default
     model = build_model("dham", **Cell(model="dham", width=2, attention_depth=3).model_kwargs())
     assert len(model.attention.middle) == 1
+
+
+def test_a_canvas_curriculum_needs_a_larger_canvas_and_a_model_of_any_size():
+    assert Cell(canvas=120, canvas_curriculum=4).canvas_curriculum == 0  # nothing to grow
+    assert Cell(canvas=240, canvas_curriculum=4).canvas_curriculum == 4
+    with pytest.raises(ValueError, match="any canvas size"):
+        Cell(model="stn_zoom", canvas=240, canvas_curriculum=4)

@@ -11,6 +11,7 @@ from dham_lib.models import build_model
 from dham_lib.train import (
     HISTORY_KEYS,
     choose_device,
+    curriculum_canvas,
     curriculum_snr,
     evaluate,
     fit,
@@ -183,3 +184,43 @@ def test_fit_trains_at_the_curriculum_snr_and_tests_at_the_target(small_task, mo
     fit(model, noisy_train, noisy_test, epochs=3, curriculum_epochs=2, progress=False)
     assert seen == pytest.approx([12.0, 4.5, -3.0])
     assert noisy_test.snr_db == -3.0 and noisy_train.snr_db == -3.0
+
+
+def test_canvas_curriculum_grows_from_120_px_to_the_target_in_steps():
+    # Four epochs to 480 px: 120, 210, 300, 390, then 480 for good.
+    assert [curriculum_canvas(e, 480, 4) for e in range(1, 7)] == [120, 210, 300, 390, 480, 480]
+    assert [curriculum_canvas(e, 240, 0) for e in (1, 2)] == [240, 240]
+    assert curriculum_canvas(1, 120, 4) == 120 and curriculum_canvas(1, 64, 4) == 64
+    with pytest.raises(ValueError, match="canvas_curriculum_epochs"):
+        curriculum_canvas(1, 240, -1)
+
+
+def test_fit_trains_on_the_curriculum_canvases_and_tests_on_the_target(small_task, monkeypatch):
+    train, test = small_task
+    images, labels = load_mnist("train", source="bundled", verbose=False)
+    big_train = TranslatedMNIST(images[:64], labels[:64], canvas=200, scale=(0.15, 0.24), seed=0)
+    big_test = TranslatedMNIST(images[64:96], labels[64:96], canvas=200, scale=(0.15, 0.24), seed=1)
+    seen = []
+    real = TranslatedMNIST.batch
+
+    def recording(self, idx):
+        seen.append(self.canvas_size[0])
+        return real(self, idx)
+
+    monkeypatch.setattr(TranslatedMNIST, "batch", recording)
+    model = build_model("dham", width=2)
+    fit(
+        model,
+        big_train,
+        big_test,
+        epochs=3,
+        batch_size=64,
+        canvas_curriculum_epochs=2,
+        progress=False,
+    )
+    # Each epoch one training batch, then the test set, always at 200 px.
+    assert seen == [120, 200, 160, 200, 200, 200]
+    assert big_train.canvas_size == (200, 200)  # the set itself is untouched
+    with pytest.raises(ValueError, match="square"):
+        wide = TranslatedMNIST(images[:8], labels[:8], canvas=(130, 150), seed=0)
+        fit(build_model("oracle"), wide, wide, epochs=1, canvas_curriculum_epochs=1, progress=False)

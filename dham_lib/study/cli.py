@@ -146,6 +146,12 @@ RECIPE_OPTIONS = {
             "--snr-db (0: at --snr-db from the start)",
             None,
         ),
+        (
+            "canvas_curriculum",
+            int,
+            "epochs over which training canvases grow from 120 px to --canvas (0: at --canvas)",
+            None,
+        ),
     ),
 }
 

@@ -29,6 +29,7 @@ from dham_lib.study.executors import Failure, InProcess, read_records, write_rec
 from dham_lib.train import (
     ATTENTION_LR,
     BATCH_SIZE,
+    CANVAS_CURRICULUM_START,
     CURRICULUM_EPOCHS,
     LR,
     choose_device,
@@ -72,7 +73,9 @@ class Cell:
     to ``model="dham"`` only and are recorded as 0 otherwise; ``attention_lr`` is the
     learning rate of the part that decides where to look, in DHAM and in the STN;
     ``curriculum`` is the number of epochs over which noisy training canvases go
-    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean);
+    from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean), and
+    ``canvas_curriculum`` the number over which training canvases grow from 120 px to
+    ``canvas`` (0: at ``canvas`` from the start; always 0 at 120);
     ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
@@ -109,6 +112,7 @@ class Cell:
     train_size: int | None = None
     test_size: int | None = None
     curriculum: int = CURRICULUM_EPOCHS
+    canvas_curriculum: int = 0
     train_split: str = "train"
     classifier: str = "course"
     attention_init: str = "torch"
@@ -121,6 +125,12 @@ class Cell:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
         if self.snr_db is None:
             object.__setattr__(self, "curriculum", 0)  # nothing to ramp on a clean canvas
+        if self.canvas <= CANVAS_CURRICULUM_START:
+            object.__setattr__(self, "canvas_curriculum", 0)  # nor on the smallest canvas
+        elif self.canvas_curriculum and self.model in ("cnn", *STN_MODELS):
+            raise ValueError(
+                f"canvas_curriculum needs a model that takes any canvas size, not {self.model!r}"
+            )
         if self.model != "dham":
             # These do not exist for the other models: one canonical cell per run. The
             # pooled CNN's width is its first convolution's channel count.
@@ -222,6 +232,7 @@ def fit_cell(cell: Cell, model, train_set, test_set, device=None, progress: bool
         progress=progress,
         attention_lr=cell.attention_lr,
         curriculum_epochs=cell.curriculum,
+        canvas_curriculum_epochs=cell.canvas_curriculum,
     )
 
 
@@ -282,6 +293,7 @@ def evaluate_canvases(
 # that means what those older runs did.
 LEGACY_FIELDS = {
     "curriculum": 0,
+    "canvas_curriculum": 0,
     "train_split": "train+val",
     "classifier": "course",
     "attention_init": "torch",
