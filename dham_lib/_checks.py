@@ -60,6 +60,15 @@ def positive_int(name: str, value) -> int:
     return value
 
 
+def non_negative_int(name: str, value) -> int:
+    """Check that ``value`` is an int >= 0 (a bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
 def option(name: str, value, allowed: Iterable):
     """Check that ``value`` is one of ``allowed``."""
     allowed = tuple(allowed)

@@ -146,10 +146,7 @@ def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) 
     at every epoch.
     """
     _checks.positive_int("epoch", epoch)
-    if isinstance(curriculum_epochs, bool) or not isinstance(curriculum_epochs, int):
-        raise TypeError(f"curriculum_epochs must be an int, got {curriculum_epochs!r}")
-    if curriculum_epochs < 0:
-        raise ValueError(f"curriculum_epochs must be >= 0, got {curriculum_epochs}")
+    _checks.non_negative_int("curriculum_epochs", curriculum_epochs)
     if target_db is None or target_db >= CURRICULUM_START_DB or epoch > curriculum_epochs:
         return target_db
     done = (epoch - 1) / curriculum_epochs
@@ -171,10 +168,7 @@ def curriculum_canvas(epoch: int, target: int, curriculum_epochs: int) -> int:
     """
     _checks.positive_int("epoch", epoch)
     _checks.positive_int("target", target)
-    if isinstance(curriculum_epochs, bool) or not isinstance(curriculum_epochs, int):
-        raise TypeError(f"canvas_curriculum_epochs must be an int, got {curriculum_epochs!r}")
-    if curriculum_epochs < 0:
-        raise ValueError(f"canvas_curriculum_epochs must be >= 0, got {curriculum_epochs}")
+    _checks.non_negative_int("canvas_curriculum_epochs", curriculum_epochs)
     if target <= CANVAS_CURRICULUM_START or epoch > curriculum_epochs:
         return target
     done = (epoch - 1) / curriculum_epochs
