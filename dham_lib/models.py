@@ -126,33 +126,49 @@ class AttentionNet(nn.Module):
         return self.conv2(hidden)
 
 
-# The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, hidden
-# units, dropout before the last layer). "course" is the wider LeNet the course trained with
-# so far; "original" the original DHAM's, the PyTorch MNIST example's LeNet; "small" one in
-# between that still fits a 300 KB checkpoint.
+# The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, 2x2
+# max-pools before the FC layer, hidden units, dropout before the last layer). "course" is
+# the wider LeNet the course trained with so far; "original" the original DHAM's, the
+# PyTorch MNIST example's LeNet; "small" one in between; "compact" the course's
+# convolutions with a third pool and 32 hidden units, and "lean" the course's 7x7 map with
+# 24 and 32 channels and 32 hidden units: two ways to fit a checkpoint in 300 KB.
 CLASSIFIERS = {
-    "course": ((32, 64), 2, 128, 0.0),
-    "original": ((10, 20), 0, 50, 0.5),
-    "small": ((16, 32), 0, 64, 0.0),
+    "course": ((32, 64), 2, 2, 128, 0.0),
+    "original": ((10, 20), 0, 2, 50, 0.5),
+    "small": ((16, 32), 0, 2, 64, 0.0),
+    "compact": ((32, 64), 2, 3, 32, 0.0),
+    "lean": ((24, 32), 2, 2, 32, 0.0),
 }
+
+
+def _lenet_side(n: int, padding: int, pools: int) -> int:
+    """Side of the map a LeNet with ``pools`` 2x2 max-pools hands its FC layer."""
+    for _ in range(2):
+        n = (n + 2 * padding - 4) // 2
+    return n // 2 ** (pools - 2)
 
 
 class GlimpseClassifier(nn.Module):
     """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
 
-    conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 -> FC -> ReLU -> FC
-    num_classes, sized by ``arch`` (:data:`CLASSIFIERS`): ``"course"`` has 32 and 64
-    channels with padding 2 (a 28x28 glimpse reaches the FC layer as 64 x 7 x 7) and 128
-    hidden units, 455k weights; ``"original"`` 10 and 20 unpadded channels (20 x 4 x 4),
-    50 hidden units and dropout 0.5 before the last layer, 22k weights; ``"small"`` 16 and
-    32 unpadded channels, 64 hidden units, no dropout, 47k weights.
+    conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 [-> maxpool 2] -> FC ->
+    ReLU -> FC num_classes, sized by ``arch`` (:data:`CLASSIFIERS`): ``"course"`` has 32
+    and 64 channels with padding 2 (a 28x28 glimpse reaches the FC layer as 64 x 7 x 7)
+    and 128 hidden units, 455k weights; ``"original"`` 10 and 20 unpadded channels
+    (20 x 4 x 4), 50 hidden units and dropout 0.5 before the last layer, 22k weights;
+    ``"small"`` 16 and 32 unpadded channels, 64 hidden units, no dropout, 47k weights;
+    ``"compact"`` the course's convolutions, a third pool (64 x 3 x 3) and 32 hidden
+    units, 71k weights; ``"lean"`` 24 and 32 padded channels (32 x 7 x 7) and 32 hidden
+    units, 70k weights.
     """
 
     def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):
         super().__init__()
         h, w = _checks.size_pair("glimpse_size", glimpse_size)
-        (c1, c2), padding, hidden, dropout = CLASSIFIERS[_checks.option("arch", arch, CLASSIFIERS)]
-        side = [((n + 2 * padding - 4) // 2 + 2 * padding - 4) // 2 for n in (h, w)]
+        (c1, c2), padding, pools, hidden, dropout = CLASSIFIERS[
+            _checks.option("arch", arch, CLASSIFIERS)
+        ]
+        side = [_lenet_side(n, padding, pools) for n in (h, w)]
         if min(side) < 1:
             raise ValueError(f"glimpse_size is too small for the {arch!r} LeNet, got {(h, w)}")
         self.in_shape = (
@@ -161,6 +177,7 @@ class GlimpseClassifier(nn.Module):
             h,
             w,
         )
+        self.extra_pools = pools - 2
         self.conv1 = nn.Conv2d(k * in_channels, c1, 5, padding=padding)
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=padding)
         self.fc1 = nn.Linear(c2 * side[0] * side[1], hidden)
@@ -177,7 +194,7 @@ class GlimpseClassifier(nn.Module):
             )
         x = glimpses.flatten(1, 2)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2 ** (1 + self.extra_pools))
         return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1)))))
 
 

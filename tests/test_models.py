@@ -263,6 +263,31 @@ def test_the_original_lenet_is_the_pytorch_mnist_example_and_fits_a_small_checkp
         GlimpseClassifier(arch="vgg")
 
 
+@pytest.mark.parametrize("width", [2, 16, 32, 48])
+def test_the_compact_lenet_keeps_the_course_convolutions_and_both_fit_300_kb(tmp_path, width):
+    compact, course = GlimpseClassifier(arch="compact"), GlimpseClassifier(arch="course")
+    assert compact.conv2.weight.shape == course.conv2.weight.shape  # 32 -> 64, 5x5
+    # conv 1->32, conv 32->64 (both 5x5), FC 64*3*3=576 -> 32, FC 32 -> 10.
+    assert sum(p.numel() for p in compact.parameters()) == 832 + 51264 + 18464 + 330
+    assert compact.fc1.in_features == 576
+    glimpses = torch.rand(3, 1, 1, 28, 28)
+    pooled = F.max_pool2d(F.relu(compact.conv1(glimpses[:, 0])), 2)  # 28 -> 14
+    pooled = F.max_pool2d(F.max_pool2d(F.relu(compact.conv2(pooled)), 2), 2)  # 14 -> 7 -> 3
+    expected = compact.fc2(F.relu(compact.fc1(pooled.flatten(1))))
+    torch.testing.assert_close(compact(glimpses), expected)
+    for arch in ("compact", "lean"):
+        model = build_model("dham", width=width, classifier=arch)
+        save_checkpoint(tmp_path / f"{arch}.pt", model, data_config={}, metrics={}, extra={})
+        assert (tmp_path / f"{arch}.pt").stat().st_size <= 300 * 1024
+
+
+def test_the_lean_lenet_keeps_the_7x7_map_with_fewer_channels():
+    lean = GlimpseClassifier(arch="lean")
+    # conv 1->24, conv 24->32 (both 5x5, padded), FC 32*7*7=1568 -> 32, FC 32 -> 10.
+    assert sum(p.numel() for p in lean.parameters()) == 624 + 19232 + 50208 + 330
+    assert lean(torch.rand(2, 1, 1, 28, 28)).shape == (2, 10)
+
+
 def test_the_pooled_cnn_scores_a_digit_the_same_wherever_it_is_and_takes_any_canvas():
     torch.manual_seed(0)
     model = build_model("pooled_cnn", width=4).eval()

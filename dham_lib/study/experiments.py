@@ -79,7 +79,8 @@ class Cell:
     ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
-    and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet or the original's);
+    and the oracle (``dham_lib.models.CLASSIFIERS``: the course's LeNet, the original's, or
+    one of the smaller ones tried on validation);
     ``attention_init`` how DHAM's attention network starts and ``attention_slope`` the
     negative slope of its activation (0: ReLU; ``dham_lib.models.AttentionNet``) and
     ``attention_depth`` its number of convolutions (2, the original's);
