@@ -300,3 +300,24 @@ def test_difference_interval_by_hand():
     assert math.isnan(results_module.difference_interval([1.0], b)[1])
     with pytest.raises(ValueError, match="at least one run"):
         results_module.difference_interval([math.nan], b)
+
+
+def test_differences_from_reads_each_rival_against_the_reference():
+    runs = pd.DataFrame(
+        {
+            "model": ["dham"] * 3 + ["oracle"] * 3 + ["pooled_cnn"] * 3 + ["stn"],
+            "width": [16] * 3 + [0] * 3 + [16] * 3 + [0],
+            "test_acc": [1.0, 2.0, 3.0, -2.0, 0.0, 2.0, 10.0, 11.0, 12.0, 5.0],
+        }
+    )
+    table = results_module.differences_from(runs).set_index("model")
+    # Against the by-hand case above: +2.0 with an interval of +-T_QUANTILE*sqrt(5/3), a tie.
+    assert table.loc["oracle", "difference"] == pytest.approx(2.0)
+    half = T_QUANTILE * math.sqrt(5 / 3)
+    assert table.loc["oracle", "low"] == pytest.approx(2.0 - half, rel=1e-4)
+    assert table.loc["oracle", "verdict"] == "a tie"
+    assert table.loc["pooled_cnn", "difference"] == pytest.approx(-9.0)
+    assert table.loc["pooled_cnn", "verdict"] == "dham behind"
+    assert table.loc["pooled_cnn", "runs"] == 3
+    assert math.isnan(table.loc["stn", "low"])
+    assert table.loc["stn", "verdict"].startswith("no interval")

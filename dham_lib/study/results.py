@@ -193,6 +193,33 @@ def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]
     return difference, float(low), float(high)
 
 
+def differences_from(
+    frame: pd.DataFrame, reference: str = "dham", metric: str = "test_acc"
+) -> pd.DataFrame:
+    """``metric`` of the ``reference`` model's runs minus each other model's (and width's),
+    with Welch's interval (:func:`difference_interval`) and a verdict in words.
+
+    ``frame``: the runs of one comparison, a row per run, with one setting of the
+    reference model. Columns: model, width, difference, low, high, runs (of the other
+    model), verdict ("a tie" when the interval holds 0, else "<reference> ahead" or
+    "<reference> behind"; "no interval (one run)" when either side has a single run).
+    Notebook 07 reads its comparisons by it.
+    """
+    mine = frame.loc[frame["model"] == reference, metric]
+    rows = []
+    for (name, width), other in frame[frame["model"] != reference].groupby(["model", "width"]):
+        difference, low, high = difference_interval(mine, other[metric])
+        if math.isnan(low):
+            verdict = "no interval (one run)"
+        elif low <= 0 <= high:
+            verdict = "a tie"
+        else:
+            verdict = f"{reference} ahead" if difference > 0 else f"{reference} behind"
+        rows.append((name, width, difference, low, high, len(other), verdict))
+    columns = ["model", "width", "difference", "low", "high", "runs", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion ``successes / trials`` (statsmodels')."""
     from statsmodels.stats.proportion import proportion_confint
