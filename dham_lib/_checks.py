@@ -51,22 +51,23 @@ def fraction(name: str, value) -> float:
     return float(value)
 
 
-def positive_int(name: str, value) -> int:
-    """Check that ``value`` is an int >= 1 (a bool is not an int here)."""
+def _int_at_least(name: str, value, least: int, kind: str) -> int:
+    """Check that ``value`` is an int >= ``least`` (a bool is not an int here)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
+        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    if value < least:
+        raise ValueError(f"{name} must be {kind}, got {value}")
     return value
+
+
+def positive_int(name: str, value) -> int:
+    """Check that ``value`` is an int >= 1."""
+    return _int_at_least(name, value, 1, "a positive int")
 
 
 def non_negative_int(name: str, value) -> int:
-    """Check that ``value`` is an int >= 0 (a bool is not an int here)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+    """Check that ``value`` is an int >= 0."""
+    return _int_at_least(name, value, 0, "an int >= 0")
 
 
 def option(name: str, value, allowed: Iterable):
