@@ -200,4 +200,14 @@ def test_a_canvas_curriculum_needs_a_larger_canvas_and_a_model_of_any_size():
     assert Cell(canvas=120, canvas_curriculum=4).canvas_curriculum == 0  # nothing to grow
     assert Cell(canvas=240, canvas_curriculum=4).canvas_curriculum == 4
     with pytest.raises(ValueError, match="any canvas size"):
-        Cell(model="stn_zoom", canvas=240, canvas_curriculum=4)
+        Cell(model="cnn", canvas=240, canvas_curriculum=4)
+    # The STNs pool their localisation features adaptively, so they take any size too.
+    assert Cell(model="stn_zoom", canvas=240, canvas_curriculum=4).canvas_curriculum == 4
+
+
+def test_a_canvas_curriculum_may_start_below_120_px():
+    cell = Cell(model="stn_zoom", canvas=120, canvas_curriculum=4, canvas_curriculum_start=60)
+    assert (cell.canvas_curriculum, cell.canvas_curriculum_start) == (4, 60)
+    # Without a curriculum the start means nothing and is recorded as 120: one cell per run.
+    assert Cell(canvas_curriculum=0, canvas_curriculum_start=60).canvas_curriculum_start == 120
+    assert Cell(canvas=60, canvas_curriculum=4, canvas_curriculum_start=60).canvas_curriculum == 0

@@ -193,6 +193,10 @@ def test_canvas_curriculum_grows_from_120_px_to_the_target_in_steps():
     assert curriculum_canvas(1, 120, 4) == 120 and curriculum_canvas(1, 64, 4) == 64
     with pytest.raises(ValueError, match="canvas_curriculum_epochs"):
         curriculum_canvas(1, 240, -1)
+    # From 60 px to 120 in four epochs: 60, 75, 90, 105, then 120.
+    assert [curriculum_canvas(e, 120, 4, start=60) for e in range(1, 6)] == [60, 75, 90, 105, 120]
+    with pytest.raises(ValueError, match="canvas_curriculum_start"):
+        curriculum_canvas(1, 120, 4, start=0)
 
 
 def test_fit_trains_on_the_curriculum_canvases_and_tests_on_the_target(small_task, monkeypatch):

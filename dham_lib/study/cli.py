@@ -149,7 +149,14 @@ RECIPE_OPTIONS = {
         (
             "canvas_curriculum",
             int,
-            "epochs over which training canvases grow from 120 px to --canvas (0: at --canvas)",
+            "epochs over which training canvases grow from --canvas-curriculum-start "
+            "to --canvas (0: at --canvas)",
+            None,
+        ),
+        (
+            "canvas_curriculum_start",
+            _positive_int,
+            "the side in px of a canvas curriculum's first epoch",
             None,
         ),
     ),

@@ -74,8 +74,9 @@ class Cell:
     learning rate of the part that decides where to look, in DHAM and in the STN;
     ``curriculum`` is the number of epochs over which noisy training canvases go
     from 12 dB down to ``snr_db`` (0: at ``snr_db`` from the start; always 0 clean), and
-    ``canvas_curriculum`` the number over which training canvases grow from 120 px to
-    ``canvas`` (0: at ``canvas`` from the start; always 0 at 120);
+    ``canvas_curriculum`` the number over which training canvases grow from
+    ``canvas_curriculum_start`` px (120) to ``canvas`` (0: at ``canvas`` from the start;
+    always 0 when ``canvas`` is no larger than the start, the start then recorded as 120);
     ``train_split`` is ``"train"`` (the validation digits held out, so that choices can
     be made on them) or ``"train+val"`` (every training digit, as the runs made before
     the validation split did); ``classifier`` the glimpse classifier of DHAM, the STN
@@ -121,14 +122,17 @@ class Cell:
     attention_depth: int = 2
     start_scale: float = 1.0
     batch_norm: bool = False
+    canvas_curriculum_start: int = CANVAS_CURRICULUM_START
 
     def __post_init__(self) -> None:
         _checks.option("train_split", self.train_split, TRAIN_SPLITS)
         if self.snr_db is None:
             object.__setattr__(self, "curriculum", 0)  # nothing to ramp on a clean canvas
-        if self.canvas <= CANVAS_CURRICULUM_START:
+        if self.canvas <= self.canvas_curriculum_start:
             object.__setattr__(self, "canvas_curriculum", 0)  # nor on the smallest canvas
-        elif self.canvas_curriculum and self.model in ("cnn", *STN_MODELS):
+        if not self.canvas_curriculum:
+            object.__setattr__(self, "canvas_curriculum_start", CANVAS_CURRICULUM_START)
+        elif self.model == "cnn":
             raise ValueError(
                 f"canvas_curriculum needs a model that takes any canvas size, not {self.model!r}"
             )
@@ -234,6 +238,7 @@ def fit_cell(cell: Cell, model, train_set, test_set, device=None, progress: bool
         attention_lr=cell.attention_lr,
         curriculum_epochs=cell.curriculum,
         canvas_curriculum_epochs=cell.canvas_curriculum,
+        canvas_curriculum_start=cell.canvas_curriculum_start,
     )
 
 
@@ -302,6 +307,7 @@ LEGACY_FIELDS = {
     "attention_depth": 2,
     "start_scale": 1.0,
     "batch_norm": False,
+    "canvas_curriculum_start": CANVAS_CURRICULUM_START,
 }
 _LEGACY_TEXT = {name: _text(value) for name, value in LEGACY_FIELDS.items()}
 
