@@ -116,6 +116,14 @@ def point_badge_at_student_copy(nb, name: str) -> None:
     first.source += STUDENT_NOTE
 
 
+def relink_one_folder_deeper(nb) -> None:
+    """The student copy lies one folder below the teacher's (notebooks/student/), so a
+    markdown link into the repository, ``](../docs/...)``, climbs one folder more."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace("](../", "](../../")
+
+
 def generate(notebooks: list[Path], out: Path) -> list[Path]:
     """Write the student edition of ``notebooks`` into ``out``; returns the files written."""
     with tempfile.TemporaryDirectory(prefix="dham-nbgrader-") as scratch:
@@ -126,6 +134,7 @@ def generate(notebooks: list[Path], out: Path) -> list[Path]:
         for path in notebooks:
             nb = nbformat.read(root / "release" / ASSIGNMENT / path.name, as_version=4)
             point_badge_at_student_copy(nb, path.name)
+            relink_one_folder_deeper(nb)
             target = out / path.name
             nbformat.write(nb, target)
             written.append(target)

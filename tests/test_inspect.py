@@ -136,25 +136,3 @@ def test_mass_in_box_reads_the_map_as_spanning_the_image():
     torch.testing.assert_close(mass, torch.tensor([[4 / 25, 1.0]]))
     with pytest.raises(ValueError, match="one per PMF"):
         inspect.mass_in_box(pmf, boxes.repeat(2, 1), (100, 100))
-
-
-def test_check_farthest_glimpse_hints_at_what_is_wrong_and_never_tells(capsys):
-    model = small_dham()
-    torch.nn.init.normal_(model.attention.conv2.weight, std=0.5)  # glimpses that wander
-    dataset = TranslatedMNIST(*bar_digits(20), canvas=64, seed=0)
-    stats = inspect.glimpse_stats(model, dataset, limit=10)
-    order = stats["centre_error"].argsort(descending=True)
-    best, other = (int(stats["index"][i]) for i in order[:2])
-    error = stats["centre_error"][order[0]].item()
-    inspect.check_farthest_glimpse(model, dataset, best, error, limit=10)
-    assert capsys.readouterr().out == "Correct.\n"
-    for index, value, hint in (
-        (other, error, "another of the 10 canvases"),
-        (best, error + 1.0, "too high"),
-        (best, error - 1.0, "too low"),
-        (None, error, "is not one of the 10 canvases"),
-    ):
-        with pytest.raises(AssertionError):
-            inspect.check_farthest_glimpse(model, dataset, index, value, limit=10)
-        out = capsys.readouterr().out
-        assert hint in out and f"{error:.4g}" not in out.replace(f"{value:.4g}", "")

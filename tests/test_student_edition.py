@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import sys
 from collections import Counter
@@ -224,3 +225,13 @@ def test_autograde_full_marks_for_the_teacher_and_zero_for_the_blank(tmp_path, m
     )
     exercises = sum(len(edition.exercises(_teacher(path))) for path in NOTEBOOKS)
     assert _scores(root) == {"teacher": (exercises, exercises), "blank": (0.0, exercises)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_relative_link_of_both_editions_resolves(path):
+    for folder, nb in ((NOTEBOOK_DIR, _teacher(path)), (STUDENT_DIR, _student(path))):
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            for target in re.findall(r"\]\((\.\.?/[^)#\s]+)", cell.source):
+                assert (folder / target).exists(), f"{folder.name}/{path.name} links to {target}"

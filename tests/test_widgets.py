@@ -326,3 +326,34 @@ def test_colab_links():
     for bad in ("01_pmf_math", "notebooks/01_pmf_math.ipynb", 1):
         with pytest.raises(ValueError, match="notebook"):
             colab.colab_url(bad)
+
+
+def test_check_function_refuses_a_candidate_that_calls_what_it_should_build(capsys):
+    def delegates(logits, temperature):
+        return [pmf.spatial_softmax(logits, temperature) for _ in range(1)][0]  # nested code
+
+    cases = [(*_seeded_logits(0), 1.0)]
+    with pytest.raises(AssertionError, match="spatial_softmax"):
+        widgets.check_function(delegates, pmf.spatial_softmax, cases, forbid=("spatial_softmax",))
+    assert "delegates uses spatial_softmax" in capsys.readouterr().out
+    widgets.check_function(_softmax, pmf.spatial_softmax, cases, forbid=("spatial_softmax",))
+    assert capsys.readouterr().out.startswith("Correct")
+
+
+def _delegates_through_a_helper(logits, temperature):
+    return _calls_the_library(logits, temperature)
+
+
+def _calls_the_library(logits, temperature):
+    return pmf.spatial_softmax(logits, temperature)
+
+
+def test_check_function_follows_the_candidates_own_helpers(capsys):
+    cases = [(*_seeded_logits(0), 1.0)]
+    with pytest.raises(AssertionError, match="spatial_softmax"):
+        widgets.check_function(
+            lambda logits, t: _delegates_through_a_helper(logits, t),
+            pmf.spatial_softmax,
+            cases,
+            forbid=("spatial_softmax",),
+        )

@@ -141,33 +141,6 @@ def glimpse_stats(
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def check_farthest_glimpse(
-    model: DHAMClassifier, dataset: TranslatedMNIST, index, error, limit: int = 200
-) -> None:
-    """Check notebook 06's exercise 3: among the ``limit`` canvases that
-    ``glimpse_stats(model, dataset, limit=limit)`` looks at, is ``index`` the one whose
-    glimpse centre lies farthest from its digit's, and ``error`` its centre error (px)?
-
-    The answer is computed here, out of the notebook's sight: prints "Correct." or a hint
-    (which part is wrong, and in which direction), never the answer; raises
-    ``AssertionError``.
-    """
-    stats = glimpse_stats(model, dataset, limit=limit)
-    errors = dict(zip(stats["index"].tolist(), stats["centre_error"].tolist(), strict=True))
-    if not isinstance(index, int) or index not in errors:
-        hint = f"{index!r} is not one of the {limit} canvases: read it from the 'index' column"
-    elif errors[index] < max(errors.values()):
-        hint = f"another of the {limit} canvases has its glimpse farther from its digit"
-    elif abs(float(error) - errors[index]) > 1e-3:
-        side = "high" if float(error) > errors[index] else "low"
-        hint = f"the right canvas, but its centre error {float(error):.4g} px is too {side}"
-    else:
-        print("Correct.")
-        return
-    print(f"Not yet: {hint}.")
-    raise AssertionError(hint)
-
-
 def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
     """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``.
 

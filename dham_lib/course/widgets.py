@@ -2,9 +2,11 @@
 
 Three checks: :func:`check_answers` compares numbers a student computed with the expected
 ones; :func:`check_function` calls a function the student wrote and the library's on the
-same random inputs and compares the outputs and their gradients; :func:`check_choice`
+same random inputs and compares the outputs and their gradients (refusing, through
+:func:`check_own_code`, one that calls what it should build); :func:`check_choice`
 compares a multiple-choice answer with a digest of the right one. All print hints, never
-the expected values.
+the expected values. The checks whose references would give an answer away are in
+:mod:`dham_lib.course.answers`.
 
 Every slider function is a pure function of its slider values that returns a
 :class:`View`: the matplotlib ``Figure`` it draws and the numbers it shows, a dict
@@ -133,6 +135,7 @@ def check_function(
     properties: Mapping[str, Callable[..., bool]] | None = None,
     grad: bool = True,
     grad_hint: str = "the values are right but the gradient is not",
+    forbid: Sequence[str] = (),
     seed: int = 0,
 ) -> None:
     """Compare a student's function with the library's on each input; print a verdict and assert.
@@ -146,7 +149,8 @@ def check_function(
     must agree too; ``grad_hint`` is what a student reads whose values agree but whose
     gradient does not. ``properties`` maps a hint to a test ``f(output, *args) -> bool`` of
     the candidate's output, reported when its values are off (``"does not sum to 1 over H,
-    W"``).
+    W"``). ``forbid`` names what the candidate must build rather than call (the library's
+    own function, say): a candidate whose code refers to one of them is told so, unrun.
 
     Prints "Correct: ..." or, for the first input that fails, hints: not a function, the
     exception it raised, a wrong shape or dtype, nan or inf, how many entries are off with
@@ -157,6 +161,7 @@ def check_function(
     """
     name = name or getattr(candidate, "__name__", "your function")
     atol, rtol = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
+    check_own_code(candidate, forbid, name)
     if not inputs or not all(isinstance(args, tuple) for args in inputs):
         raise ValueError("inputs must be a non-empty list of argument tuples")
     try:
@@ -188,6 +193,40 @@ def check_function(
             raise AssertionError(f"{name} on input {number}: " + "; ".join(hints))
     checked = "values and gradients" if grad else "values"
     print(f"Correct: {name} agrees with the reference on all {len(inputs)} inputs ({checked}).")
+
+
+def check_own_code(function: Callable, forbid: Sequence[str], name: str | None = None) -> None:
+    """Refuse a build exercise's answer that calls what it should build: prints a hint and
+    raises ``AssertionError`` if ``function``'s code, or that of the functions it calls that
+    were defined beside it, refers to a name in ``forbid``; says nothing otherwise."""
+    name = name or getattr(function, "__name__", "your function")
+    called = sorted(set(forbid) & _names_used(function))
+    if called:
+        print(
+            f"Not yet: {name} uses {', '.join(called)}; "
+            "build it from the pieces the exercise names."
+        )
+        raise AssertionError(f"{name} uses {called}")
+
+
+def _names_used(function, seen: set | None = None) -> set[str]:
+    """The global and attribute names that ``function``'s code refers to, with those of its
+    nested code (inner functions, comprehensions) and of the functions it calls that were
+    defined beside it (a notebook's own): what a build exercise's answer really calls."""
+    seen = set() if seen is None else seen
+    if not inspect.isfunction(function) or function in seen:
+        return set()
+    seen.add(function)
+    codes, names = [function.__code__], set()
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [constant for constant in code.co_consts if inspect.iscode(constant)]
+    for name in list(names):
+        other = function.__globals__.get(name)
+        if inspect.isfunction(other) and other.__globals__ is function.__globals__:
+            names |= _names_used(other, seen)
+    return names
 
 
 def _function_hints(candidate, reference, args, names, atol, rtol, properties, grad, hint, w):
