@@ -166,8 +166,12 @@ def test_sweep_heatmap_cells_and_labels():
     iou = summary.assign(iou_mean=0.3, iou_std=0.01, n=1)
     iou_texts = [t.get_text() for t in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].texts]
     assert iou_texts == ["0.30\n—\nn=1"] * 5  # two decimals; one seed has no interval
-    assert "blank: not run yet" in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].get_xlabel()
+    assert "blank: no run" in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].get_xlabel()
     assert "blank" not in ax.get_xlabel()
+    # An IoU of 0.02 ± 0.05 over 2 seeds: its interval stops at 0, as an IoU does.
+    low_iou = summary.assign(iou_mean=0.02, iou_std=0.05)
+    low_texts = [t.get_text() for t in plot_sweep_heatmap(low_iou, metric="iou").axes[0].texts]
+    assert all(text.split("\n")[1].startswith("0.00–") for text in low_texts)
     with pytest.raises(ValueError, match="metric"):
         plot_sweep_heatmap(summary, metric="speed")
 
@@ -203,6 +207,23 @@ def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
     plotted = [line.get_ydata()[0] for line in iou.lines if len(line.get_xdata()) == 1]
     assert 1.0 not in plotted and any(abs(y - 0.30) < 1e-9 for y in plotted)
     assert "not shown: cnn, oracle" in [text.get_text() for text in iou.texts]
+
+
+def test_plot_model_comparison_tells_widths_of_one_model_apart():
+    from dham_lib.study.figures import plot_model_comparison
+
+    summary = pd.DataFrame(
+        {
+            "model": ["dham", "pooled_cnn", "pooled_cnn"],
+            "width": [16, 8, 16],
+            "n": [5, 3, 5],
+            "test_acc_mean": [0.955, 0.938, 0.940],
+            "test_acc_std": [0.007, 0.012, 0.012],
+        }
+    )
+    (accuracy,) = plot_model_comparison(summary, metrics=("test_acc",)).axes
+    labels = [text.get_text() for text in accuracy.get_xticklabels()]
+    assert labels == ["dham", "pooled_cnn w8", "pooled_cnn w16"]
 
 
 def test_plot_lock_on_draws_both_panels_with_intervals():

@@ -246,7 +246,9 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     for (i, j), mean in np.ndenumerate(means.to_numpy()):
         if math.isnan(mean):
             continue
-        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]), share=accuracy)
+        # Accuracy, IoU and coverage are shares: their intervals stop at 0 and 1.
+        share = accuracy or metric in ("iou", "coverage")
+        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]), share=share)
         # White on the dark end of viridis, black on the light end, so every cell reads.
         colour = "w" if image.norm(mean * scale) < 0.5 else "k"
         seeds = int(n.iat[i, j])
@@ -259,7 +261,7 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     ax.set_yticks(range(len(means.index)), [str(w) for w in means.index])
     xlabel = "SNR (dB); noisier to the right"
     if means.isna().to_numpy().any():
-        xlabel += "\n(blank: not run yet)"
+        xlabel += "\n(blank: no run of this width at this SNR in these rows)"
     ax.set(
         xlabel=xlabel,
         ylabel="attention width (channels)",
@@ -328,13 +330,17 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
     if summary.empty:
         raise ValueError("summary must not be empty")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
-    names = summary["model"].astype(str).tolist()
+    models = summary["model"].astype(str).tolist()
+    names = [  # a model that comes in several widths is told apart by its width
+        f"{model} w{width}" if models.count(model) > 1 and "width" in summary else model
+        for model, width in zip(models, summary.get("width", models), strict=True)
+    ]
     for ax, metric in zip(axes[0], metrics, strict=True):
         scale = 100 if is_accuracy(metric) else 1
         left_out = []
         for i, (_, entry) in enumerate(summary.iterrows()):
             mean = entry[f"{metric}_mean"]
-            if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(names[i], ()):
+            if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(models[i], ()):
                 left_out.append(names[i])
                 continue
             low, high = mean_interval(
@@ -342,7 +348,7 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
             )
             error = [[scale * (mean - low)], [scale * (high - mean)]]
             ax.errorbar(i, scale * mean, yerr=error, fmt="o", capsize=4, color=f"C{i}")
-        ax.set_xticks(range(len(names)), names)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_xlim(-0.5, len(names) - 0.5)
         unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
         ax.set(title=_metric_label(metric), xlabel="model", ylabel=unit)

@@ -143,7 +143,7 @@ def mean_interval(
 ) -> tuple[float, float]:
     """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t),
     for a summary that kept only those; ``(mean, mean)`` for a single seed, which has no
-    spread to judge by. With ``share`` (an accuracy) it stops at 0 and 1, which a t
+    spread to judge by. With ``share`` (an accuracy, an IoU) it stops at 0 and 1, which a t
     interval knows nothing of. The error bars of notebooks 05 and 07."""
     from scipy import stats
 
