@@ -68,7 +68,7 @@ format: setup
 # The experiments of data/results/README.md, at the recipes chosen on the validation split:
 # the clean comparison (DHAM, the oracle, the zoom STN and the translation-invariant CNN,
 # 5 seeds each), the CNN under noise (0 and -3 dB, 3 seeds) and the 6 dB row of the
-# SNR x width sweep (widths 2-48, 5 seeds), the clutter row (the four models, 3 seeds),
+# SNR x width sweep (widths 2-48, 5 seeds), the clutter row at the 30 epochs chosen on cluttered validation (the four models, 3 seeds),
 # then their tables and figures. A sweep skips
 # cells already in its CSV: delete a CSV to recompute it from scratch.
 # Fresh files in $(REPRODUCE_DIR), the same names as data/results/, to compare with them
@@ -88,11 +88,12 @@ reproduce: setup
 	$(SWEEP) --models dham oracle --widths 2 4 8 16 32 48 --snr-db 6 --seeds 0 1 2 3 4 \
 		--epochs 10 --out $(REPRODUCE_DIR)/sweep_validated.csv
 	$(SWEEP) --models dham oracle --widths 16 --snr-db clean --background clutter \
-		--seeds 0 1 2 --epochs 10 --out $(REPRODUCE_DIR)/clutter.csv
-	$(SWEEP) --models stn_zoom --attention-lr 1e-3 --start-scale 0.5 --snr-db clean \
-		--background clutter --seeds 0 1 2 --epochs 12 --out $(REPRODUCE_DIR)/clutter.csv
+		--seeds 0 1 2 --epochs 30 --out $(REPRODUCE_DIR)/clutter_epochs.csv
+	$(SWEEP) --models stn_zoom --attention-lr 1e-3 --start-scale 0.5 --canvas-curriculum 4 \
+		--canvas-curriculum-start 60 --snr-db clean --background clutter --seeds 0 1 2 \
+		--epochs 30 --out $(REPRODUCE_DIR)/clutter_epochs.csv
 	$(SWEEP) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true --snr-db clean \
-		--background clutter --seeds 0 1 2 --epochs 10 --out $(REPRODUCE_DIR)/clutter.csv
+		--background clutter --seeds 0 1 2 --epochs 30 --out $(REPRODUCE_DIR)/clutter_epochs.csv
 	$(BIN)/python -m dham_lib report $(REPRODUCE_DIR)
 
 clean:
