@@ -49,7 +49,9 @@ def test_the_layout_is_the_documented_one():
         f"study/{m}"
         for m in ("experiments", "executors", "results", "pretrained", "figures", "cli")
     }
-    course = {f"course/{m}" for m in ("widgets", "answers", "colab", "figures", "inspect", "explorers")}
+    course = {
+        f"course/{m}" for m in ("widgets", "answers", "colab", "figures", "inspect", "explorers")
+    }
     private = {"__init__", "__main__", "_checks", "study/__init__", "course/__init__"}
     assert found == top | study | course | private
 
