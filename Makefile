@@ -79,7 +79,7 @@ reproduce: setup
 	$(SWEEP) --models dham oracle --widths 16 --snr-db clean --seeds 0 1 2 3 4 --epochs 10 \
 		--out $(REPRODUCE_DIR)/clean_validated.csv
 	$(SWEEP) --models stn_zoom --attention-lr 1e-3 --start-scale 0.5 --canvas-curriculum 4 \
-		--canvas-curriculum-start 60 --snr-db clean --seeds 0 1 2 3 4 --epochs 12 \
+		--canvas-curriculum-start 60 --snr-db clean --seeds 0 1 2 3 4 --epochs 24 \
 		--out $(REPRODUCE_DIR)/clean_validated.csv
 	$(SWEEP) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true --snr-db clean \
 		--seeds 0 1 2 3 4 --epochs 10 --out $(REPRODUCE_DIR)/clean_validated.csv
