@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lab app student site test lint format clean reproduce
+.PHONY: help setup lab app student site test lint format clean reproduce reproduce-scaling
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
@@ -15,6 +15,7 @@ help:
 	@echo "make test   set up .venv and run the linter and every test"
 	@echo "make setup  only create .venv and install the course into it"
 	@echo "make reproduce  rerun the clean comparison, the CNN under noise, one sweep row and the clutter row (hours on a CPU)"
+	@echo "make reproduce-scaling  rerun the 480-px scaling row (minutes on a GPU, a day on a CPU)"
 	@echo "make clean  remove .venv and caches"
 
 # Reinstall whenever pyproject.toml changes its dependencies.
@@ -95,6 +96,15 @@ reproduce: setup
 	$(SWEEP) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true --snr-db clean \
 		--background clutter --seeds 0 1 2 --epochs 30 --out $(REPRODUCE_DIR)/clutter_epochs.csv
 	$(BIN)/python -m dham_lib report $(REPRODUCE_DIR)
+
+# The 480-px row of notebook 07's section 6; each run takes the GPU when there is one.
+reproduce-scaling: setup
+	$(SWEEP) --models dham --widths 16 --snr-db clean --seeds 0 1 2 3 4 --epochs 10 --canvas 480 \
+		--canvas-curriculum 4 --out $(REPRODUCE_DIR)/canvas480_scaling.csv
+	$(SWEEP) --models pooled_cnn --widths 16 --lr 1e-3 --batch-norm true --snr-db clean \
+		--seeds 0 1 2 3 4 --epochs 10 --canvas 480 --out $(REPRODUCE_DIR)/canvas480_scaling.csv
+	$(SWEEP) --models pooled_cnn --widths 4 --lr 3e-3 --batch-norm true --snr-db clean \
+		--seeds 0 1 2 3 4 --epochs 10 --canvas 480 --out $(REPRODUCE_DIR)/canvas480_scaling.csv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dham_lib.egg-info

@@ -138,14 +138,18 @@ def experiments_grid(args):
 
 def _documented_sweeps() -> list[list[str]]:
     """The argument lists of every `python -m dham_lib sweep` that the Makefile's
-    `reproduce` runs and that data/results/README.md gives as a row's command."""
+    `reproduce` and `reproduce-scaling` run and that data/results/README.md gives as a
+    row's command."""
     import re
     import shlex
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     makefile = (root / "Makefile").read_text().replace("\\\n", " ")
-    recipe = makefile.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
+    recipe = "\n".join(
+        makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        for target in ("reproduce", "reproduce-scaling")
+    )
     recipe = recipe.replace("$(SWEEP)", "python -m dham_lib sweep")
     texts = recipe.replace("$(REPRODUCE_DIR)", "runs/reproduce").splitlines()
     readme = (root / "data" / "results" / "README.md").read_text().replace("\\\n", " ")
