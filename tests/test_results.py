@@ -234,6 +234,25 @@ def test_lock_on_summary_separates_failures_from_accuracy(results):
     assert "1 of 2" in clean_line and "90.0% (90.0%–90.0%)" in clean_line
 
 
+def test_lock_on_summary_groups_by_any_columns():
+    # The oracle crops the true box, so its 120-px mean (1.0) is the bar on any canvas.
+    frame = pd.DataFrame(
+        {
+            "model": ["oracle", "dham", "dham", "dham"],
+            "snr_db": [math.inf] * 4,
+            "canvas": [120, 240, 240, 480],
+            "test_acc": [1.0, 0.95, 0.2, 0.85],
+        }
+    )
+    table = results_module.lock_on_summary(frame, by=("canvas",)).set_index("canvas")
+    assert list(table.index) == [240, 480]
+    assert (table.loc[240, "runs"], table.loc[240, "failures"]) == (2, 1)
+    assert table.loc[240, "acc_locked"] == pytest.approx(0.95)
+    assert table.loc[480, "failures"] == 1 and math.isnan(table.loc[480, "acc_locked"])
+    text = results_module.lock_on_markdown(results_module.lock_on_summary(frame, by=("canvas",)))
+    assert text.splitlines()[0].startswith("|   canvas | failed runs")
+
+
 def _synthetic_runs(claim_holds: bool, seed: int = 0, width_helps: bool = False) -> pd.DataFrame:
     """DHAM runs at 4 noisy SNRs x 5 widths x 20 seeds, and the oracle at each SNR.
 

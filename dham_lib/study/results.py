@@ -239,20 +239,25 @@ def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_ac
 
 
 def lock_on_summary(
-    frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc", level: float = 0.95
+    frame: pd.DataFrame,
+    fraction: float = 0.9,
+    metric: str = "test_acc",
+    level: float = 0.95,
+    by: tuple[str, ...] = ("width", "snr_db"),
 ) -> pd.DataFrame:
-    """Per DHAM (width, SNR): lock-on failures apart from accuracy once locked on.
+    """Per DHAM group (``by``: width and SNR, or e.g. canvas and canvas curriculum): lock-on
+    failures apart from accuracy once locked on (notebooks 05 and 07).
 
-    Columns: ``runs``, ``failures`` and the failure rate with its Wilson interval
-    (``fail_rate``, ``fail_low``, ``fail_high``); the mean ``metric`` over every run and
-    over the runs that locked on, each with a bootstrap interval (``acc``, ``acc_low``,
-    ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``). A mean of one 93% run
-    and one 12% run is no cell value; the two numbers together are.
+    Columns: the ``by`` columns, ``runs``, ``failures`` and the failure rate with its
+    Wilson interval (``fail_rate``, ``fail_low``, ``fail_high``); the mean ``metric`` over
+    every run and over the runs that locked on, each with a bootstrap interval (``acc``,
+    ``acc_low``, ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``). A
+    mean of one 93% run and one 12% run is no cell value; the two numbers together are.
     """
     dham, _ = _dham_against_oracle(frame, fraction)
     dham = dham.assign(locked=locked_on(frame, fraction, metric))
     rows = []
-    for (width, snr), runs in dham.groupby(["width", "snr_db"]):
+    for key, runs in dham.groupby(list(by)):
         failures = int((~runs["locked"]).sum())
         good = runs.loc[runs["locked"], metric]
         fail_low, fail_high = wilson_interval(failures, len(runs), level)
@@ -260,8 +265,7 @@ def lock_on_summary(
         locked_low, locked_high = bootstrap_interval(good, level)
         rows.append(
             {
-                "width": width,
-                "snr_db": snr,
+                **dict(zip(by, key, strict=True)),
                 "runs": len(runs),
                 "failures": failures,
                 "fail_rate": failures / len(runs),
@@ -275,23 +279,30 @@ def lock_on_summary(
                 "locked_high": locked_high,
             }
         )
-    return pd.DataFrame(rows).sort_values(["snr_db", "width"], ascending=[False, True])
+    if tuple(by) == ("width", "snr_db"):  # the sweep's order: noisier rows further down
+        return pd.DataFrame(rows).sort_values(["snr_db", "width"], ascending=[False, True])
+    return pd.DataFrame(rows).sort_values(list(by))
 
 
 def lock_on_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of :func:`lock_on_summary`: per (width, SNR), the failed runs with
-    their Wilson interval and the accuracy of the runs that locked on with its bootstrap
-    interval, in % (notebook 05)."""
+    """A Markdown table of :func:`lock_on_summary`: per group (its columns before ``runs``),
+    the failed runs with their Wilson interval and the accuracy of the runs that locked on
+    with its bootstrap interval, in % (notebooks 05 and 07)."""
     if table.empty:
-        raise ValueError("table must hold at least one (width, SNR) row")
+        raise ValueError("table must hold at least one row")
 
     def span(mid, low, high):
         return "–" if math.isnan(mid) else f"{mid:.1%} ({low:.1%}–{high:.1%})"
 
+    groups = table.columns[: table.columns.get_loc("runs")]
     shown = pd.DataFrame(
         {
-            "width": table["width"],
-            "SNR": table["snr_db"].map(snr_label),
+            **{
+                "SNR" if name == "snr_db" else name: (
+                    table[name].map(snr_label) if name == "snr_db" else table[name]
+                )
+                for name in groups
+            },
             "failed runs": [
                 f"{f} of {n}" for f, n in zip(table["failures"], table["runs"], strict=True)
             ],
