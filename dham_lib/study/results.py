@@ -294,15 +294,11 @@ def lock_on_markdown(table: pd.DataFrame) -> str:
     def span(mid, low, high):
         return "–" if math.isnan(mid) else f"{mid:.1%} ({low:.1%}–{high:.1%})"
 
-    groups = table.columns[: table.columns.get_loc("runs")]
-    shown = pd.DataFrame(
-        {
-            **{
-                "SNR" if name == "snr_db" else name: (
-                    table[name].map(snr_label) if name == "snr_db" else table[name]
-                )
-                for name in groups
-            },
+    shown = table.iloc[:, : table.columns.get_loc("runs")].copy()
+    if "snr_db" in shown:
+        shown["snr_db"] = shown["snr_db"].map(snr_label)
+    shown = shown.rename(columns={"snr_db": "SNR"}).assign(
+        **{
             "failed runs": [
                 f"{f} of {n}" for f, n in zip(table["failures"], table["runs"], strict=True)
             ],
