@@ -41,6 +41,17 @@ from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.dham import DHAM
 from dham_lib.models import build_model
 
+# Keys that are nan when the training part is skipped (--skip-training, --quick).
+TRAINING_KEYS = (
+    "seconds_to_90",
+    "epochs_to_90",
+    "best_test_acc",
+    "seconds_to_90_cnn",
+    "epochs_to_90_cnn",
+    "best_test_acc_cnn",
+    "peak_rss_mb",
+    "peak_rss_mb_cnn",
+)
 # Every key the script prints as key=value, in order; a skipped part prints nan.
 KEYS = (
     "cpu_count",
@@ -68,27 +79,9 @@ KEYS = (
     "step_ratio_pooled_cnn_stride2",
     "canvases_per_s",
     "reseed_ms",
-    "seconds_to_90",
-    "epochs_to_90",
-    "best_test_acc",
-    "seconds_to_90_cnn",
-    "epochs_to_90_cnn",
-    "best_test_acc_cnn",
-    "peak_rss_mb",
-    "peak_rss_mb_cnn",
+    *TRAINING_KEYS,
     "bench_peak_rss_mb",
     "load_1min_end",
-)
-# Keys that are nan when the training part is skipped (--skip-training, --quick).
-TRAINING_KEYS = (
-    "seconds_to_90",
-    "epochs_to_90",
-    "best_test_acc",
-    "seconds_to_90_cnn",
-    "epochs_to_90_cnn",
-    "best_test_acc_cnn",
-    "peak_rss_mb",
-    "peak_rss_mb_cnn",
 )
 RESULT_PREFIX = "BENCH_WORKER_RESULT "
 
@@ -111,18 +104,10 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(
-            layer_batch=4,
-            layer_repeats=1,
-            dham_calls_per_repeat=1,
-            step_batch=8,
-            step_warmup=1,
-            step_rounds=1,
-            steps_per_round=1,
-            canvas_items=256,
-            canvas_repeats=1,
-            training=False,
-        )
+        """One repeat of everything, on tiny batches, without training."""
+        ones = {f.name: 1 for f in dataclasses.fields(cls) if f.type == "int"}
+        small = {"layer_batch": 4, "step_batch": 8, "canvas_items": 256}
+        return cls(**{**ones, **small, "max_epochs": cls.max_epochs, "training": False})
 
 
 # --------------------------------------------------------------------------- references

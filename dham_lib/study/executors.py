@@ -54,13 +54,7 @@ class InProcess:
 
     name = "local"
 
-    def map(
-        self,
-        function: Callable,
-        items: Iterable,
-        names: Callable[[Any], str] | None = None,
-        **kwargs,
-    ) -> Iterator[tuple[Any, Any]]:
+    def map(self, function: Callable, items: Iterable, names=None, **kwargs) -> Iterator[tuple]:
         """Yield ``(item, function(item, **kwargs))`` in order; an exception propagates
         at once. (``names`` is the same interface as Ray's, and not needed here.)"""
         for item in items:
@@ -163,18 +157,12 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
-def make_executor(
-    name: str = "local",
-    address: str | None = None,
-    num_cpus: float = 1,
-    num_gpus: float = 0,
-    max_retries: int = 3,
-):
-    """The executor called ``name`` (``EXECUTORS``); the other arguments are Ray's."""
+def make_executor(name: str = "local", **ray_options):
+    """The executor called ``name`` (``EXECUTORS``); ``ray_options`` are
+    :class:`RayExecutor`'s (``address``, ``num_cpus``, ``num_gpus``, ``max_retries``) and
+    mean nothing to the local one."""
     _checks.option("executor", name, EXECUTORS)
-    if name == "local":
-        return InProcess()
-    return RayExecutor(address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)
+    return InProcess() if name == "local" else RayExecutor(**ray_options)
 
 
 # --------------------------------------------------------------------------- one file per record
