@@ -163,6 +163,8 @@ def test_make_executor_checks_its_arguments():
     assert isinstance(executors.make_executor("local"), executors.InProcess)
     with pytest.raises(ValueError, match="executor"):
         executors.make_executor("dask")
+    with pytest.raises(TypeError, match="num_cpu"):  # misspelt: refused even where unused
+        executors.make_executor("local", num_cpu=2)
     pytest.importorskip("ray")
     with pytest.raises(ValueError, match="num_cpus"):
         executors.make_executor("ray", num_cpus=0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -160,8 +161,9 @@ def _describe(error: BaseException) -> str:
 def make_executor(name: str = "local", **ray_options):
     """The executor called ``name`` (``EXECUTORS``); ``ray_options`` are
     :class:`RayExecutor`'s (``address``, ``num_cpus``, ``num_gpus``, ``max_retries``) and
-    mean nothing to the local one."""
+    mean nothing to the local one, though a misspelt one is refused by either."""
     _checks.option("executor", name, EXECUTORS)
+    inspect.signature(RayExecutor).bind(**ray_options)  # TypeError naming an unknown option
     return InProcess() if name == "local" else RayExecutor(**ray_options)
 
 
