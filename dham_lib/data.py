@@ -58,6 +58,8 @@ CLUTTER_PER_120 = 8
 _DOWNLOAD_ERRORS = (RuntimeError, OSError, EOFError, http.client.HTTPException)
 # What reading a damaged, already extracted idx file raises inside torchvision.
 _READ_ERRORS = (*_DOWNLOAD_ERRORS, AssertionError, ValueError)
+# variant()'s default for snr_db, where None already means a clean canvas.
+_UNCHANGED = object()
 
 
 # --------------------------------------------------------------------------- load_mnist
@@ -379,7 +381,8 @@ class TranslatedMNIST(Dataset):
         self.n_clutter = _check_n_clutter(
             n_clutter, background, self.canvas_size, len(self._images)
         )
-        self._draw_parameters(_check_seed(seed))
+        self.seed = _check_seed(seed)
+        self._draw_parameters(self.seed)
         self.sigma = self._noise_sigma()
 
     def _draw_parameters(self, seed: int) -> None:
@@ -418,45 +421,32 @@ class TranslatedMNIST(Dataset):
             )
         return noise_sigma(power, self.snr_db)
 
-    def reseeded(self, seed: int) -> TranslatedMNIST:
-        """The same digits and settings with every random choice drawn anew from ``seed``.
+    def variant(self, seed=None, snr_db=_UNCHANGED, canvas=None) -> TranslatedMNIST:
+        """The same digits and settings, with what the arguments name changed.
 
-        Training calls this each epoch, so the model sees fresh placements and fresh
-        noise of the same digits instead of memorising 4,000 fixed canvases.
+        Args:
+            seed: every random choice (sides, positions, noise, clutter) drawn anew from this
+                seed; None keeps the draws, unless ``canvas`` changes, which redraws them
+                from the dataset's own seed. Training draws fresh canvases each epoch.
+            snr_db: another SNR (``None``: clean) with the same canvases and noise pattern,
+                only σ changed (a noise curriculum); left out, the SNR stays.
+            canvas: canvases of side ``canvas`` (int or ``(H, W)``) with the digits at the same
+                pixel sizes and clutter at the same pieces per area (a canvas curriculum).
         """
         other = copy.copy(self)
-        other._draw_parameters(_check_seed(seed))
-        other.sigma = other._noise_sigma()
-        return other
-
-    def with_snr(self, snr_db: float | None) -> TranslatedMNIST:
-        """The same canvases (digits, placements, noise pattern) at another SNR.
-
-        Only the noise's σ changes, so a curriculum can raise the noise epoch by epoch
-        (``fit(curriculum_epochs=...)``); ``None`` gives the clean canvases.
-        """
-        other = copy.copy(self)
-        other.snr_db = _checks.snr_db("snr_db", snr_db)
-        other.sigma = other._noise_sigma()
-        return other
-
-    def on_canvas(self, canvas, seed: int) -> TranslatedMNIST:
-        """The same digits at the same pixel sizes on canvases of side ``canvas``, every
-        random choice drawn anew from ``seed``; clutter keeps its pieces per area.
-
-        A canvas curriculum trains on small canvases first and grows them epoch by epoch
-        (``fit(canvas_curriculum_epochs=...)``, notebook 07); a digit's size in pixels is
-        what the glimpse classifier learns, so it stays.
-        """
-        other = copy.copy(self)
-        other.canvas_size = _check_canvas(canvas)
-        ratio = min(self.canvas_size) / min(other.canvas_size)
-        low, high = self.scale
-        other.scale = _check_scale((low * ratio, high * ratio), min(other.canvas_size))
-        if self.background == "clutter":
-            area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
-            other.n_clutter = max(1, round(self.n_clutter * area))
-        other._draw_parameters(_check_seed(seed))
+        if snr_db is not _UNCHANGED:
+            other.snr_db = _checks.snr_db("snr_db", snr_db)
+        if canvas is not None:
+            other.canvas_size = _check_canvas(canvas)
+            ratio = min(self.canvas_size) / min(other.canvas_size)
+            low, high = self.scale
+            other.scale = _check_scale((low * ratio, high * ratio), min(other.canvas_size))
+            if self.background == "clutter":
+                area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
+                other.n_clutter = max(1, round(self.n_clutter * area))
+        if seed is not None or canvas is not None:
+            other.seed = self.seed if seed is None else _check_seed(seed)
+            other._draw_parameters(other.seed)
         other.sigma = other._noise_sigma()
         return other
 

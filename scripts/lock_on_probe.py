@@ -35,7 +35,7 @@ def _batches(cell: Cell):
     train_set = make_dataset(cell, "train")
     for epoch in itertools.count(1):
         epoch_seed = cell.seed * 10_000 + epoch
-        yield from train_set.reseeded(epoch_seed).batches(
+        yield from train_set.variant(seed=epoch_seed).batches(
             cell.batch_size, shuffle=True, seed=epoch_seed
         )
 

@@ -168,7 +168,7 @@ def _loop(model, train_set, epochs, seed, attention_lr=1e-2):
     model.train()
     losses = []
     for epoch in range(1, epochs + 1):
-        epoch_set = train_set.reseeded(seed * 10_000 + epoch)
+        epoch_set = train_set.variant(seed=seed * 10_000 + epoch)
         for canvases, labels, _ in epoch_set.batches(64, shuffle=True, seed=seed * 10_000 + epoch):
             losses.append(_one_step(model, optimiser, canvases, labels))
     return losses

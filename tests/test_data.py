@@ -71,33 +71,35 @@ def assert_same_items(first: TranslatedMNIST, second: TranslatedMNIST, n: int = 
         assert torch.equal(x, y)
 
 
-def test_reseeded_is_a_fresh_draw_of_the_same_task(digits):
+def test_variant_with_a_seed_is_a_fresh_draw_of_the_same_task(digits):
     base = TranslatedMNIST(*digits, snr_db=3.0, seed=1)
-    again = base.reseeded(2)
+    again = base.variant(seed=2)
     assert_same_items(again, TranslatedMNIST(*digits, snr_db=3.0, seed=2))
     assert not torch.equal(base.batch(range(16))[2], again.batch(range(16))[2])
     # The original keeps its own draws.
     assert_same_items(base, TranslatedMNIST(*digits, snr_db=3.0, seed=1), n=4)
+    assert_same_items(base.variant(), base)  # nothing named, nothing changed
 
 
-def test_with_snr_keeps_the_canvases_and_changes_only_the_noise_level(digits):
+def test_variant_with_an_snr_keeps_the_canvases_and_changes_only_the_noise_level(digits):
     noisy = TranslatedMNIST(*digits, snr_db=6.0, seed=4)
-    louder = noisy.with_snr(0.0)
+    louder = noisy.variant(snr_db=0.0)
     assert_same_items(louder, TranslatedMNIST(*digits, snr_db=0.0, seed=4))
     # 6 dB less SNR is twice the noise amplitude (10·log10(4) = 6.02 dB).
     np.testing.assert_allclose(louder.sigma / noisy.sigma, 10 ** (6 / 20))
     assert noisy.snr_db == 6.0  # the original is untouched
-    clean = noisy.with_snr(None)
+    clean = noisy.variant(snr_db=None)
     assert torch.equal(
         clean.batch(range(4))[0], TranslatedMNIST(*digits, seed=4).batch(range(4))[0]
     )
+    assert noisy.variant(seed=7).snr_db == 6.0  # left out, the SNR stays
     with pytest.raises(ValueError, match="snr_db"):
-        noisy.with_snr(float("nan"))
+        noisy.variant(snr_db=float("nan"))
 
 
-def test_on_canvas_keeps_each_digit_s_pixel_size_and_draws_the_rest_anew(digits):
+def test_variant_on_a_canvas_keeps_each_digit_s_pixel_size_and_draws_the_rest_anew(digits):
     small = TranslatedMNIST(*digits, canvas=120, scale=(0.24, 0.40), snr_db=3.0, seed=4)
-    large = small.on_canvas(240, seed=9)
+    large = small.variant(seed=9, canvas=240)
     assert large.canvas_size == (240, 240) and small.canvas_size == (120, 120)
     # The same digit sizes in pixels as a 240-pixel set made with half the scale.
     assert_same_items(
@@ -107,10 +109,17 @@ def test_on_canvas_keeps_each_digit_s_pixel_size_and_draws_the_rest_anew(digits)
     assert canvases.shape == (8, 1, 240, 240)
     sides = boxes[:, 2] - boxes[:, 0]
     assert 0.24 * 120 - 1 <= sides.min() and sides.max() <= 0.40 * 120 + 1
+    # Without a seed, the dataset's own seed draws the new canvases.
+    assert_same_items(small.variant(canvas=240), small.variant(seed=4, canvas=240))
+    # All three at once: a new seed, canvas and SNR.
+    assert_same_items(
+        small.variant(seed=2, canvas=240, snr_db=None),
+        TranslatedMNIST(*digits, canvas=240, scale=(0.12, 0.20), seed=2),
+    )
     clutter = TranslatedMNIST(*digits, canvas=120, background="clutter", seed=1)
-    assert clutter.on_canvas(240, seed=1).n_clutter == 4 * clutter.n_clutter  # pieces per area
+    assert clutter.variant(seed=1, canvas=240).n_clutter == 4 * clutter.n_clutter  # per area
     with pytest.raises(ValueError, match="scale"):
-        small.on_canvas(30, seed=0)  # digits of 40% of 120 px do not fit on 30 px
+        small.variant(seed=0, canvas=30)  # digits of 40% of 120 px do not fit on 30 px
 
 
 @pytest.mark.parametrize("background", ["noise", "clutter"])
