@@ -16,8 +16,14 @@ import numpy as np
 import torch
 
 
-def tensor(name: str, value, ndim: int | None = None, floating: bool = True) -> torch.Tensor:
-    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions."""
+def tensor(
+    name: str, value, ndim: int | None = None, floating: bool = True, finite: bool = True
+) -> torch.Tensor:
+    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions.
+
+    ``finite=False`` checks the metadata only (type, dtype, shape), as a module's
+    ``forward`` does: the finiteness test reads the values, which waits for the device.
+    """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if floating and not value.is_floating_point():
@@ -26,9 +32,11 @@ def tensor(name: str, value, ndim: int | None = None, floating: bool = True) -> 
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
     if value.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if not (floating and finite):
+        return value
     # A sum is one fast pass and is NaN or infinite whenever an entry is; only when
     # it is (or overflows) does the exact, slower elementwise test run.
-    if floating and not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
+    if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
         raise ValueError(f"{name} must be finite, got NaN or infinite values")
     return value
 

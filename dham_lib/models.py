@@ -22,7 +22,7 @@ from torch import nn
 
 from dham_lib import _checks
 from dham_lib.dham import DHAM, AttentionParams
-from dham_lib.sampling import box_to_params, glimpse, glimpse_box
+from dham_lib.sampling import _box_to_params, _sample_glimpses, glimpse_box
 
 
 class Prediction(NamedTuple):
@@ -40,8 +40,11 @@ class Prediction(NamedTuple):
 
 
 def _canvas(canvas, in_channels: int) -> torch.Tensor:
-    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count."""
-    _checks.tensor("canvas", canvas, ndim=4)
+    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count.
+
+    Shapes and dtype only: a ``forward`` never reads a tensor's values (docs/conventions.md).
+    """
+    _checks.tensor("canvas", canvas, ndim=4, finite=False)
     if canvas.shape[1] != in_channels:
         raise ValueError(
             f"canvas must have {in_channels} channel(s) (shape [B, {in_channels}, H, W]), "
@@ -186,7 +189,7 @@ class GlimpseClassifier(nn.Module):
 
     def forward(self, glimpses: torch.Tensor) -> torch.Tensor:
         """``[B, K, C, h, w] -> [B, num_classes]`` logits."""
-        _checks.tensor("glimpses", glimpses, ndim=5)
+        _checks.tensor("glimpses", glimpses, ndim=5, finite=False)
         if tuple(glimpses.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"glimpses must have shape [B, {', '.join(map(str, self.in_shape))}], "
@@ -482,15 +485,20 @@ class OracleClassifier(nn.Module):
         _canvas(canvas, self.in_channels)
         if true_box is None:
             raise ValueError("true_box is required by the oracle: pass the digit boxes [B, 4]")
-        _checks.tensor("true_box", true_box, ndim=2)
+        _checks.tensor("true_box", true_box, ndim=2, finite=False)
         if true_box.shape != (canvas.shape[0], 4):
             raise ValueError(
                 f"true_box must have shape [{canvas.shape[0]}, 4] (one box per canvas), "
                 f"got {tuple(true_box.shape)}"
             )
+        if true_box.dtype != canvas.dtype or true_box.device != canvas.device:
+            raise TypeError(
+                f"true_box must match the canvas's dtype and device ({canvas.dtype}, "
+                f"{canvas.device}), got ({true_box.dtype}, {true_box.device})"
+            )
         size = tuple(canvas.shape[-2:])
-        tx, ty, s = box_to_params(true_box.unsqueeze(1), image_size=size)
-        glimpses = glimpse(canvas, tx, ty, s, size=self.glimpse_size)
+        tx, ty, s = _box_to_params(true_box.unsqueeze(1), size)
+        glimpses = _sample_glimpses(canvas, tx, ty, s, self.glimpse_size, "border")
         boxes = glimpse_box(tx, ty, s, image_size=size)
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 

@@ -195,7 +195,14 @@ def box_to_params(
     _checks.tensor("box", box)
     if box.shape[-1] != 4:
         raise ValueError(f"box must have shape [..., 4], got {tuple(box.shape)}")
-    h, w = _checks.size_pair("image_size", image_size)
+    return _box_to_params(box, _checks.size_pair("image_size", image_size))
+
+
+def _box_to_params(
+    box: torch.Tensor, image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel of ``box_to_params``: ``box [..., 4]`` → ``(tx, ty, s)``, each ``[...]``."""
+    h, w = image_size
     x0, y0 = to_normalised(box[..., 0], w), to_normalised(box[..., 1], h)
     x1, y1 = to_normalised(box[..., 2], w), to_normalised(box[..., 3], h)
     s = torch.maximum(x1 - x0, y1 - y0) / 2
