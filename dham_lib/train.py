@@ -1,15 +1,20 @@
 """Training and evaluation loops for every model of the course (notebook 04).
 
-``fit`` trains on a :class:`~dham_lib.data.TranslatedMNIST` with Adam (``train_step`` on
-each batch, the attention network in its own ``parameter_groups``) and a progress bar,
-and returns a history of loss, accuracy and the mean IoU of the
-attention box against the true digit box; ``evaluate`` measures one data set.
+``fit`` trains a model with Adam on any batches of ``(canvases [B, C, H, W], labels [B],
+boxes [B, 4])``: a list, a ``torch.utils.data.DataLoader``, or a per-epoch schedule (a
+callable ``epoch -> batches``) such as :class:`EpochSchedule`, the course's: fresh canvases
+every epoch, and the SNR and canvas curricula as small pure functions. ``evaluate``
+measures a model on one set of batches.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,8 +23,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dham_lib import _checks
+from dham_lib.data import TranslatedMNIST
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 HISTORY_KEYS = (
     "epoch",
     "seconds",
@@ -31,6 +38,16 @@ HISTORY_KEYS = (
     "test_centre_error",
     "test_coverage",
 )
+# The course's recipe (data/results/README.md says how each was found): Adam at LR, the
+# network that decides where to look at ATTENTION_LR, BATCH_SIZE canvases a step, noisy
+# canvases from CURRICULUM_START_DB down to the target over CURRICULUM_EPOCHS.
+LR = 1e-3
+ATTENTION_LR = 1e-2
+BATCH_SIZE = 64
+CURRICULUM_EPOCHS = 4
+CURRICULUM_START_DB = 12.0
+# A canvas curriculum starts, by default, on canvases of the side the recipe was found on.
+CANVAS_CURRICULUM_START = 120
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
@@ -49,101 +66,19 @@ def seed_everything(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     # The library draws from explicit generators; these global ones are seeded for
-    # the students' own code in the notebooks.
+    # the students' own code in the notebooks, and for dropout.
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002
     torch.manual_seed(seed)
 
 
-def _best_box_scores(boxes: torch.Tensor, true_boxes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Box metrics of each item's best attention channel: ``[B, K, 4]``, ``[B, 4]`` → ``[B]`` each.
-
-    With K > 1 glimpses the channel with the highest IoU is the one that found the digit.
-    """
-    iou = box_iou(boxes, true_boxes[:, None])
-    best = iou.argmax(dim=1, keepdim=True)
-    return {
-        "iou": iou.gather(1, best)[:, 0],
-        "centre_error": box_centre_error(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
-        "coverage": box_coverage(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
-    }
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None) -> dict[str, float]:
-    """Loss, accuracy, and box metrics of ``model`` on every item of ``dataset``.
-
-    Returns ``loss``, ``acc`` (a fraction), and for models that attend the mean
-    ``iou``, ``centre_error`` (pixels) and ``coverage`` (fraction of the true box
-    inside the glimpse box); these three are ``nan`` for models without a box.
-    """
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
-    totals = {"loss": 0.0, "acc": 0.0, "iou": 0.0, "centre_error": 0.0, "coverage": 0.0}
-    has_boxes, count = False, 0
-    for canvases, labels, true_boxes in dataset.batches(batch_size, shuffle=False):
-        canvases, labels = canvases.to(device), labels.to(device)
-        true_boxes = true_boxes.to(device)
-        prediction = model(canvases, true_box=true_boxes)
-        totals["loss"] += F.cross_entropy(prediction.logits, labels, reduction="sum").item()
-        totals["acc"] += (prediction.logits.argmax(dim=1) == labels).sum().item()
-        if prediction.boxes is not None:
-            has_boxes = True
-            for key, value in _best_box_scores(prediction.boxes.float(), true_boxes).items():
-                totals[key] += value.sum().item()
-        count += len(labels)
-    model.train(was_training)
-    metrics = {key: value / count for key, value in totals.items()}
-    if not has_boxes:
-        metrics.update(iou=float("nan"), centre_error=float("nan"), coverage=float("nan"))
-    return metrics
-
-
-def train_step(
-    model: nn.Module, optimiser: torch.optim.Optimizer, canvases, labels, true_boxes=None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of gradient descent on one batch (the step notebook 04 writes out).
-
-    ``canvases [B, C, H, W]`` and ``labels [B]`` (and the ``true_boxes [B, 4]`` that
-    only the oracle reads) go forward, the cross-entropy of the class scores comes back
-    through every weight, and ``optimiser`` takes one step. Returns the batch's loss
-    (a detached scalar) and its class scores ``[B, num_classes]``.
-    """
-    prediction = model(canvases, true_box=true_boxes)
-    loss = F.cross_entropy(prediction.logits, labels)
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    optimiser.step()
-    return loss.detach(), prediction.logits.detach()
-
-
-def _train_epoch(model, dataset, optimiser, batch_size, seed, device, bar) -> tuple[float, float]:
-    """One pass over ``dataset`` in a seeded random order; returns mean loss and accuracy."""
-    model.train()
-    loss_sum, correct, count = 0.0, 0, 0
-    for canvases, labels, true_boxes in dataset.batches(batch_size, shuffle=True, seed=seed):
-        canvases, labels = canvases.to(device), labels.to(device)
-        loss, logits = train_step(model, optimiser, canvases, labels, true_boxes.to(device))
-        loss_sum += loss.item() * len(labels)
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-        count += len(labels)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
-    return loss_sum / count, correct / count
-
-
-CURRICULUM_START_DB = 12.0
-
-
 def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) -> float | None:
     """The SNR (dB) to train at in ``epoch`` (1-based) of a clean-to-noisy curriculum.
 
-    The first epoch is at ``CURRICULUM_START_DB`` (12 dB, where every attention
-    width locked on in the sweep); the SNR then falls linearly in dB and reaches
-    ``target_db`` at epoch ``curriculum_epochs + 1``, where it stays. A target that is
-    clean (``None``) or at least 12 dB, or ``curriculum_epochs=0``, gives the target
-    at every epoch.
+    The first epoch is at ``CURRICULUM_START_DB`` (12 dB, where every attention width
+    locked on in the sweep); the SNR then falls linearly in dB and reaches ``target_db``
+    at epoch ``curriculum_epochs + 1``, where it stays. A target that is clean (``None``)
+    or at least 12 dB, or ``curriculum_epochs=0``, gives the target at every epoch.
     """
     _checks.positive_int("epoch", epoch)
     _checks.non_negative_int("curriculum_epochs", curriculum_epochs)
@@ -151,10 +86,6 @@ def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) 
         return target_db
     done = (epoch - 1) / curriculum_epochs
     return CURRICULUM_START_DB + done * (target_db - CURRICULUM_START_DB)
-
-
-# A canvas curriculum starts, by default, on canvases of the side the recipe was found on.
-CANVAS_CURRICULUM_START = 120
 
 
 def curriculum_canvas(
@@ -179,6 +110,125 @@ def curriculum_canvas(
     return round(start + done * (target - start))
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochSchedule:
+    """The course's per-epoch training data from one :class:`~dham_lib.data.TranslatedMNIST`.
+
+    ``schedule(epoch)`` (1-based) yields the epoch's batches ``(canvases [B, 1, H, W],
+    labels [B], boxes [B, 4])``: the same digits with fresh placements and noise drawn
+    from ``seed * 10_000 + epoch`` (so the model cannot memorise fixed canvases), at the
+    SNR of :func:`curriculum_snr` and the canvas side of :func:`curriculum_canvas`, in a
+    random order drawn from the same seed. ``len(schedule)`` is the batches per epoch.
+    """
+
+    dataset: TranslatedMNIST
+    batch_size: int = BATCH_SIZE
+    seed: int = 0
+    snr_curriculum: int = CURRICULUM_EPOCHS
+    canvas_curriculum: int = 0
+    canvas_start: int = CANVAS_CURRICULUM_START
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, TranslatedMNIST):
+            raise TypeError(f"dataset must be a TranslatedMNIST, got {type(self.dataset)}")
+        _checks.positive_int("batch_size", self.batch_size)
+        _checks.non_negative_int("seed", self.seed)
+        curriculum_snr(1, self.dataset.snr_db, self.snr_curriculum)  # checks it now
+        height, width = self.dataset.canvas_size
+        curriculum_canvas(1, height, self.canvas_curriculum, self.canvas_start)
+        if self.canvas_curriculum and height != width:
+            raise ValueError(
+                f"canvas_curriculum needs square canvases, got {self.dataset.canvas_size}"
+            )
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __call__(self, epoch: int) -> Iterator[Batch]:
+        epoch_seed = self.seed * 10_000 + epoch
+        side = curriculum_canvas(
+            epoch, self.dataset.canvas_size[0], self.canvas_curriculum, self.canvas_start
+        )
+        drawn = self.dataset.variant(
+            seed=epoch_seed,
+            snr_db=curriculum_snr(epoch, self.dataset.snr_db, self.snr_curriculum),
+            canvas=side if side != self.dataset.canvas_size[0] else None,
+        )
+        return drawn.batches(self.batch_size, shuffle=True, seed=epoch_seed)
+
+
+def _best_box_scores(boxes: torch.Tensor, true_boxes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Box metrics of each item's best attention channel: ``[B, K, 4]``, ``[B, 4]`` → ``[B]`` each.
+
+    With K > 1 glimpses the channel with the highest IoU is the one that found the digit.
+    """
+    iou = box_iou(boxes, true_boxes[:, None])
+    best = iou.argmax(dim=1, keepdim=True)
+    return {
+        "iou": iou.gather(1, best)[:, 0],
+        "centre_error": box_centre_error(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
+        "coverage": box_coverage(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
+    }
+
+
+def _as_batches(data, batch_size: int) -> Iterable[Batch]:
+    """A :class:`TranslatedMNIST` as its batches in order; any other iterable as it is."""
+    if isinstance(data, TranslatedMNIST):
+        return data.batches(batch_size, shuffle=False)
+    return data
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict[str, float]:
+    """Loss, accuracy, and box metrics of ``model`` on ``data``: a ``TranslatedMNIST`` or
+    any iterable of ``(canvases, labels, boxes)`` batches (a ``DataLoader``).
+
+    Returns ``loss``, ``acc`` (a fraction), and for models that attend the mean ``iou``,
+    ``centre_error`` (pixels) and ``coverage`` (fraction of the true box inside the
+    glimpse box); these three are ``nan`` for models without a box.
+    """
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    totals = dict.fromkeys(("loss", "acc", "iou", "centre_error", "coverage"), 0.0)
+    has_boxes, count = False, 0
+    for canvases, labels, true_boxes in _as_batches(data, batch_size):
+        canvases, labels, true_boxes = canvases.to(device), labels.to(device), true_boxes.to(device)
+        prediction = model(canvases, true_box=true_boxes)
+        totals["loss"] += F.cross_entropy(prediction.logits, labels, reduction="sum").item()
+        totals["acc"] += (prediction.logits.argmax(dim=1) == labels).sum().item()
+        if prediction.boxes is not None:
+            has_boxes = True
+            for key, value in _best_box_scores(prediction.boxes.float(), true_boxes).items():
+                totals[key] += value.sum().item()
+        count += len(labels)
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("data must hold at least one batch, got none")
+    metrics = {key: value / count for key, value in totals.items()}
+    if not has_boxes:
+        metrics.update(iou=math.nan, centre_error=math.nan, coverage=math.nan)
+    return metrics
+
+
+def train_step(
+    model: nn.Module, optimiser: torch.optim.Optimizer, canvases, labels, true_boxes=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of gradient descent on one batch (the step notebook 04 writes out).
+
+    ``canvases [B, C, H, W]`` and ``labels [B]`` (and the ``true_boxes [B, 4]`` that
+    only the oracle reads) go forward, the cross-entropy of the class scores comes back
+    through every weight, and ``optimiser`` takes one step. Returns the batch's loss
+    (a detached scalar) and its class scores ``[B, num_classes]``.
+    """
+    prediction = model(canvases, true_box=true_boxes)
+    loss = F.cross_entropy(prediction.logits, labels)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.detach(), prediction.logits.detach()
+
+
 def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
     """The optimiser's parameter groups: ``model.attention`` at ``attention_lr``, the rest
     at ``lr`` (one group at ``lr`` for a model without ``attention`` or with
@@ -195,93 +245,107 @@ def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) ->
     ]
 
 
-# The course's recipe, the defaults of `fit` and of `dham_lib.study.experiments.Cell` alike:
-# Adam at LR, the network that decides where to look at ATTENTION_LR, BATCH_SIZE canvases a
-# step, noisy canvases from 12 dB down over CURRICULUM_EPOCHS (data/results/README.md says
-# how each was found).
-LR = 1e-3
-ATTENTION_LR = 1e-2
-BATCH_SIZE = 64
-CURRICULUM_EPOCHS = 4
+class EpochEnd(NamedTuple):
+    """What ``fit`` hands ``on_epoch_end`` after each epoch: the epoch (1-based), the
+    history so far, the model and the optimiser; with ``rng``, the state of PyTorch's
+    global generator, these resume training exactly (``fit(resume=...)``)."""
+
+    epoch: int
+    history: dict[str, list]
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+    rng: torch.Tensor
+
+
+def _train_epoch(model, batches, optimiser, device, bar) -> tuple[float, float]:
+    """One pass over ``batches``; returns the mean loss and accuracy over their items."""
+    model.train()
+    loss_sum, correct, count = 0.0, 0, 0
+    for canvases, labels, true_boxes in batches:
+        canvases, labels = canvases.to(device), labels.to(device)
+        loss, logits = train_step(model, optimiser, canvases, labels, true_boxes.to(device))
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(dim=1) == labels).sum().item()
+        count += len(labels)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
+    if count == 0:
+        raise ValueError("train_batches must hold at least one batch in every epoch, got none")
+    return loss_sum / count, correct / count
 
 
 def fit(
     model: nn.Module,
-    train_set,
-    test_set,
+    train_batches,
+    val_batches=None,
     epochs: int = 5,
     lr: float = LR,
-    batch_size: int = BATCH_SIZE,
+    attention_lr: float | None = ATTENTION_LR,
     seed: int = 0,
     device=None,
     progress: bool = True,
-    fresh_canvases: bool = True,
-    attention_lr: float | None = ATTENTION_LR,
-    curriculum_epochs: int = CURRICULUM_EPOCHS,
-    canvas_curriculum_epochs: int = 0,
-    canvas_curriculum_start: int = CANVAS_CURRICULUM_START,
+    on_epoch_end: Callable[[EpochEnd], bool | None] | None = None,
+    resume: EpochEnd | dict | None = None,
 ) -> dict[str, list]:
-    """Train ``model`` with Adam and cross-entropy; evaluate on ``test_set`` after each epoch.
+    """Train ``model`` with Adam on the cross-entropy; evaluate ``val_batches`` after each epoch.
 
     The classifier's loss is the only loss: no term rewards the attention box.
-    ``fresh_canvases`` draws new placements and noise of the training digits each
-    epoch (``train_set.reseeded``); ``attention_lr`` gives the parameters of
-    ``model.attention`` (where the model has one) their own learning rate (None: ``lr``);
-    ``curriculum_epochs`` trains a noisy ``train_set`` from 12 dB down to its own SNR
-    over that many epochs (``curriculum_snr``), the test set staying at its SNR;
-    ``canvas_curriculum_epochs`` grows a square ``train_set``'s canvases from
-    ``canvas_curriculum_start`` px (120) to their own side over that many epochs
-    (``curriculum_canvas``; the same digits at the same pixel sizes), for a model that
-    takes any canvas size.
-    Returns the history, a dict of lists keyed by ``HISTORY_KEYS`` (one entry per
-    epoch; ``seconds`` is the cumulative training time, evaluation excluded).
+    ``train_batches``: an iterable of ``(canvases, labels, boxes)`` batches, re-read every
+    epoch (a list, a ``DataLoader``); or a callable ``epoch -> batches`` (a per-epoch
+    schedule such as :class:`EpochSchedule`); or a ``TranslatedMNIST``, which gets the
+    course's schedule, ``EpochSchedule(train_batches, seed=seed)``. ``val_batches``: a
+    ``TranslatedMNIST`` or re-readable batches (None: no evaluation). ``attention_lr``
+    gives ``model.attention`` (where the model has one) its own learning rate (None: ``lr``).
+    ``on_epoch_end(EpochEnd)`` runs after each epoch; training stops when it returns True.
+    ``resume``, an ``EpochEnd`` of an earlier call (or a dict of its fields but the model,
+    the optimiser's as its ``state_dict``), continues after its epoch with its optimiser, generator and history, on a
+    model that holds its weights. A loss that is NaN or infinite raises
+    ``FloatingPointError`` naming the epoch. Returns the history, a dict of lists keyed
+    by ``HISTORY_KEYS`` (``seconds``: cumulative training time, evaluation excluded;
+    the ``test_*`` keys are the scores on ``val_batches``).
     """
     _checks.positive_int("epochs", epochs)
-    _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive("lr", lr)
-    curriculum_snr(1, train_set.snr_db, curriculum_epochs)  # checks curriculum_epochs early
-    side = train_set.canvas_size[0]
-    curriculum_canvas(1, side, canvas_curriculum_epochs, canvas_curriculum_start)  # and these
-    if canvas_curriculum_epochs and train_set.canvas_size != (side, side):
-        raise ValueError(
-            f"canvas_curriculum_epochs needs square canvases, got {train_set.canvas_size}"
-        )
     seed_everything(seed)
+    if isinstance(train_batches, TranslatedMNIST):
+        train_batches = EpochSchedule(train_batches, seed=seed)
     device = choose_device(device)
     model.to(device)
     optimiser = torch.optim.Adam(parameter_groups(model, lr, attention_lr))
     history = {key: [] for key in HISTORY_KEYS}
-    steps = -(-len(train_set) // batch_size)
-    seconds = 0.0
-    with tqdm(total=epochs * steps, desc=type(model).__name__, disable=not progress) as bar:
-        for epoch in range(1, epochs + 1):
+    done = 0
+    if resume is not None:
+        resume = resume._asdict() if isinstance(resume, EpochEnd) else resume
+        saved = resume["optimiser"]
+        is_optimiser = isinstance(saved, torch.optim.Optimizer)
+        optimiser.load_state_dict(saved.state_dict() if is_optimiser else saved)
+        torch.set_rng_state(resume["rng"])
+        history = {key: list(resume["history"][key]) for key in HISTORY_KEYS}
+        done = resume["epoch"]
+    steps = len(train_batches) if hasattr(train_batches, "__len__") else None
+    total = None if steps is None else (epochs - done) * steps
+    with tqdm(total=total, desc=type(model).__name__, disable=not progress) as bar:
+        for epoch in range(done + 1, epochs + 1):
             start = time.perf_counter()
-            epoch_seed = seed * 10_000 + epoch
-            epoch_set = train_set.reseeded(epoch_seed) if fresh_canvases else train_set
-            grown = curriculum_canvas(
-                epoch, side, canvas_curriculum_epochs, canvas_curriculum_start
-            )
-            if grown != side:
-                epoch_set = epoch_set.on_canvas(grown, epoch_seed)
-            if curriculum_epochs:
-                epoch_set = epoch_set.with_snr(
-                    curriculum_snr(epoch, train_set.snr_db, curriculum_epochs)
+            batches = train_batches(epoch) if callable(train_batches) else train_batches
+            train_loss, train_acc = _train_epoch(model, batches, optimiser, device, bar)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"the training loss became {train_loss} in epoch {epoch}; "
+                    "try a lower lr or attention_lr"
                 )
-            train_loss, train_acc = _train_epoch(
-                model, epoch_set, optimiser, batch_size, epoch_seed, device, bar
+            seconds = (history["seconds"][-1] if history["seconds"] else 0.0) + (
+                time.perf_counter() - start
             )
-            seconds += time.perf_counter() - start
-            scores = evaluate(model, test_set, device=device)
-            for key, value in (
-                ("epoch", epoch),
-                ("seconds", seconds),
-                ("train_loss", train_loss),
-                ("train_acc", train_acc),
-                ("test_loss", scores["loss"]),
-                ("test_acc", scores["acc"]),
-                ("test_iou", scores["iou"]),
-                ("test_centre_error", scores["centre_error"]),
-                ("test_coverage", scores["coverage"]),
-            ):
+            scores = (
+                evaluate(model, val_batches, device=device)
+                if val_batches is not None
+                else dict.fromkeys(("loss", "acc", "iou", "centre_error", "coverage"), math.nan)
+            )
+            values = (epoch, seconds, train_loss, train_acc, *scores.values())
+            for key, value in zip(HISTORY_KEYS, values, strict=True):
                 history[key].append(value)
+            state = EpochEnd(epoch, history, model, optimiser, torch.get_rng_state())
+            if on_epoch_end is not None and on_epoch_end(state):
+                break
     return history

@@ -1,5 +1,6 @@
 """fit and evaluate on a small task: histories, metrics, seeds."""
 
+import copy
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import build_model
 from dham_lib.train import (
     HISTORY_KEYS,
+    EpochSchedule,
     choose_device,
     curriculum_canvas,
     curriculum_snr,
@@ -32,7 +34,7 @@ def small_task():
 def test_fit_history_and_learning(small_task):
     train, test = small_task
     model = build_model("oracle")
-    history = fit(model, train, test, epochs=3, batch_size=32, progress=False)
+    history = fit(model, EpochSchedule(train, batch_size=32), test, epochs=3, progress=False)
     assert set(history) == set(HISTORY_KEYS)
     assert history["epoch"] == [1, 2, 3]
     assert all(len(v) == 3 for v in history.values())
@@ -48,7 +50,7 @@ def test_same_seed_same_model(small_task):
     for _ in range(2):
         seed_everything(7)  # the initial weights come from the global generator
         model = build_model("dham", width=4, stride=2)
-        fit(model, train, test, epochs=1, batch_size=64, seed=7, progress=False)
+        fit(model, train, test, epochs=1, seed=7, progress=False)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1])
 
@@ -138,7 +140,6 @@ def test_evaluate_accuracy_counts_correct_items(small_task):
     ("kwargs", "word"),
     [
         ({"epochs": 0}, "epochs"),
-        ({"batch_size": 0}, "batch_size"),
         ({"lr": -1.0}, "lr"),
         ({"seed": -1}, "seed"),
     ],
@@ -147,6 +148,14 @@ def test_bad_fit_arguments(small_task, kwargs, word):
     train, test = small_task
     with pytest.raises(ValueError, match=word):
         fit(build_model("cnn"), train, test, progress=False, **kwargs)
+
+
+def test_bad_schedule_arguments(small_task):
+    train, _ = small_task
+    with pytest.raises(ValueError, match="batch_size"):
+        EpochSchedule(train, batch_size=0)
+    with pytest.raises(TypeError, match="dataset"):
+        EpochSchedule([(1, 2, 3)])
 
 
 def test_choose_device():
@@ -171,17 +180,17 @@ def test_bad_curriculum(curriculum, error):
 
 def test_fit_trains_at_the_curriculum_snr_and_tests_at_the_target(small_task, monkeypatch):
     train, test = small_task
-    noisy_train, noisy_test = train.with_snr(-3.0), test.with_snr(-3.0)
+    noisy_train, noisy_test = train.variant(snr_db=-3.0), test.variant(snr_db=-3.0)
     seen = []
-    real = TranslatedMNIST.with_snr
+    real = TranslatedMNIST.variant
 
-    def recording(self, snr_db):
-        seen.append(snr_db)
-        return real(self, snr_db)
+    def recording(self, **changes):
+        seen.append(changes.get("snr_db"))
+        return real(self, **changes)
 
-    monkeypatch.setattr(TranslatedMNIST, "with_snr", recording)
+    monkeypatch.setattr(TranslatedMNIST, "variant", recording)
     model = build_model("oracle")
-    fit(model, noisy_train, noisy_test, epochs=3, curriculum_epochs=2, progress=False)
+    fit(model, EpochSchedule(noisy_train, snr_curriculum=2), noisy_test, epochs=3, progress=False)
     assert seen == pytest.approx([12.0, 4.5, -3.0])
     assert noisy_test.snr_db == -3.0 and noisy_train.snr_db == -3.0
 
@@ -213,18 +222,59 @@ def test_fit_trains_on_the_curriculum_canvases_and_tests_on_the_target(small_tas
 
     monkeypatch.setattr(TranslatedMNIST, "batch", recording)
     model = build_model("dham", width=2)
-    fit(
-        model,
-        big_train,
-        big_test,
-        epochs=3,
-        batch_size=64,
-        canvas_curriculum_epochs=2,
-        progress=False,
-    )
+    fit(model, EpochSchedule(big_train, canvas_curriculum=2), big_test, epochs=3, progress=False)
     # Each epoch one training batch, then the test set, always at 200 px.
     assert seen == [120, 200, 160, 200, 200, 200]
     assert big_train.canvas_size == (200, 200)  # the set itself is untouched
     with pytest.raises(ValueError, match="square"):
         wide = TranslatedMNIST(images[:8], labels[:8], canvas=(130, 150), seed=0)
-        fit(build_model("oracle"), wide, wide, epochs=1, canvas_curriculum_epochs=1, progress=False)
+        EpochSchedule(wide, canvas_curriculum=1)
+
+
+def test_fit_trains_on_a_dataloader_and_an_epoch_callback_stops_it(small_task):
+    train, test = small_task
+    loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
+    seen = []
+
+    def stop_after_two(state):
+        seen.append((state.epoch, len(state.history["test_acc"])))
+        return state.epoch == 2
+
+    history = fit(
+        build_model("oracle"), loader, test, epochs=5, progress=False, on_epoch_end=stop_after_two
+    )
+    assert seen == [(1, 1), (2, 2)] and history["epoch"] == [1, 2]
+    assert history["train_loss"][1] < history["train_loss"][0]
+
+
+def test_a_resumed_fit_ends_where_an_uninterrupted_one_does(small_task):
+    train, test = small_task
+    seed_everything(5)
+    start = build_model("dham", width=2, classifier="original")  # dropout: the generator matters
+    whole, first = copy.deepcopy(start), copy.deepcopy(start)
+    fit(whole, train, test, epochs=2, seed=5, progress=False)
+    saved = []
+    fit(
+        first,
+        train,
+        test,
+        epochs=2,
+        seed=5,
+        progress=False,
+        on_epoch_end=lambda state: saved.append(copy.deepcopy(state._asdict())) or True,
+    )
+    resumed = copy.deepcopy(start)
+    resumed.load_state_dict(saved[0]["model"].state_dict())
+    history = fit(resumed, train, test, epochs=2, seed=5, progress=False, resume=saved[0])
+    assert history["epoch"] == [1, 2]
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_nan_loss_is_reported_by_fit_with_its_epoch(small_task):
+    train, test = small_task
+    model = build_model("oracle")
+    with torch.no_grad():
+        model.classifier.fc2.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(model, train, test, epochs=1, progress=False)
