@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.pmf import _norm, _position, spatial_softmax
+from dham_lib.pmf import _norm, _position, _softmax
 from dham_lib.sampling import PADDING_MODES, _sample_glimpses
 
 
@@ -32,6 +32,9 @@ class DHAM(nn.Module):
     ``forward(image [B, C, H, W], logits [B, K, H', W'])`` →
     ``(glimpses [B, K, C, h, w], AttentionParams)``. It has no weights: the
     network that makes the logits learns, through this module, from the loss.
+    Like every module's ``forward``, it checks shapes and dtypes but never reads a
+    tensor's values (that would wait for the device); ``spatial_softmax`` and
+    ``glimpse`` are the checked functional forms of its steps.
     """
 
     def __init__(
@@ -49,22 +52,21 @@ class DHAM(nn.Module):
 
     def attention(self, logits: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         """The PMF ``[B, K, H', W']`` and the glimpse parameters read off it."""
-        pmf = spatial_softmax(logits, self.temperature)
-        # The softmax made a valid PMF: no need to check it again.
+        _checks.tensor("logits", logits, ndim=4, finite=False)
+        pmf = _softmax(logits, self.temperature)
         tx, ty = _position(pmf)
         return pmf, AttentionParams(tx, ty, _norm(pmf, self.norm))
 
     def forward(
         self, image: torch.Tensor, logits: torch.Tensor
     ) -> tuple[torch.Tensor, AttentionParams]:
-        _checks.tensor("image", image, ndim=4)
-        _checks.tensor("logits", logits, ndim=4)
+        _checks.tensor("image", image, ndim=4, finite=False)
+        _, params = self.attention(logits)
         if logits.shape[0] != image.shape[0]:
             raise ValueError(
                 f"logits must have the image's batch size {image.shape[0]}, "
                 f"got shape {tuple(logits.shape)}"
             )
-        _, params = self.attention(logits)
         glimpses = _sample_glimpses(image, *params, self.output_size, self.padding_mode)
         return glimpses, params
 

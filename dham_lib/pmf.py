@@ -31,7 +31,11 @@ def spatial_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     argmax; a large one flattens it towards the uniform PMF.
     """
     _checks.tensor("logits", logits, ndim=4)
-    temperature = _checks.positive("temperature", temperature)
+    return _softmax(logits, _checks.positive("temperature", temperature))
+
+
+def _softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The kernel of ``spatial_softmax``, which checked its arguments: ``[B, K, H, W]`` → same."""
     b, k, h, w = logits.shape
     # softmax subtracts the maximum first, so logits of ±1e4 stay finite.
     flat = torch.softmax(logits.reshape(b, k, h * w) / temperature, dim=-1)
@@ -60,7 +64,7 @@ def expected_position(pmf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _position(pmf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``expected_position`` without the argument checks, for callers that made the PMF."""
+    """The kernel of ``expected_position``, for a valid PMF: ``[B, K, H, W]`` → two ``[B, K]``."""
     xs = pixel_axis(pmf.shape[-1], pmf)
     ys = pixel_axis(pmf.shape[-2], pmf)
     tx = (pmf.sum(dim=-2) * xs).sum(dim=-1)
@@ -97,7 +101,7 @@ def expected_norm(pmf: torch.Tensor, p: int = 2) -> torch.Tensor:
 
 
 def _norm(pmf: torch.Tensor, p: int) -> torch.Tensor:
-    """``expected_norm`` without the argument checks, for callers that made the PMF."""
+    """The kernel of ``expected_norm``, for a valid PMF: ``[B, K, H, W]`` → ``[B, K]``."""
     tx, ty = _position(pmf)
     distances = distance_map(pmf, tx.detach(), ty.detach(), p=p)
     return (pmf * distances).sum(dim=(-2, -1))

@@ -109,7 +109,7 @@ def glimpse_grid(
 def _grid(
     tx: torch.Tensor, ty: torch.Tensor, s: torch.Tensor, size: tuple[int, int]
 ) -> torch.Tensor:
-    """``glimpse_grid`` without the argument checks: ``[B, K, h, w, 2]``."""
+    """The kernel of ``glimpse_grid``, which checked its arguments: ``[B, K, h, w, 2]``."""
     h, w = size
     u = pixel_axis(w, tx)
     v = pixel_axis(h, tx)
@@ -156,7 +156,7 @@ def _sample_glimpses(
     size: tuple[int, int],
     padding_mode: str,
 ) -> torch.Tensor:
-    """``glimpse`` without the argument checks, for callers that checked them already."""
+    """The kernel of ``glimpse``, which checked its arguments: ``[B, K, C, h, w]``."""
     grid = _grid(tx, ty, s, size)
     b, k, h, w, _ = grid.shape
     sampled = F.grid_sample(
