@@ -7,13 +7,16 @@ Every model maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`:
 - ``PlainCNN``: a 4-layer CNN on the whole canvas, no glimpse (the baseline);
 - ``OracleClassifier``: the LeNet on the glimpse of the true box (the upper bound).
 
-Each model keeps its constructor arguments in ``model.config`` (a JSON-able dict
-with the model's ``name``) so that ``build_model(**model.config)`` rebuilds it;
-checkpoints rely on this.
+Each model's settings live in its own frozen config dataclass (``DHAMConfig``, ...; the
+class's ``Config``), one field per setting with its default and help; ``model.settings``
+is that config and ``model.config`` the same as a JSON-able dict with the model's
+``name``, so that ``build_model(**model.config)`` rebuilds it (checkpoints rely on this).
+``MODELS`` is the registry, ``list_models()`` its names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -23,6 +26,7 @@ from torch import nn
 from dham_lib import _checks
 from dham_lib.dham import DHAM, AttentionParams
 from dham_lib.sampling import _box_to_params, _sample_glimpses, glimpse_box
+from dham_lib.settings import as_json, setting, updated
 
 
 class Prediction(NamedTuple):
@@ -53,11 +57,24 @@ def _canvas(canvas, in_channels: int) -> torch.Tensor:
     return canvas
 
 
-def _config(name: str, arguments: dict) -> dict:
-    """The JSON-able config of a model from its constructor's ``locals()``: its arguments,
-    with tuples as lists, as JSON would make them."""
-    kept = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
-    return {"name": name, **{k: list(v) if isinstance(v, tuple) else v for k, v in kept.items()}}
+class Configured(nn.Module):
+    """A model built from its config dataclass ``Config``: ``Model(config)``, ``Model(**settings)``
+    or both (the settings replace the config's); ``settings`` keeps the config and
+    ``config`` is it as a JSON-able dict with the model's registry ``name``."""
+
+    name: str
+    Config: type
+
+    def __init__(self, config=None, **settings):
+        super().__init__()
+        config = self.Config() if config is None else config
+        if not isinstance(config, self.Config):
+            raise TypeError(f"config must be a {self.Config.__name__}, got {type(config).__name__}")
+        self.settings = updated(config, **settings)
+
+    @property
+    def config(self) -> dict:
+        return {"name": self.name, **as_json(self.settings)}
 
 
 class AttentionNet(nn.Module):
@@ -201,7 +218,84 @@ class GlimpseClassifier(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1)))))
 
 
-class DHAMClassifier(nn.Module):
+LEARNING = "the glimpse classifier (dham_lib.models.CLASSIFIERS)"
+
+
+@dataclasses.dataclass(frozen=True)
+class DHAMConfig:
+    """DHAM's settings (notebooks 04-06): see :class:`DHAMClassifier` and :class:`AttentionNet`."""
+
+    width: int = setting(16, "attention convolutions' channels")
+    k: int = setting(1, "glimpses per canvas")
+    norm: int = setting(2, "the scale's norm: L1 or L2", (1, 2))
+    temperature: float = setting(1.0, "the spatial softmax's temperature")
+    stride: int = setting(2, "the attention map's stride")
+    in_channels: int = setting(1, "image channels")
+    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
+    uniform_start: bool = setting(True, "start from a uniform PMF (last attention conv at 0)")
+    num_classes: int = setting(10, "classes")
+    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
+    attention_init: str = setting("torch", "the first attention conv's start", ("torch", "ink"))
+    attention_slope: float = setting(0.0, "negative slope of the attention net's leaky ReLU")
+    attention_depth: int = setting(2, "the attention network's convolutions")
+
+
+@dataclasses.dataclass(frozen=True)
+class STNConfig:
+    """The affine STN's settings (notebook 07): see :class:`STNClassifier`."""
+
+    in_channels: int = setting(1, "image channels")
+    canvas: int = setting(120, "canvas side in pixels")
+    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
+    num_classes: int = setting(10, "classes")
+    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
+    transform: str = setting("affine", "the STN's transform", ("affine", "zoom"))
+    pool: int = setting(1, "the localisation network's input average-pooling")
+    start_scale: float = setting(1.0, "the STN's first glimpse, a share of the canvas")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoomSTNConfig:
+    """The zoom STN's settings (notebook 07): see :class:`ZoomSTN`."""
+
+    in_channels: int = setting(1, "image channels")
+    canvas: int = setting(120, "canvas side in pixels")
+    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
+    num_classes: int = setting(10, "classes")
+    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
+    start_scale: float = setting(1.0, "the STN's first glimpse, a share of the canvas")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainCNNConfig:
+    """The plain CNN's settings (notebook 07): see :class:`PlainCNN`."""
+
+    in_channels: int = setting(1, "image channels")
+    num_classes: int = setting(10, "classes")
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledCNNConfig:
+    """The translation-invariant CNN's settings (notebook 07): see :class:`PooledCNN`."""
+
+    in_channels: int = setting(1, "image channels")
+    width: int = setting(16, "the pooled CNN's first convolution's channels")
+    stages: int = setting(5, "the pooled CNN's conv + pool stages")
+    num_classes: int = setting(10, "classes")
+    batch_norm: bool = setting(False, "a BatchNorm after each of the pooled CNN's convolutions")
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    """The oracle's settings (notebook 07): see :class:`OracleClassifier`."""
+
+    in_channels: int = setting(1, "image channels")
+    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
+    num_classes: int = setting(10, "classes")
+    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
+
+
+class DHAMClassifier(Configured):
     """AttentionNet -> DHAM -> GlimpseClassifier, trained by the class loss alone.
 
     All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
@@ -212,38 +306,25 @@ class DHAMClassifier(nn.Module):
     ``dham_lib.study.experiments.Cell``).
     """
 
-    def __init__(
-        self,
-        width=16,
-        k=1,
-        norm=2,
-        temperature=1.0,
-        stride=2,
-        in_channels=1,
-        glimpse_size=(28, 28),
-        uniform_start=True,
-        num_classes=10,
-        classifier="course",
-        attention_init="torch",
-        attention_slope=0.0,
-        attention_depth=2,
-    ):
-        super().__init__()
-        self.config = _config("dham", locals())
-        self.in_channels = in_channels
+    name, Config = "dham", DHAMConfig
+
+    def __init__(self, config: DHAMConfig | None = None, **settings):
+        super().__init__(config, **settings)
+        c = self.settings
+        self.in_channels = c.in_channels
         self.attention = AttentionNet(
-            in_channels,
-            width,
-            k,
-            stride,
-            uniform_start,
-            attention_init,
-            attention_slope,
-            attention_depth,
+            c.in_channels,
+            c.width,
+            c.k,
+            c.stride,
+            c.uniform_start,
+            c.attention_init,
+            c.attention_slope,
+            c.attention_depth,
         )
-        size = _checks.size_pair("glimpse_size", glimpse_size)
-        self.dham = DHAM(size, norm=norm, temperature=temperature)
-        self.classifier = GlimpseClassifier(in_channels, k, num_classes, glimpse_size, classifier)
+        size = _checks.size_pair("glimpse_size", c.glimpse_size)
+        self.dham = DHAM(size, norm=c.norm, temperature=c.temperature)
+        self.classifier = GlimpseClassifier(c.in_channels, c.k, c.num_classes, size, c.classifier)
 
     def attend(self, canvas: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``).
@@ -261,7 +342,7 @@ class DHAMClassifier(nn.Module):
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 
 
-class STNClassifier(nn.Module):
+class STNClassifier(Configured):
     """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
 
     The localisation network (three conv + ReLU + maxpool 2 stages, on the canvas
@@ -275,19 +356,16 @@ class STNClassifier(nn.Module):
     localises from 0.5 where it did not from 1 (data/results/README.md, "The STN").
     """
 
-    def __init__(
-        self,
-        in_channels=1,
-        canvas=120,
-        glimpse_size=(28, 28),
-        num_classes=10,
-        classifier="course",
-        transform="affine",
-        pool=1,
-        start_scale=1.0,
-    ):
-        super().__init__()
-        self.config = _config("stn", locals())
+    name, Config = "stn", STNConfig
+
+    def __init__(self, config: STNConfig | None = None, **settings):
+        super().__init__(config, **settings)
+        self._build(self.settings)
+
+    def _build(self, c: STNConfig) -> None:
+        """The localisation network and the classifier of the settings ``c``."""
+        canvas, pool, transform = c.canvas, c.pool, c.transform
+        in_channels, glimpse_size = c.in_channels, c.glimpse_size
         if _checks.positive_int("canvas", canvas) < 28:
             raise ValueError(f"canvas must be at least 28, got {canvas}")
         self.in_channels = _checks.positive_int("in_channels", in_channels)
@@ -295,7 +373,7 @@ class STNClassifier(nn.Module):
         self.transform = _checks.option("transform", transform, ("affine", "zoom"))
         self.pool = _checks.positive_int("pool", pool)
         self.grid = max(1, canvas // (8 * pool))
-        s0 = _checks.positive("start_scale", start_scale)
+        s0 = _checks.positive("start_scale", c.start_scale)
         start = [s0, 0.0, 0.0, 0.0, s0, 0.0] if transform == "affine" else [s0, 0.0, 0.0]
         last = nn.Linear(32, len(start))
         nn.init.zeros_(last.weight)
@@ -313,7 +391,9 @@ class STNClassifier(nn.Module):
             nn.ReLU(),
             last,
         )
-        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size, classifier)
+        self.classifier = GlimpseClassifier(
+            in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
+        )
 
     @staticmethod
     def _stage(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -347,19 +427,12 @@ class ZoomSTN(STNClassifier):
     a shift), identity start, border padding, its localisation network on the canvas
     average-pooled by 2 (see :class:`STNClassifier`)."""
 
-    def __init__(
-        self,
-        in_channels=1,
-        canvas=120,
-        glimpse_size=(28, 28),
-        num_classes=10,
-        classifier="course",
-        start_scale=1.0,
-    ):
-        super().__init__(
-            in_channels, canvas, glimpse_size, num_classes, classifier, "zoom", 2, start_scale
-        )
-        self.config = _config("stn_zoom", locals())
+    name, Config = "stn_zoom", ZoomSTNConfig
+
+    def __init__(self, config: ZoomSTNConfig | None = None, **settings):
+        Configured.__init__(self, config, **settings)
+        zoom = dataclasses.asdict(self.settings)
+        self._build(STNConfig(**zoom, transform="zoom", pool=2))
 
 
 def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
@@ -376,7 +449,7 @@ def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
     return torch.cat([xy.amin(dim=1), xy.amax(dim=1)], dim=1)
 
 
-class PlainCNN(nn.Module):
+class PlainCNN(Configured):
     """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels,
     then a LeNet-like head (FC 128 -> ReLU -> FC classes) on a 7x7 grid of features.
 
@@ -386,9 +459,11 @@ class PlainCNN(nn.Module):
     to 7x7 (what a 120x120 canvas gives) lets it run on other canvas sizes.
     """
 
-    def __init__(self, in_channels=1, num_classes=10):
-        super().__init__()
-        self.config = _config("cnn", locals())
+    name, Config = "cnn", PlainCNNConfig
+
+    def __init__(self, config: PlainCNNConfig | None = None, **settings):
+        super().__init__(config, **settings)
+        in_channels, num_classes = self.settings.in_channels, self.settings.num_classes
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         channels = [in_channels, 16, 32, 64, 64]
         layers = []
@@ -410,7 +485,7 @@ class PlainCNN(nn.Module):
         return Prediction(self.head(self.features(canvas)), None, None)
 
 
-class PooledCNN(nn.Module):
+class PooledCNN(Configured):
     """The translation-invariant baseline: ``stages`` x (conv3x3 + ReLU + maxpool 2), the
     channels doubling from ``width`` up to ``4 * width``, then a global max over positions
     and one linear layer; ``batch_norm`` puts a BatchNorm after each convolution, which
@@ -421,9 +496,13 @@ class PooledCNN(nn.Module):
     63 pixels, more than the largest digit's 48.
     """
 
-    def __init__(self, in_channels=1, width=16, stages=5, num_classes=10, batch_norm=False):
-        super().__init__()
-        self.config = _config("pooled_cnn", locals())
+    name, Config = "pooled_cnn", PooledCNNConfig
+
+    def __init__(self, config: PooledCNNConfig | None = None, **settings):
+        super().__init__(config, **settings)
+        c = self.settings
+        in_channels, width, stages, batch_norm = c.in_channels, c.width, c.stages, c.batch_norm
+        num_classes = c.num_classes
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         _checks.positive_int("width", width)
         if not isinstance(batch_norm, bool):
@@ -470,15 +549,19 @@ def forward_flops(model: nn.Module, canvas_size: tuple[int, int], in_channels: i
     return counter.get_total_flops()
 
 
-class OracleClassifier(nn.Module):
+class OracleClassifier(Configured):
     """The upper bound: the LeNet on the glimpse of the true digit box ``[B, 4]``."""
 
-    def __init__(self, in_channels=1, glimpse_size=(28, 28), num_classes=10, classifier="course"):
-        super().__init__()
-        self.config = _config("oracle", locals())
-        self.in_channels = _checks.positive_int("in_channels", in_channels)
-        self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
-        self.classifier = GlimpseClassifier(in_channels, 1, num_classes, glimpse_size, classifier)
+    name, Config = "oracle", OracleConfig
+
+    def __init__(self, config: OracleConfig | None = None, **settings):
+        super().__init__(config, **settings)
+        c = self.settings
+        self.in_channels = _checks.positive_int("in_channels", c.in_channels)
+        self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
+        self.classifier = GlimpseClassifier(
+            c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
+        )
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W]`` and ``true_box [B, 4]`` -> Prediction (boxes ``[B, 1, 4]``)."""
@@ -513,9 +596,15 @@ MODELS = {
 }
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a model by name (a key of :data:`MODELS`) with its constructor kwargs.
+def list_models() -> list[str]:
+    """The names :func:`build_model` knows, in :data:`MODELS`' order."""
+    return list(MODELS)
 
-    ``build_model(**model.config)`` rebuilds a model of the same architecture.
-    """
-    return MODELS[_checks.option("name", name, MODELS)](**kwargs)
+
+def build_model(name: str, **settings) -> nn.Module:
+    """Build a model by name (one of :func:`list_models`) with its recipe's defaults,
+    changed by ``settings`` (fields of its ``Config``; a list is a tuple there, as JSON
+    reads one back). ``build_model(**model.config)`` rebuilds a model of the same
+    architecture."""
+    model = MODELS[_checks.option("name", name, MODELS)]
+    return model(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
