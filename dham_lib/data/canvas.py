@@ -1,0 +1,434 @@
+"""Digits placed on a large canvas, with their true boxes: ``TranslatedMNIST``.
+
+Each digit is resized to a random fraction of the canvas side and put at a random position on a
+clean, noisy or cluttered canvas; its box is in the pixel coordinates of docs/conventions.md
+(the centre of pixel ``i`` is at ``i``). ``cluttered_mnist`` makes the attention literature's
+cluttered translated MNIST (RAM, DRAW, STN; DeepMind's ``mnist-cluttered``).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from dham_lib import _checks
+
+# "mnist_cluttered" is the literature's: native digits, 8×8 distractors added, then clipped.
+BACKGROUNDS = ("noise", "clutter", "mnist_cluttered")
+DIGIT_SIDE = 28
+CLUTTER_PIECE = 8
+# The course's pieces come from the 20×20 centre box that MNIST normalises its digits into, so
+# that most hold some ink; the literature's from anywhere in the 28×28 digit.
+CLUTTER_CROP = {"clutter": (4, 16), "mnist_cluttered": (0, DIGIT_SIDE - CLUTTER_PIECE)}
+# The course's pieces per 120×120 canvas, scaled with area; the literature's per canvas side.
+CLUTTER_PER_120 = 8
+LITERATURE_DISTRACTORS = {60: 4, 100: 8}
+# variant()'s default for snr_db, where None already means a clean canvas.
+_UNCHANGED = object()
+
+
+def noise_sigma(digit_power, snr_db: float):
+    """The noise σ that puts a digit of mean power ``mean(d²)`` over its square at
+    ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook 05).
+    ``digit_power`` is a number or a NumPy array of them."""
+    return np.sqrt(digit_power / 10 ** (snr_db / 10))
+
+
+def snr_db_of(digit_power, sigma):
+    """The SNR in dB of a digit of mean power ``mean(d²)`` under noise of std ``sigma``:
+    ``10·log10(mean(d²) / σ²)``, the inverse of :func:`noise_sigma` (notebook 05)."""
+    return 10 * np.log10(digit_power / np.square(sigma))
+
+
+def cluttered_mnist(images, labels, canvas: int = 60, seed: int = 0) -> TranslatedMNIST:
+    """The literature's cluttered translated MNIST: each digit at its native 28×28 size placed
+    uniformly at random on a ``canvas``-px square, with 4 (60 px) or 8 (100 px) distractors:
+    8×8 crops at random places in random other digits of ``images``, put at random places;
+    digit and distractors added, then clipped to [0, 1]. Boxes are the digits' 28×28 squares.
+
+    Training draws fresh canvases each epoch (``variant(seed=...)``); test canvases stay fixed.
+    """
+    native = DIGIT_SIDE / _checks.option("canvas", canvas, tuple(LITERATURE_DISTRACTORS))
+    return TranslatedMNIST(
+        images, labels, canvas, (native, native), background="mnist_cluttered", seed=seed
+    )
+
+
+class TranslatedMNIST(Dataset):
+    """MNIST digits resized and placed at random on a larger canvas, with their true boxes.
+
+    Each item ``i`` uses digit ``images[i]``: it is resized (bilinear, antialiased) to a square
+    of side ``S = round(u · min(H, W))`` with ``u ~ U(scale)`` and placed at a random integer
+    position fully inside the canvas. Intensities of the digit are in [0, 1].
+
+    Backgrounds:
+        * ``snr_db=None``: clean (zeros) under the digit;
+        * ``snr_db`` given: Gaussian noise N(0, σ²) over the whole canvas, with σ set per canvas
+          so that ``10·log10(mean(d²) / σ²) == snr_db`` for the resized digit ``d`` over its
+          S×S square. Stroke pixels (``d > 0``) replace the noise; nothing is clipped.
+        * ``background="clutter"``: ``n_clutter`` random 8×8 pieces of other digits of the set
+          scattered over the canvas (overlaps keep the brighter pixel), their ink replacing the
+          noise if there is any, and the digit drawn over them.
+        * ``background="mnist_cluttered"`` (no noise): ``n_clutter`` 8×8 crops from anywhere in
+          other digits, added to each other and to the digit, then clipped to [0, 1]
+          (:func:`cluttered_mnist`).
+
+    Every random choice (side, position, noise seed, clutter pieces) is drawn per item at
+    construction from ``np.random.default_rng(seed)``, so an item is the same whichever batch
+    it is generated in. Geometry and noise are drawn before the clutter, so a clean, a noisy
+    and a cluttered dataset with one seed place each digit at the same box.
+
+    Args:
+        images: ``[N, 28, 28]`` uint8 (0–255) or float in [0, 1], NumPy array or tensor.
+        labels: ``[N]`` integers, NumPy array or tensor.
+        canvas: canvas side ``H = W`` (int) or ``(H, W)``, each at least 28.
+        scale: ``(a, b)`` with ``0 < a <= b <= 1``: the range of digit side / canvas side.
+        snr_db: signal-to-noise ratio of the noise background in dB, or None for no noise.
+        background: ``"noise"``, ``"clutter"`` or ``"mnist_cluttered"``.
+        seed: seed of every random choice.
+        n_clutter: pieces per canvas (clutter backgrounds only); default 8 per 120×120 canvas
+            scaled with area (at least 1) for ``"clutter"``, the literature's 4 on 60 px and 8
+            on 100 px for ``"mnist_cluttered"``.
+
+    Attributes:
+        canvas_size: ``(H, W)``.
+        side: NumPy int64 ``[N]``, the digit side S of each item.
+        sigma: NumPy float64 ``[N]``, the noise standard deviation of each item (0 when clean).
+        n_clutter: clutter pieces per canvas (0 for the noise background).
+
+    Items are ``(canvas float32 [1, H, W], label int64 [], box float32 [4])`` with the box
+    ``[x0, y0, x1, y1]`` = centres of the first and last column and row of the digit's S×S
+    square: ``x1 - x0 = y1 - y0 = S - 1``.
+    """
+
+    def __init__(
+        self,
+        images,
+        labels,
+        canvas=120,
+        scale=(0.24, 0.40),
+        snr_db=None,
+        background="noise",
+        seed=0,
+        *,
+        n_clutter=None,
+    ):
+        self._images = _check_images(images)
+        self._labels = _check_labels(labels, len(self._images))
+        self.canvas_size = _check_canvas(canvas)
+        self.scale = _check_scale(scale, min(self.canvas_size))
+        self.background = _checks.option("background", background, BACKGROUNDS)
+        self.snr_db = _check_snr_db(snr_db, background)
+        self.n_clutter = _check_n_clutter(
+            n_clutter, background, self.canvas_size, len(self._images)
+        )
+        self.seed = _check_seed(seed)
+        self._draw_parameters()
+
+    def variant(self, seed=None, snr_db=_UNCHANGED, canvas=None) -> TranslatedMNIST:
+        """The same digits and settings, with what the arguments name changed.
+
+        Args:
+            seed: every random choice (sides, positions, noise, clutter) drawn anew from this
+                seed; None keeps the draws, unless ``canvas`` changes, which redraws them
+                from the dataset's own seed. Training draws fresh canvases each epoch.
+            snr_db: another SNR (``None``: clean) with the same canvases and noise pattern,
+                only σ changed (a noise curriculum); left out, the SNR stays.
+            canvas: canvases of side ``canvas`` (int or ``(H, W)``) with the digits at the same
+                pixel sizes and clutter at the same pieces per area (a canvas curriculum).
+        """
+        other = copy.copy(self)
+        if snr_db is not _UNCHANGED:
+            other.snr_db = _check_snr_db(snr_db, self.background)
+        if canvas is not None:
+            other.canvas_size = _check_canvas(canvas)
+            ratio = min(self.canvas_size) / min(other.canvas_size)
+            other.scale = _check_scale(tuple(s * ratio for s in self.scale), min(other.canvas_size))
+            if self.n_clutter:
+                area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
+                other.n_clutter = max(1, round(self.n_clutter * area))
+        if seed is not None:
+            other.seed = _check_seed(seed)
+        if seed is not None or canvas is not None:
+            other._draw_parameters()
+        elif snr_db is not _UNCHANGED:
+            other.sigma = other._noise_sigma()
+        return other
+
+    def _draw_parameters(self) -> None:
+        """Draw every item's side, position, noise seed and clutter pieces from ``self.seed``,
+        and set each item's noise σ."""
+        n = len(self._images)
+        height, width = self.canvas_size
+        rng = np.random.default_rng(self.seed)
+        u = rng.uniform(self.scale[0], self.scale[1], size=n)
+        self.side = np.rint(u * min(height, width)).astype(np.int64)
+        self._left = rng.integers(0, width - self.side + 1)
+        self._top = rng.integers(0, height - self.side + 1)
+        self._noise_seed = rng.integers(0, 2**63 - 1, size=n)
+        pieces = (n, self.n_clutter)
+        # An offset in 1..n-1 from the item's own index never picks the item's own digit.
+        self._clutter_src = (np.arange(n)[:, None] + rng.integers(1, max(n, 2), size=pieces)) % n
+        low, high = CLUTTER_CROP.get(self.background, (0, 0))
+        self._clutter_crop = rng.integers(low, high + 1, size=(*pieces, 2))
+        self._clutter_y = rng.integers(0, height - CLUTTER_PIECE + 1, size=pieces)
+        self._clutter_x = rng.integers(0, width - CLUTTER_PIECE + 1, size=pieces)
+        self.sigma = self._noise_sigma()
+
+    def _noise_sigma(self) -> np.ndarray:
+        """σ of every item, NumPy float64 ``[N]``: ``sqrt(mean(d²) / 10^(snr_db/10))``."""
+        n = len(self._images)
+        if self.snr_db is None:
+            return np.zeros(n)
+        power = np.empty(n)
+        for side, members in _size_groups(self.side, np.arange(n)):
+            # Chunks bound the memory of the resized tiles for the 60,000-digit set.
+            for chunk in np.array_split(members, -(-len(members) // 4096)):
+                tiles = self._tiles(chunk, side)
+                power[chunk] = tiles.double().square().mean(dim=(1, 2)).numpy()
+        blank = np.flatnonzero(power == 0)
+        if blank.size:
+            raise ValueError(
+                f"images[{blank[0]}] is blank (all zeros), so snr_db={self.snr_db} cannot set "
+                "its noise level; expected every digit to have some ink"
+            )
+        return noise_sigma(power, self.snr_db)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label of every item, int64 ``[N]``."""
+        return self._labels.numpy().copy()
+
+    def __len__(self) -> int:
+        """Number of items, one per source digit."""
+        return len(self._images)
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Item ``index`` as ``(canvas [1, H, W], label [], box [4])``, made by ``batch``."""
+        canvases, labels, boxes = self.batch([operator.index(index)])
+        return canvases[0], labels[0], boxes[0]
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Generate items ``indices`` ``[B]`` (ints in any sequence, array or tensor; negative
+        ones count from the end) as ``(canvases float32 [B, 1, H, W], labels int64 [B],
+        boxes float32 [B, 4])``."""
+        idx = self._check_indices(indices)
+        canvases = torch.zeros(len(idx), 1, *self.canvas_size)
+        if self.snr_db is not None:
+            self._add_noise(canvases, idx)
+        if self.n_clutter:
+            canvases = self._draw_clutter(canvases, idx)
+        self._draw_digits(canvases, idx)
+        if self.background == "mnist_cluttered":
+            canvases.clamp_(0.0, 1.0)
+        left, top, side = self._left[idx], self._top[idx], self.side[idx]
+        boxes = np.stack([left, top, left + side - 1, top + side - 1], axis=1)
+        return canvases, self._labels[torch.from_numpy(idx)], torch.from_numpy(boxes).float()
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Iterate over the whole dataset in batches of ``batch_size`` (the last may be
+        smaller), in the order of a permutation drawn from ``seed`` if ``shuffle``; each as
+        ``(canvases [B, 1, H, W], labels [B], boxes [B, 4])`` from ``batch``."""
+        _checks.positive_int("batch_size", batch_size)
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
+        n = len(self)
+        order = np.random.default_rng(_check_seed(seed)).permutation(n) if shuffle else np.arange(n)
+        # A nested generator, so that bad arguments raise here and not at the first next().
+        return (self.batch(order[i : i + batch_size]) for i in range(0, n, batch_size))
+
+    def _check_indices(self, indices) -> np.ndarray:
+        """``indices`` as a NumPy int64 ``[B]`` array of valid, non-negative item indices."""
+        if isinstance(indices, torch.Tensor):
+            indices = indices.detach().cpu().numpy()
+        idx, n = np.asarray(indices), len(self)
+        if idx.ndim != 1 or idx.size == 0:
+            raise ValueError(f"indices must be a non-empty 1-D sequence, got shape {idx.shape}")
+        if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        if idx.min() < -n or idx.max() >= n:
+            raise IndexError(
+                f"indices must lie in [-{n}, {n}), got values {idx.min()}..{idx.max()}"
+            )
+        return np.where(idx < 0, idx + n, idx).astype(np.int64)
+
+    def _tiles(self, idx: np.ndarray, side: int) -> torch.Tensor:
+        """Digits ``idx`` resized to ``side``: float32 ``[G, S, S]`` in [0, 1]."""
+        digits = self._images[torch.from_numpy(idx)]
+        digits = digits.float() / 255 if digits.dtype == torch.uint8 else digits
+        if side == DIGIT_SIDE:  # native size: the digit's own pixels
+            return digits
+        tiles = F.interpolate(
+            digits[:, None], size=(side, side), mode="bilinear", antialias=True, align_corners=False
+        )[:, 0]
+        # The filter weights are non-negative, so only float rounding can leave [0, 1].
+        return tiles.clamp_(0.0, 1.0)
+
+    def _add_noise(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
+        """Fill ``canvases`` ``[B, 1, H, W]`` in place with each item's own N(0, σ²) noise."""
+        generator = torch.Generator()
+        # One reseed per item keeps an item's noise independent of the batch around it.
+        for canvas, noise_seed in zip(canvases, self._noise_seed[idx].tolist(), strict=True):
+            generator.manual_seed(noise_seed)
+            canvas.normal_(generator=generator)
+        canvases.mul_(torch.from_numpy(self.sigma[idx]).float().view(-1, 1, 1, 1))
+
+    def _draw_clutter(self, canvases: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """Return ``canvases`` ``[B, 1, H, W]`` with each item's 8×8 clutter pieces drawn on:
+        the brightest piece's ink replacing what is there, or (literature) all of them added."""
+        batch, _, height, width = canvases.shape
+        offsets = torch.arange(CLUTTER_PIECE)
+        crop = torch.from_numpy(self._clutter_crop[idx])  # [B, P, 2] (row, column)
+        rows = (crop[..., 0, None] + offsets)[..., :, None]  # [B, P, 8, 1]
+        cols = (crop[..., 1, None] + offsets)[..., None, :]  # [B, P, 1, 8]
+        src = torch.from_numpy(self._clutter_src[idx])[..., None, None]
+        pieces = self._images[src, rows, cols]  # [B, P, 8, 8]
+        if pieces.dtype == torch.uint8:
+            pieces = pieces.float() / 255
+        y = torch.from_numpy(self._clutter_y[idx])[..., None, None] + offsets[:, None]
+        x = torch.from_numpy(self._clutter_x[idx])[..., None, None] + offsets
+        target = (y * width + x).reshape(batch, -1)
+        added = self.background == "mnist_cluttered"
+        layer = torch.zeros(batch, height * width)
+        layer.scatter_reduce_(1, target, pieces.reshape(batch, -1), "sum" if added else "amax")
+        flat = canvases.view(batch, -1)
+        return (flat + layer if added else torch.where(layer > 0, layer, flat)).view_as(canvases)
+
+    def _draw_digits(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
+        """Draw each item's resized digit into ``canvases`` ``[B, 1, H, W]`` in place: its
+        stroke pixels replace what is there, or (literature) add to it."""
+        batch, _, height, width = canvases.shape
+        flat = canvases.view(-1)
+        for side, rows in _size_groups(self.side[idx], np.arange(batch)):
+            tiles = self._tiles(idx[rows], side)  # [G, S, S]
+            offsets = torch.arange(side)
+            top = torch.from_numpy(self._top[idx[rows]])[:, None, None]
+            left = torch.from_numpy(self._left[idx[rows]])[:, None, None]
+            start = torch.from_numpy(rows)[:, None, None] * (height * width)
+            where = start + (top + offsets[:, None]) * width + left + offsets  # [G, S, S]
+            if self.background == "mnist_cluttered":
+                flat[where] += tiles
+            else:
+                flat[where] = torch.where(tiles > 0, tiles, flat[where])
+
+
+def _size_groups(sides: np.ndarray, members: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(side, members with that side)`` for each distinct value of ``sides[members]``."""
+    for side in np.unique(sides[members]):
+        yield int(side), members[sides[members] == side]
+
+
+def _check_images(images) -> torch.Tensor:
+    """``images`` ``[N, 28, 28]`` as a private uint8 or float32 tensor, values checked."""
+    if isinstance(images, torch.Tensor):
+        tensor = images.detach().cpu().clone()
+    elif isinstance(images, np.ndarray) and (
+        images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)
+    ):
+        tensor = torch.from_numpy(np.array(images))
+    else:
+        raise TypeError(
+            "images must be a uint8 or floating-point NumPy array or torch.Tensor, got "
+            f"{type(images).__name__} of dtype {getattr(images, 'dtype', None)}"
+        )
+    if tensor.dtype != torch.uint8 and not tensor.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got dtype {tensor.dtype}")
+    if tensor.dim() != 3 or tuple(tensor.shape[1:]) != (DIGIT_SIDE, DIGIT_SIDE) or not len(tensor):
+        raise ValueError(f"images must have shape [N >= 1, 28, 28], got {tuple(tensor.shape)}")
+    if tensor.is_floating_point():
+        tensor = _checks.tensor("images", tensor.float())
+        if tensor.min() < 0 or tensor.max() > 1:
+            raise ValueError(
+                f"float images must lie in [0, 1], got values {tensor.min().item():.4g}.."
+                f"{tensor.max().item():.4g}"
+            )
+    return tensor
+
+
+def _check_labels(labels, n: int) -> torch.Tensor:
+    """``labels`` ``[N]`` integers as an int64 tensor, one per image."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a NumPy array or a torch.Tensor, got {type(labels)}")
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape [N] = ({n},) to match images, got {labels.shape}")
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_canvas(canvas) -> tuple[int, int]:
+    """``canvas`` (an int side or an ``(H, W)`` pair) as ``(H, W)``, each at least 28."""
+    plain_int = isinstance(canvas, int) and not isinstance(canvas, bool)
+    size = (canvas, canvas) if plain_int else _checks.size_pair("canvas", canvas)
+    if min(size) < DIGIT_SIDE:
+        raise ValueError(f"canvas must be at least 28 pixels on each side, got {canvas!r}")
+    return size
+
+
+def _check_scale(scale, short_side: int) -> tuple[float, float]:
+    """``scale`` ``(a, b)`` with ``0 < a <= b <= 1``, giving digits of at least 2 pixels."""
+    if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
+        raise TypeError(f"scale must be a pair (min, max) of numbers, got {scale!r}")
+    low, high = (_checks.fraction("scale", value) for value in scale)
+    if not 0 < low <= high:
+        raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
+    smallest = int(np.rint(low * short_side))
+    if smallest < 2:
+        raise ValueError(
+            f"scale {scale!r} makes digits as small as {smallest} px on a {short_side}-px "
+            "canvas side; expected at least 2 px"
+        )
+    return low, high
+
+
+def _check_seed(seed) -> int:
+    """``seed``: a non-negative int (NumPy's integers too)."""
+    return _checks.non_negative_int("seed", int(seed) if isinstance(seed, np.integer) else seed)
+
+
+def _check_snr_db(snr_db, background: str) -> float | None:
+    """``snr_db``: None or finite dB, and None for the literature's canvases (no noise)."""
+    snr_db = _checks.snr_db("snr_db", snr_db)
+    if snr_db is not None and background == "mnist_cluttered":
+        raise ValueError(
+            f"background='mnist_cluttered' is the literature's noise-free canvas, got "
+            f"snr_db={snr_db}; expected snr_db=None"
+        )
+    return snr_db
+
+
+def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int) -> int:
+    """Clutter pieces per canvas: 0 for noise, else ``n_clutter`` or the default for the
+    background (the course's area-scaled count, the literature's count for 60 or 100 px)."""
+    if background == "noise":
+        if n_clutter is not None:
+            raise ValueError(
+                f"n_clutter applies to the clutter backgrounds only, got n_clutter={n_clutter!r} "
+                f"with background={background!r}"
+            )
+        return 0
+    if n < 2:
+        raise ValueError(
+            f"background={background!r} cuts pieces from other digits, so images must hold at "
+            f"least 2 digits, got {n}"
+        )
+    if n_clutter is not None:
+        return _checks.non_negative_int("n_clutter", n_clutter)
+    if background == "clutter":
+        return max(1, round(CLUTTER_PER_120 * canvas[0] * canvas[1] / 120**2))
+    if canvas[0] != canvas[1] or canvas[0] not in LITERATURE_DISTRACTORS:
+        raise ValueError(
+            f"n_clutter: background='mnist_cluttered' has the literature's distractor counts "
+            f"for {LITERATURE_DISTRACTORS} px canvases only, got canvas {canvas}; pass n_clutter"
+        )
+    return LITERATURE_DISTRACTORS[canvas[0]]
