@@ -64,6 +64,9 @@ class Configured(nn.Module):
 
     name: str
     Config: type
+    # Whether the model has an ``attention`` network that decides where to look, which
+    # ``fit`` trains at its own ``attention_lr``.
+    has_attention_net = False
 
     def __init__(self, config=None, **settings):
         super().__init__()
@@ -307,6 +310,7 @@ class DHAMClassifier(Configured):
     """
 
     name, Config = "dham", DHAMConfig
+    has_attention_net = True
 
     def __init__(self, config: DHAMConfig | None = None, **settings):
         super().__init__(config, **settings)
@@ -357,6 +361,7 @@ class STNClassifier(Configured):
     """
 
     name, Config = "stn", STNConfig
+    has_attention_net = True
 
     def __init__(self, config: STNConfig | None = None, **settings):
         super().__init__(config, **settings)

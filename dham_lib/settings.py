@@ -7,10 +7,12 @@ import dataclasses
 from typing import Any
 
 
-def setting(default: Any, help: str, choices: tuple | None = None) -> Any:
+def setting(default: Any, help: str, choices: tuple | None = None, minimum: int = 1) -> Any:
     """A frozen config dataclass's field: ``default``, the ``help`` that the command line
-    shows, and the ``choices`` it accepts (None: any value of the field's type)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    shows, the ``choices`` it accepts (None: any value of the field's type) and, for an
+    int, its ``minimum``."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def as_json(value: Any) -> Any:

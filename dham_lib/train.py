@@ -298,8 +298,8 @@ def fit(
     gives ``model.attention`` (where the model has one) its own learning rate (None: ``lr``).
     ``on_epoch_end(EpochEnd)`` runs after each epoch; training stops when it returns True.
     ``resume``, an ``EpochEnd`` of an earlier call (or a dict of its fields but the model,
-    the optimiser's as its ``state_dict``), continues after its epoch with its optimiser, generator and history, on a
-    model that holds its weights. A loss that is NaN or infinite raises
+    the optimiser's as its ``state_dict``), continues after its epoch with its optimiser,
+    generator and history, on a model that holds its weights. A loss that is NaN or infinite raises
     ``FloatingPointError`` naming the epoch. Returns the history, a dict of lists keyed
     by ``HISTORY_KEYS`` (``seconds``: cumulative training time, evaluation excluded;
     the ``test_*`` keys are the scores on ``val_batches``).

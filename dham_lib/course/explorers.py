@@ -28,7 +28,7 @@ from dham_lib.models import DHAMClassifier
 from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_softmax
 from dham_lib.sampling import bilinear_sample, glimpse, glimpse_box, to_normalised, to_pixels
 from dham_lib.study import figures
-from dham_lib.study.experiments import SCALE, TEST_SEED
+from dham_lib.study.runs import SCALE, TEST_SEED
 
 
 @functools.lru_cache(maxsize=1)

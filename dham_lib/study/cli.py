@@ -1,9 +1,12 @@
-"""The command line: ``python -m dham_lib train|sweep ...`` (``--help`` on each).
+"""The command line: ``python -m dham_lib train|sweep|report|export ...`` (``--help`` on each).
 
-``train`` trains one model on translated MNIST and writes into its output folder
-a checkpoint (with its ``.sha256``), ``metrics.json`` (the run, final scores,
-history, versions) and figures (learning curves, glimpses). ``sweep`` trains a
-grid of runs into a results CSV, skipping the rows it already holds.
+Every setting's option is generated from its config dataclass (its type, default, help and
+choices: ``dham_lib.models``' model configs, ``runs.DataConfig``, ``runs.TrainConfig``), so
+a new setting appears here by being added there. An option names the setting of that name
+in every config that has it; a sweep's axes (models, widths, SNRs, seeds) take lists.
+``train`` writes into its output folder the run's record (``record.json``), a checkpoint
+(with its ``.sha256``) and figures; ``sweep`` trains a grid of runs, one record each,
+beside a table that it exports; ``export`` regenerates tables from their records.
 """
 
 from __future__ import annotations
@@ -12,83 +15,67 @@ import argparse
 import dataclasses
 import json
 import math
-import platform
 import sys
+import typing
 from pathlib import Path
 
 import torch
 
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
-from dham_lib.data import SOURCES
-from dham_lib.models import CLASSIFIERS, MODELS
-from dham_lib.study import results
+from dham_lib.models import MODELS, build_model, list_models
+from dham_lib.study import results, runs
 from dham_lib.study.executors import EXECUTORS, make_executor
-from dham_lib.study.experiments import (
-    RESULT_COLUMNS,
-    TRAIN_SPLITS,
-    Cell,
-    grid,
-    make_dataset,
-    sweep,
-    train_cell,
-)
-from dham_lib.train import choose_device
 
-# Every default of the command line is the recipe's, so `train` and `Cell()` agree; a noisy
-# cell, because a clean one has no curriculum.
-RECIPE = Cell(snr_db=0.0)
+# A sweep's axes: the settings that take a list, under their plural option.
+AXES = {"model": "--models", "width": "--widths", "snr_db": "--snr-db", "seed": "--seeds"}
+AXIS_DEFAULTS = {
+    "model": ["dham"],
+    "width": [2, 4, 8, 16, 32],
+    "snr_db": [None, 12.0, 6.0, 3.0, 0.0, -3.0],
+    "seed": [0, 1],
+}
 
 
 def _snr(text: str) -> float | None:
-    """``--snr-db`` accepts a number of dB, or ``clean`` for no noise."""
+    """An SNR: a finite number of dB, or ``clean`` (``none``) for no noise."""
     if text.lower() in ("clean", "none"):
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of dB or 'clean', got {text!r}"
-        ) from None
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number of dB, got {text!r}")
     return value
 
 
-def _positive_int(text: str) -> int:
+def _number(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return int(value) if value.is_integer() else value
 
 
-def _number(minimum: float, strict: bool):
-    """A type for a number > ``minimum`` (``strict``) or >= it."""
+def _integer(minimum: int):
+    """A type for an int >= ``minimum``."""
 
-    def parse(text: str) -> float:
+    def parse(text: str) -> int:
         try:
-            value = float(text)
+            value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(
-                f"expected a number {'>' if strict else '>='} {minimum:g}, got {text!r}"
-            )
-        return int(value) if value.is_integer() else value
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
 
     return parse
 
 
 def _flag(text: str) -> bool:
     """``true``/``false`` (or ``1``/``0``, ``yes``/``no``), any case."""
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-    try:
-        return value[text.lower()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return words[text.lower()]
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -102,94 +89,74 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-# The recipe's options, by group: (Cell field, type, help, choices). Defaults are the recipe's.
-RECIPE_OPTIONS = {
-    "data": (
-        ("background", str, "canvas background", ("noise", "clutter")),
-        ("canvas", _positive_int, "canvas side in pixels; digits stay 29-48 px", None),
-        ("source", str, "MNIST digits: the bundled split, the full 70k, or auto", SOURCES),
-        ("train_size", _positive_int, "use only the first N training digits", None),
-        ("test_size", _positive_int, "use only the first N validation and test digits", None),
-        (
-            "train_split",
-            str,
-            "train on the digits without the validation ones, or on all",
-            TRAIN_SPLITS,
-        ),
-    ),
-    "attention (DHAM only, but --attention-lr and --start-scale: STN)": (
-        ("k", _positive_int, "glimpses per canvas", None),
-        ("stride", _positive_int, "attention map stride", None),
-        ("norm", int, "scale: L1 or L2", (1, 2)),
-        ("temperature", float, "softmax temperature", None),
-        ("classifier", str, "glimpse classifier (DHAM, STN, oracle)", tuple(CLASSIFIERS)),
-        ("attention_init", str, "first attention layer's start", ("torch", "ink")),
-        ("attention_slope", float, "negative slope of the attention net's leaky ReLU", None),
-        ("attention_depth", _positive_int, "the attention net's convolutions", None),
-        ("attention_lr", float, "learning rate of the network that decides where to look", None),
-        (
-            "start_scale",
-            float,
-            "the STNs' first glimpse, a share of the canvas (1: identity)",
-            None,
-        ),
-    ),
-    "pooled CNN": (("batch_norm", _flag, "a BatchNorm after each convolution", None),),
-    "training": (
-        ("epochs", _positive_int, "passes over the training digits", None),
-        ("batch_size", _positive_int, "canvases per step", None),
-        ("lr", float, "Adam learning rate", None),
-        (
-            "curriculum",
-            int,
-            "epochs over which noisy training canvases go from 12 dB to "
-            "--snr-db (0: at --snr-db from the start)",
-            None,
-        ),
-        (
-            "canvas_curriculum",
-            int,
-            "epochs over which training canvases grow from --canvas-curriculum-start "
-            "to --canvas (0: at --canvas)",
-            None,
-        ),
-        (
-            "canvas_curriculum_start",
-            _positive_int,
-            "the side in px of a canvas curriculum's first epoch",
-            None,
-        ),
-    ),
-}
+def setting_fields() -> dict[str, tuple[dataclasses.Field, object]]:
+    """Every setting's field and type, by name, first seen first: the data's, the training's,
+    then each model's (a name that several configs share is one option)."""
+    configs = [runs.DataConfig, runs.TrainConfig, *(model.Config for model in MODELS.values())]
+    fields = {}
+    for config in configs:
+        hints = typing.get_type_hints(config)
+        for field in dataclasses.fields(config):
+            fields.setdefault(field.name, (field, hints[field.name]))
+    return fields
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that ``train`` and ``sweep`` share: the data, attention and training."""
-    for title, options in RECIPE_OPTIONS.items():
-        group = parser.add_argument_group(title)
-        for name, kind, text, choices in options:
-            flag = "--" + name.replace("_", "-")
-            default = getattr(RECIPE, name)
-            group.add_argument(
-                flag, type=kind, choices=choices, default=default, help=f"{text} (%(default)s)"
-            )
-    run = parser.add_argument_group("running")
-    run.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+def _option(name: str, field: dataclasses.Field, kind) -> dict:
+    """``add_argument``'s keywords for one setting, from its field and type."""
+    choices = field.metadata.get("choices")
+    base = {a for a in typing.get_args(kind) if a is not type(None)} or {kind}
+    shown = field.default if field.default is not None else "none"
+    keywords = {"help": f"{field.metadata.get('help', name)} (default: {shown})"}
+    if name == "snr_db":
+        keywords.update(type=_snr, help=f"{field.metadata['help']} (default: clean)")
+    elif base == {bool}:
+        keywords["type"] = _flag
+    elif base == {int}:
+        keywords["type"] = _integer(field.metadata.get("minimum", 1))
+    elif base == {float}:
+        keywords["type"] = _number
+    elif typing.get_origin(kind) is tuple:
+        keywords.update(type=_integer(1), nargs=len(typing.get_args(kind)))
+    if choices is not None:
+        keywords["choices"] = choices
+    return keywords
 
 
-def _recipe(args: argparse.Namespace) -> dict:
-    """The Cell fields that ``train`` and ``sweep`` share: everything but the grid axes."""
-    return {
-        name: getattr(args, name) for options in RECIPE_OPTIONS.values() for name, *_ in options
+def add_setting_options(parser: argparse.ArgumentParser, axes: bool) -> None:
+    """An option per setting, in groups; with ``axes``, a sweep's axes take lists."""
+    groups = {
+        "data": parser.add_argument_group("data"),
+        "training": parser.add_argument_group("training"),
+        "model": parser.add_argument_group("model (each applies to the models that have it)"),
     }
+    data, train = set(runs._fields(runs.DataConfig)), set(runs._fields(runs.TrainConfig))
+    for name, (field, kind) in setting_fields().items():
+        group = groups["data" if name in data else "training" if name in train else "model"]
+        keywords = _option(name, field, kind)
+        if axes and name in AXES:
+            keywords.update(nargs="+", default=AXIS_DEFAULTS[name])
+            keywords["help"] = keywords["help"].split(" (default")[0] + " (%(default)s)"
+            group.add_argument(AXES[name], dest=name, **keywords)
+        else:
+            flag = "--" + name.replace("_", "-")
+            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, **keywords)
+    running = parser.add_argument_group("running")
+    running.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
+    running.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def cell_from(args: argparse.Namespace) -> Cell:
-    """The training run that the ``train`` options describe."""
-    return Cell(
-        model=args.model, width=args.width, snr_db=args.snr_db, seed=args.seed, **_recipe(args)
-    )
+def given_settings(args: argparse.Namespace, leave=()) -> dict:
+    """The settings the command line gave (every option not given keeps its config's
+    default), without the names in ``leave``."""
+    names = set(setting_fields())
+    return {k: v for k, v in vars(args).items() if k in names and k not in leave}
+
+
+def _checked(run_list: list[runs.Run]) -> list[runs.Run]:
+    """Build each distinct model once, so that a bad setting fails now, not after hours."""
+    for model, settings in {(r.model, r.settings) for r in run_list}:
+        build_model(model, **dataclasses.asdict(settings))
+    return run_list
 
 
 def _save_figures(model, history, test_set, out: Path) -> list[str]:
@@ -216,38 +183,29 @@ def _save_figures(model, history, test_set, out: Path) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    """Train one model as the options say and write its files; returns the metrics record."""
+    """Train one run as the options say and write its files; returns its record."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cell = cell_from(args)
-    model, history, row = train_cell(cell, device=args.device, progress=not args.no_progress)
-    record = {
-        "cell": dataclasses.asdict(cell),
-        "model_config": model.config,
-        "test": {k: row[k] for k in RESULT_COLUMNS},
-        "history": history,
-        "versions": {
-            "dham_lib": dham_lib.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "device": str(choose_device(args.device)),
-    }
+    run = runs.make_run(args.model, args.seed, **given_settings(args, ("model", "seed")))
+    (run,) = _checked([run])
+    model, record = runs.train_run(run, device=args.device, progress=not args.no_progress)
     record["checkpoint_sha256"] = save_checkpoint(
-        out / "checkpoint.pt", model, data_config=dataclasses.asdict(cell), metrics=record["test"]
+        out / "checkpoint.pt", model, data_config=record["run"], metrics=record["scores"]
     )
-    record["figures"] = _save_figures(model, history, make_dataset(cell, "test"), out)
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    record["figures"] = _save_figures(model, record["history"], runs.make_dataset(run, "test"), out)
+    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    scores = record["scores"]
     print(
-        f"{args.model}: test accuracy {row['test_acc']:.1%}, IoU {row['iou']:.3f}, "
-        f"{row['train_seconds']:.0f} s training; wrote {out}"
+        f"{run.model}: test accuracy {scores['test_acc']:.1%}, IoU {scores['iou']:.3f}, "
+        f"{scores['train_seconds']:.0f} s training; wrote {out}"
     )
     return record
 
 
-def run_sweep(args: argparse.Namespace) -> list:
-    """Run the grid of cells that the options describe, resumably."""
-    cells = grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
+def run_sweep(args: argparse.Namespace):
+    """Train the grid of runs that the options describe, resumably."""
+    settings = given_settings(args, tuple(AXES))
+    grid = _checked(runs.grid(args.model, args.width, args.snr_db, args.seed, **settings))
     executor = make_executor(
         args.executor,
         address=args.address,
@@ -255,14 +213,52 @@ def run_sweep(args: argparse.Namespace) -> list:
         num_gpus=args.num_gpus,
         max_retries=args.max_retries,
     )
-    return sweep(
-        cells,
+    return runs.sweep(
+        grid,
         args.out,
         checkpoints=args.checkpoints,
         device=args.device,
         progress=not args.no_progress,
         shard=args.shard,
         executor=executor,
+    )
+
+
+def run_export(args: argparse.Namespace) -> list[Path]:
+    """Regenerate every table of a folder whose records are beside it."""
+    written = []
+    for folder in sorted(p for p in Path(args.results).iterdir() if p.is_dir()):
+        if any(folder.glob("*.json")):
+            table = folder.with_suffix(".csv")
+            print(f"{table.name}: {len(runs.export_table(table))} runs")
+            written.append(table)
+    return written
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    cluster = parser.add_argument_group(
+        "where the runs train (ray: pip install -e '.[cluster]' first)"
+    )
+    cluster.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: one run after the other in this process; ray: each run a task of a "
+        "Ray cluster (%(default)s)",
+    )
+    cluster.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: 'auto' (the one `ray start` started on this machine) or "
+        "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
+    )
+    cluster.add_argument("--num-cpus", type=float, default=1, help="CPUs per Ray task (1)")
+    cluster.add_argument("--num-gpus", type=float, default=0, help="GPUs per Ray task (0)")
+    cluster.add_argument(
+        "--max-retries",
+        type=_integer(0),
+        default=3,
+        help="times Ray reruns a run whose worker died; a run that raises is reported (3)",
     )
 
 
@@ -276,97 +272,59 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
         "train",
-        help="train one model and write its checkpoint, metrics and figures",
-        description="Train one model on translated MNIST; write checkpoint.pt, metrics.json "
-        "and figures into --out.",
+        help="train one run and write its record, checkpoint and figures",
+        description="Train one run; write record.json, checkpoint.pt and figures into --out.",
     )
-    model = train.add_argument_group("the run")
-    model.add_argument("--model", choices=tuple(MODELS), default="dham")
-    model.add_argument(
-        "--width", type=_positive_int, default=RECIPE.width, help="attention conv channels"
-    )
-    model.add_argument("--snr-db", type=_snr, default=None, help="SNR in dB, or 'clean' (default)")
-    model.add_argument("--seed", type=int, default=0, help="seeds the model and train canvases")
-    add_recipe_arguments(train)
+    train.add_argument("--model", choices=list_models(), default="dham", help="(dham)")
+    train.add_argument("--seed", type=_integer(0), default=0, help="initial weights, canvases")
+    add_setting_options(train, axes=False)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
 
-    sweep_parser = commands.add_parser(
+    sweep = commands.add_parser(
         "sweep",
-        help="train a grid of models x widths x SNRs x seeds into a results CSV, resumably",
-        description="Train every cell of the grid that is not yet in --out (a CSV), appending "
-        "one row per finished cell; kill it at any time and run the same command to resume.",
+        help="train a grid of models x widths x SNRs x seeds, one record per run, resumably",
+        description="Train every run of the grid that has no record yet in the folder beside "
+        "--out (a CSV named after it), then export --out from the records; kill it at any "
+        "time and run the same command to resume.",
     )
-    grid_options = sweep_parser.add_argument_group("grid")
-    grid_options.add_argument("--models", nargs="+", choices=tuple(MODELS), default=["dham"])
-    grid_options.add_argument("--widths", nargs="+", type=_positive_int, default=[2, 4, 8, 16, 32])
-    grid_options.add_argument(
-        "--snr-db",
-        nargs="+",
-        type=_snr,
-        default=[None, 12.0, 6.0, 3.0, 0.0, -3.0],
-        help="SNRs in dB; 'clean' for no noise",
-    )
-    grid_options.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    add_recipe_arguments(sweep_parser)
-    sweep_parser.add_argument("--out", required=True, help="results CSV (created or extended)")
-    sweep_parser.add_argument("--checkpoints", help="folder to save each cell's model in")
-    sweep_parser.add_argument(
+    add_setting_options(sweep, axes=True)
+    sweep.add_argument("--out", required=True, help="the table (CSV); records go beside it")
+    sweep.add_argument("--checkpoints", help="folder to save each run's model in")
+    sweep.add_argument(
         "--shard",
         type=_shard,
         default=(0, 1),
-        help="I/N: run every N-th cell from the I-th, so N processes can share one CSV",
+        help="I/N: run every N-th run from the I-th, so N processes can share one table",
     )
-    cluster = sweep_parser.add_argument_group(
-        "where the cells run (ray: pip install -e '.[cluster]' first)"
-    )
-    cluster.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help="local: one cell after the other in this process; ray: each cell a task of a "
-        "Ray cluster (%(default)s)",
-    )
-    cluster.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join: 'auto' (the one `ray start` started on this machine) or "
-        "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
-    )
-    cluster.add_argument(
-        "--num-cpus", type=_number(0, True), default=1, help="CPUs per Ray task (%(default)s)"
-    )
-    cluster.add_argument(
-        "--num-gpus",
-        type=_number(0, False),
-        default=0,
-        help="GPUs per Ray task; a task with one trains on CUDA (%(default)s)",
-    )
-    cluster.add_argument(
-        "--max-retries",
-        type=_number(0, False),
-        default=3,
-        help="times Ray reruns a cell whose worker died; a cell that raises is reported, "
-        "not retried (%(default)s)",
-    )
-    sweep_parser.set_defaults(handler=run_sweep)
+    _add_cluster_options(sweep)
+    sweep.set_defaults(handler=run_sweep)
 
     report = commands.add_parser(
         "report",
-        help="summarise result CSVs: tables, the width verdict, heat maps",
+        help="summarise result tables: tables, the width verdict, heat maps",
         description="Read a folder's clean comparison (clean_validated.csv, else clean.csv) "
         "and sweep (sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest "
         "width per SNR and the lock-on test; write figures into its figures/ folder.",
     )
     report.add_argument("results", help="folder holding a clean comparison and/or a sweep")
     report.set_defaults(handler=lambda args: results.report(args.results))
+
+    export = commands.add_parser(
+        "export",
+        help="regenerate a folder's tables (CSV) from the records beside them",
+        description="For every folder of records in RESULTS, write the table named after it.",
+    )
+    export.add_argument(
+        "results", help="folder holding tables and their records, e.g. data/results"
+    )
+    export.set_defaults(handler=run_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dham_lib`` and the ``dham`` script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.handler(args)
     except (ValueError, TypeError, RuntimeError, OSError, ImportError) as error:

@@ -2,27 +2,34 @@
 
 A student should never be stuck waiting (notebooks 04 and 05): ``train_or_load``
 loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the requested
-:class:`~dham_lib.study.experiments.Cell`, and says so. It trains instead when asked
+:class:`~dham_lib.study.runs.Run`, and says so. It trains instead when asked
 (``train=True`` or ``DHAM_TRAIN=1``), when the file is missing or was trained for
-another cell, or when its checksum fails: it says why, and keeps the file it replaces
+another run, or when its checksum fails: it says why, and keeps the file it replaces
 as ``<name>.pt.old``. A read-only checkpoint folder is reported, and the model is
 trained and returned unsaved.
 In quick mode (``DHAM_QUICK=1``, set by the test command) it trains a shrunken
-cell for seconds and saves nothing.
+run for seconds and saves nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 from dham_lib import _checks
 from dham_lib.checkpoints import load_checkpoint, save_checkpoint, sha256_file, sidecar_path
-from dham_lib.study.experiments import Cell, cell_from_config, train_cell
+from dham_lib.settings import as_json
+from dham_lib.study.runs import Run, flat_settings, train_run, with_settings
 
 MANIFEST = "SHA256SUMS"
 QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
+
+
+def _trained(run: Run, device, progress: bool):
+    """``train_run`` as ``(model, history, row)``: ``row`` the run's settings and scores, flat."""
+    model, record = train_run(run, device=device, progress=progress)
+    row = {"model": run.model, "seed": run.seed, **flat_settings(run), **record["scores"]}
+    return model, record["history"], row
 
 
 def checkpoint_dir() -> Path:
@@ -39,41 +46,39 @@ def quick_mode() -> bool:
 
 
 def train_or_load(
-    name: str, cell: Cell, train: bool | None = None, device=None, progress: bool = True
+    name: str, run: Run, train: bool | None = None, device=None, progress: bool = True
 ):
-    """The model of ``cell`` as ``(model, history, row)``: loaded from ``<name>.pt`` or trained.
+    """The model of ``run`` as ``(model, history, row)``: loaded from ``<name>.pt`` or trained.
 
-    ``history`` is ``fit``'s per-epoch record and ``row`` the scores of
-    ``train_cell``. Prints one line saying which it did and why.
+    ``history`` is ``fit``'s per-epoch record and ``row`` the run's settings and scores,
+    flat. Prints one line saying which it did and why.
     """
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a study.experiments.Cell, got {type(cell).__name__}")
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a study.runs.Run, got {type(run).__name__}")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"name must be a plain file name such as 'dham-clean-w16', got {name!r}")
     if quick_mode():
-        quick = dataclasses.replace(cell, **QUICK)
+        quick = with_settings(run, **QUICK)
         print(
-            f"Quick mode (DHAM_QUICK=1): training {name} for {quick.epochs} epoch on "
-            f"{quick.train_size} digits, not saved."
+            f"Quick mode (DHAM_QUICK=1): training {name} for {quick.train.epochs} epoch on "
+            f"{quick.data.train_size} digits, not saved."
         )
-        return train_cell(quick, device=device, progress=progress)
+        return _trained(quick, device, progress)
     path = checkpoint_dir() / f"{name}.pt"
     if train is None:
         train = os.environ.get("DHAM_TRAIN") == "1"
     if not train:
-        loaded = _load_matching(path, cell)
+        loaded = _load_matching(path, run)
         if loaded is not None:
             return loaded
     try:
         _checks.writable_folder("the checkpoint folder", path.parent)
     except PermissionError as error:
         print(f"{error}: training {name} anyway; it will not be saved (set DHAM_CHECKPOINT_DIR).")
-        return train_cell(cell, device=device, progress=progress)
-    model, history, row = train_cell(cell, device=device, progress=progress)
+        return _trained(run, device, progress)
+    model, history, row = _trained(run, device, progress)
     _keep_aside(path)
-    save_checkpoint(
-        path, model, data_config=dataclasses.asdict(cell), metrics=row, extra={"history": history}
-    )
+    save_checkpoint(path, model, data_config=as_json(run), metrics=row, extra={"history": history})
     write_manifest(path.parent)
     print(f"Trained {name} and saved it as {path.name}.")
     return model, history, row
@@ -91,8 +96,8 @@ def _keep_aside(path: Path) -> None:
     print(f"The previous {path.name} is kept as {old.name}.")
 
 
-def _load_matching(path: Path, cell: Cell):
-    """The checkpoint's ``(model, history, row)`` if it holds ``cell``'s model, else None."""
+def _load_matching(path: Path, run: Run):
+    """The checkpoint's ``(model, history, row)`` if it holds ``run``'s model, else None."""
     if not path.exists():
         print(f"No committed checkpoint {path.name}: training it (this takes minutes).")
         return None
@@ -101,27 +106,16 @@ def _load_matching(path: Path, cell: Cell):
     except (ValueError, FileNotFoundError) as error:
         print(f"The checkpoint {path.name} is unusable ({error}); training it again.")
         return None
-    if _recorded_cell(meta) != cell:
+    if meta.get("data_config") != as_json(run):
         print(f"The checkpoint {path.name} was trained for another setting; training it again.")
         return None
     row, history = meta["metrics"], meta["extra"]["history"]
     print(
-        f"Loaded the committed checkpoint {path.name}: {cell.epochs} epochs, test accuracy "
+        f"Loaded the committed checkpoint {path.name}: {run.train.epochs} epochs, test accuracy "
         f"{row['test_acc']:.1%}, {row['train_seconds']:.0f} s of training. "
         "Set DHAM_TRAIN=1 to train it yourself."
     )
     return model, history, row
-
-
-def _recorded_cell(meta: dict) -> Cell | None:
-    """The cell a checkpoint was trained for, or None if its metadata does not say."""
-    config = meta.get("data_config")
-    if not isinstance(config, dict) or not config:
-        return None
-    try:
-        return cell_from_config(config)
-    except TypeError:  # a field that Cell does not have
-        return None
 
 
 def write_manifest(folder: str | os.PathLike | None = None) -> Path:

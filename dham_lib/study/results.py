@@ -1,15 +1,14 @@
-"""Reading experiment results back as pandas tables: means over seeds, the width verdict.
+"""Reading results back as pandas tables: means over seeds, the width verdict.
 
-``load_results`` reads a CSV that :func:`dham_lib.study.experiments.sweep` wrote into a
-typed ``DataFrame`` (one row per run; a clean canvas has ``snr_db = inf``, an infinite
-SNR); ``summarise`` averages over seeds, and ``narrowest_widths`` answers the original's
-claim: for each SNR, the narrowest attention width whose accuracy reaches a fraction of
-the oracle's at that SNR (notebook 05). ``report`` prints it all for a results folder.
+``load_results`` reads a table that :func:`dham_lib.study.runs.sweep` exported (one row per
+run, flat columns; a clean canvas has ``snr_db = inf``, an infinite SNR; a setting that a
+model lacks is NaN); ``summarise`` averages over seeds, and ``narrowest_widths`` answers the
+original's claim: for each SNR, the narrowest attention width whose accuracy reaches a
+fraction of the oracle's at that SNR (notebook 05). ``report`` prints it all for a folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import os
@@ -19,14 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dham_lib import _checks
-from dham_lib.study.experiments import (
-    CELL_COLUMNS,
-    LEGACY_FIELDS,
-    RESULT_COLUMNS,
-    RUN_COLUMNS,
-    Cell,
-    read_rows,
-)
+from dham_lib.study.runs import SCORES
 
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -40,27 +32,17 @@ COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
 # on the validation split, or where a folder has none, those made before it existed.
 CLEAN_FILES = ("clean_validated.csv", "clean.csv")
 SWEEP_FILES = ("sweep_validated.csv", "sweep.csv")
-# The device a run trained on is text too; files older than that column read it as "".
-_FLAG_FIELDS = [f.name for f in dataclasses.fields(Cell) if f.type == "bool"]
-_TEXT_FIELDS = [
-    *(f.name for f in dataclasses.fields(Cell) if f.type in ("str", "bool")),
-    *RUN_COLUMNS,
-]
-
-
-# The columns of every file a sweep wrote, however old: a CSV without them is another table.
-_SWEEP_COLUMNS = {*(name for name in CELL_COLUMNS if name not in LEGACY_FIELDS), "test_acc"}
+# The columns of every table of runs: a CSV without them is another kind of table.
+_RUN_COLUMNS = {"model", "seed", "snr_db", "test_acc"}
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
-    """The runs of a results CSV, one row each, numbers as numbers; raises if it is missing."""
+    """The runs of a results table, one row each; raises if it is missing."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no results file at {path}; run the sweep that writes it first")
-    frame = pd.DataFrame(read_rows(path), columns=[*CELL_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS])
-    numeric = [name for name in frame.columns if name not in _TEXT_FIELDS]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
-    for name in _FLAG_FIELDS:
-        frame[name] = frame[name] == "True"
+    frame = pd.read_csv(path)
+    if "width" not in frame:  # a table of models without a width setting
+        frame["width"] = np.nan
     frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
     return frame
 
@@ -76,10 +58,10 @@ def summarise(
     group), and ``<metric>_mean`` and ``<metric>_std`` per metric (NaN runs are left out
     of both; the std of a single run is 0).
     """
-    unknown = [name for name in (*by, *metrics) if name not in (*CELL_COLUMNS, *RESULT_COLUMNS)]
+    unknown = [name for name in (*by, *metrics) if name not in frame.columns]
     if unknown:
         raise ValueError(f"by and metrics must name result columns, got unknown {unknown}")
-    groups = frame.groupby(list(by), sort=False)
+    groups = frame.groupby(list(by), sort=False, dropna=False)
     summary = groups[list(metrics)].agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     summary[[f"{m}_std" for m in metrics]] = summary[[f"{m}_std" for m in metrics]].fillna(0.0)
@@ -207,7 +189,9 @@ def differences_from(
     """
     mine = frame.loc[frame["model"] == reference, metric]
     rows = []
-    for (name, width), other in frame[frame["model"] != reference].groupby(["model", "width"]):
+    for (name, width), other in frame[frame["model"] != reference].groupby(
+        ["model", "width"], dropna=False
+    ):
         difference, low, high = difference_interval(mine, other[metric])
         if math.isnan(low):
             verdict = "no interval (one run)"
@@ -422,7 +406,9 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
     if summary.empty:
         raise ValueError("summary must not be empty")
     by = [name for name in summary if name != "n" and not name.endswith(("_mean", "_std"))]
-    table = summary[by].copy()
+    # A setting a model lacks shows as a dash; a whole number as one.
+    table = summary[by].astype(object).where(summary[by].notna(), "–")
+    table = table.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     if "snr_db" in table:
         table["snr_db"] = table["snr_db"].map(snr_label)
     for metric in metrics:
@@ -476,14 +462,15 @@ def by_setting(frame: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc", "test
     """Mean ± std over seeds of every setting in ``frame``: grouped by model and by the cell
     columns that vary within a model (the seed aside), the table of a pilot or of any
     other results file."""
+    settings = [name for name in frame.columns if name not in (*SCORES, "device")]
     varying = {
         name
         for _, runs in frame.groupby("model")
-        for name in CELL_COLUMNS
+        for name in settings
         # The seed is what is averaged over; the curriculum follows the SNR.
         if name not in ("model", "seed", "curriculum") and runs[name].nunique(dropna=False) > 1
     }
-    by = ("model", *(name for name in CELL_COLUMNS if name in varying))
+    by = ("model", *(name for name in settings if name in varying))
     return summarise(frame, by=by, metrics=metrics)
 
 
@@ -543,7 +530,7 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
     for path in sorted(folder.glob("*.csv")) if others else ():
         if path in (clean, swept):
             continue
-        if not _SWEEP_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
+        if not _RUN_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
             # A script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv).
             print(f"## {path.name}\n\nnot a sweep file: read it with pandas\n")
         else:
