@@ -3,8 +3,8 @@
 Three layers, each importing only the ones before it:
 
 - ``dham_lib`` itself, the idea and what a researcher imports: ``pmf``, ``sampling``,
-  ``dham``, ``metrics``, ``data``, ``models``, ``train``, ``checkpoints``;
-- ``dham_lib.study``, running the experiments: ``experiments``, ``results``,
+  ``dham``, ``metrics``, ``data``, ``models``, ``train``, ``checkpoints``, ``settings``;
+- ``dham_lib.study``, running the experiments: ``runs``, ``executors``, ``results``,
   ``pretrained``, ``figures`` (of runs and results) and the command line ``cli``;
 - ``dham_lib.course``, the classroom: ``widgets``, ``colab``, ``figures``, ``inspect``
   and ``explorers`` (the notebooks' slider functions).

@@ -305,8 +305,8 @@ class DHAMClassifier(Configured):
     ``width`` is the attention convolutions' channel count (the seed claim: more
     noise needs more of them) and ``attention_depth`` their number, ``k`` the number
     of glimpses, ``norm`` 1 or 2 for the scale, ``stride`` the attention map's
-    subsampling (see AttentionNet; 2, as in the course's recipe
-    ``dham_lib.study.experiments.Cell``).
+    subsampling (see AttentionNet; 2, as in the course's recipe). Its settings are
+    :class:`DHAMConfig`'s.
     """
 
     name, Config = "dham", DHAMConfig

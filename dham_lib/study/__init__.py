@@ -1,1 +1,1 @@
-"""Running the experiments: cells, sweeps, results tables, checkpoints, the command line."""
+"""Running the experiments: runs and their records, sweeps, tables, checkpoints, the CLI."""

@@ -474,6 +474,48 @@ def by_setting(frame: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc", "test
     return summarise(frame, by=by, metrics=metrics)
 
 
+def _report_clean(clean: Path, out: Path, figures) -> None:
+    """The clean comparison's tables and figures (``report``)."""
+    runs = load_results(clean)
+    summary = summarise(runs)
+    print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
+    figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
+    sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
+    summary = summarise(runs, metrics=sizes)
+    print("\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
+    figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
+
+
+def _report_sweep(swept: Path, out: Path, figures) -> None:
+    """The sweep's tables, width verdict, lock-on test and figures (``report``)."""
+    runs = load_results(swept)
+    summary = summarise(runs)
+    print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
+    verdict = narrowest_widths(runs)
+    for title, widths in (
+        ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", verdict),
+        (
+            "The same for the best seed of each width (what a width can do)",
+            narrowest_widths(runs, statistic="best"),
+        ),
+    ):
+        print(title + ":")
+        for snr, width in widths.items():
+            print(f"  {snr_label(snr)}: {width or 'none'}")
+    print(f"\nVerdict (means): {claim_verdict(verdict)}")
+    print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
+    for snr, (reached, total) in runs_reaching(runs).items():
+        print(f"  {snr_label(snr)}: {reached} of {total}")
+    lock_on = lock_on_summary(runs)
+    figures.save(figures.plot_lock_on(lock_on), out / "sweep_lock_on.png")
+    table = lock_on.assign(snr_db=lambda t: t["snr_db"].map(snr_label))
+    print("\n## Lock-on apart from accuracy (95% intervals)\n")
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
+    for metric in ("test_acc", "iou"):
+        figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
+
+
 def report(folder: str | os.PathLike, others: bool = True) -> None:
     """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
     figures into ``folder/figures`` (``python -m dham_lib report``); with ``others``, a
@@ -490,43 +532,9 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         raise FileNotFoundError(f"none of {names} in {folder}")
     out = _checks.writable_folder("the figures folder", folder / "figures")
     if clean is not None:
-        runs = load_results(clean)
-        summary = summarise(runs)
-        print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
-        figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
-        sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
-        summary = summarise(runs, metrics=sizes)
-        print(
-            "\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n"
-        )
-        figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
+        _report_clean(clean, out, figures)
     if swept is not None:
-        runs = load_results(swept)
-        summary = summarise(runs)
-        print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
-        verdict = narrowest_widths(runs)
-        for title, widths in (
-            ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", verdict),
-            (
-                "The same for the best seed of each width (what a width can do)",
-                narrowest_widths(runs, statistic="best"),
-            ),
-        ):
-            print(title + ":")
-            for snr, width in widths.items():
-                print(f"  {snr_label(snr)}: {width or 'none'}")
-        print(f"\nVerdict (means): {claim_verdict(verdict)}")
-        print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
-        for snr, (reached, total) in runs_reaching(runs).items():
-            print(f"  {snr_label(snr)}: {reached} of {total}")
-        lock_on = lock_on_summary(runs)
-        figures.save(figures.plot_lock_on(lock_on), out / "sweep_lock_on.png")
-        table = lock_on.assign(snr_db=lambda t: t["snr_db"].map(snr_label))
-        print("\n## Lock-on apart from accuracy (95% intervals)\n")
-        print(table.to_markdown(index=False, floatfmt=".3f"))
-        print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
-        for metric in ("test_acc", "iou"):
-            figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
+        _report_sweep(swept, out, figures)
     for path in sorted(folder.glob("*.csv")) if others else ():
         if path in (clean, swept):
             continue
