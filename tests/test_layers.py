@@ -44,16 +44,14 @@ def test_no_module_imports_a_higher_layer(path):
 
 def test_the_layout_is_the_documented_one():
     found = {str(p.relative_to(PACKAGE).with_suffix("")) for p in MODULES}
-    top = {"pmf", "sampling", "dham", "metrics", "data", "models", "train", "checkpoints"}
-    study = {
-        f"study/{m}"
-        for m in ("experiments", "executors", "results", "pretrained", "figures", "cli")
-    }
+    top = {"pmf", "sampling", "dham", "metrics", "models", "train", "checkpoints", "settings"}
+    data = {"data/__init__", "data/mnist", "data/canvas"}  # loading digits, drawing canvases
+    study = {f"study/{m}" for m in ("runs", "executors", "results", "pretrained", "figures", "cli")}
     course = {
         f"course/{m}" for m in ("widgets", "answers", "colab", "figures", "inspect", "explorers")
     }
     private = {"__init__", "__main__", "_checks", "study/__init__", "course/__init__"}
-    assert found == top | study | course | private
+    assert found == top | data | study | course | private
 
 
 def test_the_top_level_reexports_the_first_names():
