@@ -1,25 +1,19 @@
-"""The notebooks' sliders and answer checks (every notebook from 01 on).
+"""The notebooks' answer checks and sliders (notebooks 01 to 07 and the app).
 
-Three checks: :func:`check_answers` compares numbers a student computed with the expected
-ones; :func:`check_function` calls a function the student wrote and the library's on the
-same random inputs and compares the outputs and their gradients (refusing, through
-:func:`check_own_code`, one that calls what it should build); :func:`check_choice`
-compares a multiple-choice answer with a digest of the right one. All print hints, never
-the expected values. The checks whose references would give an answer away are in
-:mod:`dham_lib.course.answers`.
+The checks print hints, never the expected values: :func:`check_answers` compares numbers,
+:func:`check_function` a function the student wrote with the library's (values and
+gradients), :func:`check_choice` a multiple-choice answer with a digest of the right one.
+The checks whose references would give an answer away are in :mod:`dham_lib.course.answers`.
 
-Every slider function is a pure function of its slider values that returns a
-:class:`View`: the matplotlib ``Figure`` it draws and the numbers it shows, a dict
-of floats (the functions themselves are in :mod:`dham_lib.course.explorers`). A
-notebook calls one once with the default values (so the figure shows on GitHub too,
-where widgets do not), then wires it to sliders::
+A slider function (in :mod:`dham_lib.course.explorers`) is a pure function of its slider
+values that returns a :class:`View`. A notebook calls it once with the default values, so
+the figure shows on GitHub too, then wires it to sliders::
 
     view = pmf_explorer(peak_x=0.3, peak_y=-0.2, spread=0.15, temperature=1.0)
     print(format_numbers(view.numbers))
     show_explorer(pmf_explorer, peak_x=make_slider("peak x", 0.3, -1, 1, 0.05), ...)
 
-The widgets use only what ipywidgets 7.7 (Colab) and 8.x share; figures are plain
-inline matplotlib (no ipympl, which Colab lacks).
+Only what ipywidgets 7.7 (Colab) and 8.x share is used; figures are inline matplotlib.
 """
 
 from __future__ import annotations
@@ -47,33 +41,47 @@ WIDGET_FALLBACK = (
 
 
 class View(NamedTuple):
-    """What every slider callback returns: the figure and the numbers it shows."""
+    """What every slider function of notebooks 01 to 06 returns: the figure and its numbers."""
 
     figure: Figure
     numbers: dict[str, float]
 
 
+def _number(name: str, value, low: float | None = None, high: float | None = None) -> float:
+    """A finite real number (or one-element tensor), optionally within ``[low, high]``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    return float(value)
+
+
 def format_numbers(numbers: Mapping[str, float], digits: int = 3) -> str:
-    """One line ``name = value`` per entry, values with ``digits`` decimals (ints as they are)."""
+    """One line ``name = value`` per entry, ``digits`` decimals (ints as they are): how
+    notebooks 01 to 06 print a :class:`View`'s numbers."""
     if not isinstance(numbers, Mapping):
         raise TypeError(f"numbers must be a dict of name -> number, got {type(numbers).__name__}")
     width = max((len(str(k)) for k in numbers), default=0)
-    lines = []
-    for name, value in numbers.items():
-        shown = str(value) if isinstance(value, int) else f"{float(value):.{digits}f}"
-        lines.append(f"{name:<{width}} = {shown}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{name:<{width}} = {value if isinstance(value, int) else f'{float(value):.{digits}f}'}"
+        for name, value in numbers.items()
+    )
 
 
 def check_answers(
     answers: Mapping[str, float], expected: Mapping[str, float], atol: float = 1e-3
 ) -> None:
-    """Compare a student's numbers with the expected ones; print a verdict and assert.
+    """Compare a student's numbers with the expected ones; print a verdict and assert
+    (notebook 02's check cells, and every check of :mod:`dham_lib.course.answers`).
 
-    Prints "Correct: ..." when every answer is within ``atol`` of its expected
-    value; otherwise prints a hint for each answer that is off (too high or too low) or
-    missing, never the expected value itself, and raises ``AssertionError``. Answers may
-    be numbers, one-element tensors or arrays.
+    Prints "Correct: ..." when every answer is within ``atol`` of its expected value;
+    otherwise a hint for each answer that is off (too high or too low) or missing, never
+    the expected value itself, and raises ``AssertionError``. Answers may be numbers,
+    one-element tensors or arrays.
     """
     if not isinstance(answers, Mapping) or not isinstance(expected, Mapping):
         raise TypeError("answers and expected must be dicts of name -> number")
@@ -98,9 +106,9 @@ def check_answers(
 
 
 def choice_digest(exercise: str, choice: str) -> str:
-    """The digest that a check cell holds in place of a multiple-choice answer: the first 16
-    hex digits of the SHA-256 of ``"<exercise>:<choice>"`` (``choice`` stripped, lower case),
-    so the same letter in two exercises has two digests."""
+    """The digest that a check cell of notebooks 04 to 07 holds in place of a multiple-choice
+    answer: the first 16 hex digits of the SHA-256 of ``"<exercise>:<choice>"`` (``choice``
+    stripped, lower case), so the same letter in two exercises has two digests."""
     return hashlib.sha256(f"{exercise}:{str(choice).strip().lower()}".encode()).hexdigest()[:16]
 
 
@@ -110,10 +118,9 @@ def check_choice(
     """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``: the
     judgement exercises of notebooks 04 to 07.
 
-    The check cell holds the digest, not the answer, so reading it gives nothing away.
-    Prints "Correct." or, for a wrong option, ``hint`` (where to look again, the same for
-    every wrong option so that it names none), and raises ``AssertionError``; an answer
-    that is not one of ``options`` is told the options.
+    Prints "Correct." or, for a wrong option, ``hint`` (the same for every wrong option, so
+    that it names none), and raises ``AssertionError``; an answer that is not one of
+    ``options`` is told the options.
     """
     if not isinstance(answer, str) or answer.strip().lower() not in options:
         print(f"Not yet: answer with one of {', '.join(map(repr, options))} (a string).")
@@ -122,6 +129,17 @@ def check_choice(
         print(f"Not yet: {answer.strip().lower()!r} is not it. {hint}")
         raise AssertionError(f"{answer!r} is not the answer")
     print("Correct.")
+
+
+class _Agreement(NamedTuple):
+    """What :func:`check_function` counts as agreeing with the reference."""
+
+    atol: float
+    rtol: float
+    properties: Mapping[str, Callable[..., bool]]
+    grad: bool
+    grad_hint: str
+    weights: torch.Generator  # draws the w of Σ w · output, whose gradients are compared
 
 
 def check_function(
@@ -138,7 +156,9 @@ def check_function(
     forbid: Sequence[str] = (),
     seed: int = 0,
 ) -> None:
-    """Compare a student's function with the library's on each input; print a verdict and assert.
+    """Compare a student's function with the library's on each input; print a verdict and
+    assert. Used by the build exercises of notebooks 01 (``my_spatial_softmax``,
+    ``my_expected_norm``), 02 (``my_axis_weights``) and 03 (``my_dham``).
 
     ``inputs`` is a list of argument tuples, e.g. ``[(logits, 0.5), ...]`` with ``logits`` a
     seeded random ``[B, K, H, W]`` tensor; both functions get fresh copies of each. The
@@ -155,12 +175,10 @@ def check_function(
     Prints "Correct: ..." or, for the first input that fails, hints: not a function, the
     exception it raised, a wrong shape or dtype, nan or inf, how many entries are off with
     the largest error and where; never a value of the reference. Then raises
-    ``AssertionError``. Used by the build exercises of notebooks 01
-    (``my_spatial_softmax``, ``my_expected_norm``), 02 (``my_axis_weights``) and 03
-    (``my_dham``).
+    ``AssertionError``.
     """
     name = name or getattr(candidate, "__name__", "your function")
-    atol, rtol = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
+    tolerance = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
     check_own_code(candidate, forbid, name)
     if not inputs or not all(isinstance(args, tuple) for args in inputs):
         raise ValueError("inputs must be a non-empty list of argument tuples")
@@ -169,20 +187,10 @@ def check_function(
     except (TypeError, ValueError):  # not a function, or one without a signature
         names = []
     names += [f"argument {i}" for i in range(len(names) + 1, max(map(len, inputs)) + 1)]
-    weights = torch.Generator().manual_seed(seed)
+    agree = _Agreement(*tolerance, properties or {}, grad, grad_hint, torch.Generator())
+    agree.weights.manual_seed(seed)
     for number, args in enumerate(inputs, start=1):
-        hints = _function_hints(
-            candidate,
-            reference,
-            args,
-            names,
-            atol,
-            rtol,
-            properties or {},
-            grad,
-            grad_hint,
-            weights,
-        )
+        hints = _function_hints(candidate, reference, args, names, agree)
         if hints:
             shown = ", ".join(
                 f"{n} {list(a.shape)}" if isinstance(a, torch.Tensor) else f"{n}={a!r}"
@@ -196,16 +204,14 @@ def check_function(
 
 
 def check_own_code(function: Callable, forbid: Sequence[str], name: str | None = None) -> None:
-    """Refuse a build exercise's answer that calls what it should build: prints a hint and
-    raises ``AssertionError`` if ``function``'s code, or that of the functions it calls that
-    were defined beside it, refers to a name in ``forbid``; says nothing otherwise."""
+    """Refuse a build exercise's answer that calls what it should build (notebooks 01 to 04):
+    prints a hint and raises ``AssertionError`` if ``function``'s code, or that of the
+    functions it calls that were defined beside it, refers to a name in ``forbid``."""
     name = name or getattr(function, "__name__", "your function")
     called = sorted(set(forbid) & _names_used(function))
     if called:
-        print(
-            f"Not yet: {name} uses {', '.join(called)}; "
-            "build it from the pieces the exercise names."
-        )
+        hint = "build it from the pieces the exercise names"
+        print(f"Not yet: {name} uses {', '.join(called)}; {hint}.")
         raise AssertionError(f"{name} uses {called}")
 
 
@@ -229,25 +235,37 @@ def _names_used(function, seen: set | None = None) -> set[str]:
     return names
 
 
-def _function_hints(candidate, reference, args, names, atol, rtol, properties, grad, hint, w):
+def _copies(args: tuple, grad: bool) -> list:
+    """Fresh copies of the tensor arguments (leaves, with ``grad``), so that neither function
+    sees what the other did to its inputs."""
+    return [
+        a.detach().clone().requires_grad_(grad and a.is_floating_point())
+        if isinstance(a, torch.Tensor)
+        else a
+        for a in args
+    ]
+
+
+def _function_hints(candidate, reference, args, names, agree: _Agreement) -> list[str]:
     """What is wrong with ``candidate(*args)`` against ``reference(*args)``; [] if nothing."""
     if not callable(candidate):
         return [f"is not a function: it is a {type(candidate).__name__}"]
-
-    def fresh():  # copies, so that neither function sees what the other did to its inputs
-        return [
-            a.detach().clone().requires_grad_(grad and a.is_floating_point())
-            if isinstance(a, torch.Tensor)
-            else a
-            for a in args
-        ]
-
-    ref_args, cand_args = fresh(), fresh()
+    ref_args, cand_args = _copies(args, agree.grad), _copies(args, agree.grad)
     want = reference(*ref_args)
     try:
         got = candidate(*cand_args)
     except Exception as error:  # the student's bug: shown, not raised
         return [f"raised {type(error).__name__}" + (f": {error}" if str(error) else "")]
+    hints = _output_hints(got, want, args, agree)
+    if hints or not (agree.grad and want.requires_grad):
+        return hints
+    if not got.requires_grad:
+        return ["its output has no gradient (.detach(), .item(), NumPy or torch.no_grad()?)"]
+    return _gradient_hints((got, cand_args), (want, ref_args), args, names, agree)
+
+
+def _output_hints(got, want: torch.Tensor, args, agree: _Agreement) -> list[str]:
+    """What is wrong with the candidate's output ``got`` against the reference's ``want``."""
     if not isinstance(got, torch.Tensor):
         return [f"returns a {type(got).__name__}, not a tensor"]
     if got.shape != want.shape:
@@ -258,45 +276,49 @@ def _function_hints(candidate, reference, args, names, atol, rtol, properties, g
     broken = int((~torch.isfinite(got) & torch.isfinite(want)).sum())
     if broken:
         return [f"nan or inf at {broken} of {got.numel()} entries: an overflow, or 0 / 0?"]
-    off = _where_off(got.detach(), want.detach(), atol, rtol)
-    if off:
-        return [f"values off at {off}"] + [
-            text for text, test in properties.items() if not test(got.detach(), *args)
-        ]
-    if not (grad and want.requires_grad):
+    off = _where_off(got.detach(), want.detach(), agree)
+    if not off:
         return []
-    if not got.requires_grad:
-        return ["its output has no gradient (.detach(), .item(), NumPy or torch.no_grad()?)"]
+    failed = [text for text, test in agree.properties.items() if not test(got.detach(), *args)]
+    return [f"values off at {off}", *failed]
+
+
+def _gradient_hints(candidate, reference, args, names, agree: _Agreement) -> list[str]:
+    """Where the gradients of ``Σ w · output`` with respect to the floating-point tensor
+    arguments disagree; ``candidate`` and ``reference`` are each (output, its arguments)."""
     leaves = [
         i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.is_floating_point()
     ]
-    weight = torch.randn(want.shape, generator=w, dtype=want.dtype)
-    want_grads = torch.autograd.grad(
-        (want * weight).sum(), [ref_args[i] for i in leaves], allow_unused=True
-    )
+    weight = torch.randn(reference[0].shape, generator=agree.weights, dtype=reference[0].dtype)
+    want_grads = _gradients(*reference, weight, leaves)
     try:
-        got_grads = torch.autograd.grad(
-            (got * weight).sum(), [cand_args[i] for i in leaves], allow_unused=True
-        )
+        got_grads = _gradients(*candidate, weight, leaves)
     except Exception as error:
         return [f"its gradient raised {type(error).__name__}: {error}"]
     hints = []
-    for i, got_grad, want_grad in zip(leaves, got_grads, want_grads, strict=True):
-        zero = torch.zeros_like(args[i])
-        off = _where_off(
-            zero if got_grad is None else got_grad,
-            zero if want_grad is None else want_grad,
-            atol,
-            rtol,
-        )
+    for i, got, want in zip(leaves, got_grads, want_grads, strict=True):
+        off = _where_off(got, want, agree)
         if off:
-            hints.append(f"{hint} (the gradient with respect to {names[i]} is off at {off})")
+            hints.append(
+                f"{agree.grad_hint} (the gradient with respect to {names[i]} is off at {off})"
+            )
     return hints
 
 
-def _where_off(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: float) -> str:
+def _gradients(output, args, weight, leaves) -> list[torch.Tensor]:
+    """The gradient of ``Σ weight · output`` with respect to ``args[i]`` for ``i`` in
+    ``leaves`` (zeros where ``output`` does not depend on it)."""
+    grads = torch.autograd.grad(
+        (output * weight).sum(), [args[i] for i in leaves], allow_unused=True
+    )
+    return [
+        torch.zeros_like(args[i]) if g is None else g for i, g in zip(leaves, grads, strict=True)
+    ]
+
+
+def _where_off(got: torch.Tensor, want: torch.Tensor, agree: _Agreement) -> str:
     """'3 of 70 entries, the largest error 0.21 at index [0, 1, 2, 4]', or '' if all agree."""
-    off = ~torch.isclose(got, want, rtol=rtol, atol=atol)
+    off = ~torch.isclose(got, want, rtol=agree.rtol, atol=agree.atol)
     if not off.any():
         return ""
     error = (got - want).abs()
@@ -315,27 +337,23 @@ def make_slider(
     step: float,
     readout_format: str | None = None,
 ):
-    """A slider that reports its value only when released (``continuous_update=False``).
+    """A slider that reports its value only when released (``continuous_update=False``), for
+    the explorers of notebooks 01 to 06 and the app.
 
-    An ``IntSlider`` when ``value``, ``min``, ``max`` and ``step`` are all ints,
-    else a ``FloatSlider``. Works with ipywidgets 7.7 and 8.x.
+    An ``IntSlider`` when ``value``, ``min``, ``max`` and ``step`` are all ints, else a
+    ``FloatSlider``. Works with ipywidgets 7.7 and 8.x.
     """
     import ipywidgets as widgets
 
     if not isinstance(description, str) or not description:
         raise ValueError(f"description must be a non-empty str, got {description!r}")
-    numbers = {"value": value, "min": min, "max": max, "step": step}
-    for name, number in numbers.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise TypeError(f"{name} must be a number, got {number!r}")
-        if not math.isfinite(number):
-            raise ValueError(f"{name} must be finite, got {number}")
-    if not min < max:
+    low, high = _number("min", min), _number("max", max)
+    if not low < high:
         raise ValueError(f"min must be < max, got min={min}, max={max}")
-    if not min <= value <= max:
-        raise ValueError(f"value must lie in [min, max] = [{min}, {max}], got {value}")
-    if not step > 0:
+    _number("value", value, low, high)
+    if not _number("step", step) > 0:
         raise ValueError(f"step must be > 0, got {step}")
+    numbers = {"value": value, "min": min, "max": max, "step": step}
     options = {
         "description": description,
         "continuous_update": False,
@@ -348,42 +366,25 @@ def make_slider(
     return widgets.FloatSlider(readout_format=readout_format or ".2f", **options)
 
 
-def view_outputs(view: View) -> tuple[dict, ...]:
+def _stream(name: str, text: str) -> dict:
+    """A Jupyter stream output (``stdout`` or ``stderr``)."""
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def _view_outputs(view: View) -> tuple[dict, ...]:
     """``view`` as Jupyter outputs: its figure as a PNG, then its numbers as printed text."""
     buffer = io.BytesIO()
     view.figure.savefig(buffer, format="png", bbox_inches="tight")
     png = base64.b64encode(buffer.getvalue()).decode("ascii")
-    outputs = [
-        {
-            "output_type": "display_data",
-            "data": {"image/png": png, "text/plain": repr(view.figure)},
-            "metadata": {},
-        }
-    ]
+    data = {"image/png": png, "text/plain": repr(view.figure)}
+    outputs = [{"output_type": "display_data", "data": data, "metadata": {}}]
     if view.numbers:
-        text = format_numbers(view.numbers) + "\n"
-        outputs.append({"output_type": "stream", "name": "stdout", "text": text})
+        outputs.append(_stream("stdout", format_numbers(view.numbers) + "\n"))
     return tuple(outputs)
 
 
-def _error_outputs(error: Exception) -> tuple[dict, ...]:
-    text = "".join(traceback.format_exception_only(type(error), error))
-    return ({"output_type": "stream", "name": "stderr", "text": text},)
-
-
-def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
-    """Wire ``sliders`` (keyword = argument of ``fn``) to ``fn`` and return the widget.
-
-    ``fn(**fixed, **slider_values)`` must return a :class:`View`; its figure and
-    numbers replace the ``Output`` widget's contents whenever a slider is released.
-    The figure is closed once drawn, so moving a slider does not pile up open figures;
-    an error raised while a slider moves is shown in place of the figure.
-
-    The outputs are set on the widget directly rather than captured with
-    ``interactive_output``: that capture, inside the executing cell, made nbclient (so
-    Voilà and nbconvert) wait out its whole cell timeout in 2 of 5 runs of the
-    ``make app`` page (0 of 5 this way), with the kernel idle.
-    """
+def _explorer_arguments(fn, fixed: Mapping | None, sliders: dict) -> dict:
+    """``fixed`` as a dict, once ``fn`` and ``sliders`` are what :func:`build_explorer` needs."""
     import ipywidgets as widgets
 
     if not callable(fn):
@@ -397,7 +398,26 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
     clash = sorted(set(fixed) & set(sliders))
     if clash:
         raise ValueError(f"fixed and sliders must not share arguments, got both for {clash}")
+    return fixed
 
+
+def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
+    """Wire ``sliders`` (keyword = argument of ``fn``) to ``fn`` and return the widget that
+    :func:`show_explorer` shows in notebooks 01 to 06 and the app.
+
+    ``fn(**fixed, **slider_values)`` must return a :class:`View`; its figure and numbers
+    replace the ``Output`` widget's contents whenever a slider is released. The figure is
+    closed once drawn, so moving a slider does not pile up open figures; an error raised
+    while a slider moves is shown in place of the figure.
+
+    The outputs are set on the widget directly rather than captured with
+    ``interactive_output``: that capture, inside the executing cell, made nbclient (so
+    Voilà and nbconvert) wait out its whole cell timeout in 2 of 5 runs of the
+    ``make app`` page (0 of 5 this way), with the kernel idle.
+    """
+    import ipywidgets as widgets
+
+    fixed = _explorer_arguments(fn, fixed, sliders)
     output = widgets.Output()
 
     def draw() -> tuple[dict, ...]:
@@ -405,7 +425,7 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
         if not isinstance(view, View):
             raise TypeError(f"{fn.__name__} must return a View, got {type(view).__name__}")
         try:
-            return view_outputs(view)
+            return _view_outputs(view)
         finally:
             plt.close(view.figure)
 
@@ -413,7 +433,8 @@ def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **slid
         try:
             output.outputs = draw()
         except Exception as error:  # a bad slider value must not kill the explorer
-            output.outputs = _error_outputs(error)
+            text = "".join(traceback.format_exception_only(type(error), error))
+            output.outputs = (_stream("stderr", text),)
 
     output.outputs = draw()  # the first drawing raises: a bad starting value is a bug
     for slider in sliders.values():
@@ -428,24 +449,18 @@ def show_explorer(
     fallback: str = WIDGET_FALLBACK,
     **sliders,
 ) -> None:
-    """Build the explorer (see :func:`build_explorer`) and display it.
+    """Build the explorer (see :func:`build_explorer`) and display it: every slider of
+    notebooks 01 to 06 and the app.
 
-    Where widgets cannot run (GitHub, a static site) the output reads as ``fallback``,
-    a short note, instead of the widget's long text form; the default note points at
-    the figure of the default values that the notebooks draw just above each explorer.
+    Where widgets cannot run (GitHub, a static site) the output reads as ``fallback``, a
+    short note, instead of the widget's long text form; the default note points at the
+    figure of the default values that the notebooks draw just above each explorer.
     """
     from IPython.display import display
 
     if not isinstance(fallback, str) or not fallback:
         raise ValueError(f"fallback must be a non-empty str, got {fallback!r}")
     box = build_explorer(fn, fixed, **sliders)
-    bundle = {
-        "text/plain": fallback,
-        # The same view reference ipywidgets 7.7 and 8.x display for a widget.
-        "application/vnd.jupyter.widget-view+json": {
-            "version_major": 2,
-            "version_minor": 0,
-            "model_id": box.model_id,
-        },
-    }
-    display(bundle, raw=True)
+    # The same view reference ipywidgets 7.7 and 8.x display for a widget.
+    view = {"version_major": 2, "version_minor": 0, "model_id": box.model_id}
+    display({"text/plain": fallback, "application/vnd.jupyter.widget-view+json": view}, raw=True)
