@@ -12,13 +12,15 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import typing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dham_lib import _checks
-from dham_lib.study.runs import SCORES
+from dham_lib.models import MODELS
+from dham_lib.study.runs import SCORES, DataConfig, TrainConfig
 
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -36,6 +38,17 @@ SWEEP_FILES = ("sweep_validated.csv", "sweep.csv")
 _RUN_COLUMNS = {"model", "seed", "snr_db", "test_acc"}
 
 
+def int_settings() -> list[str]:
+    """The settings whose values are ints, by their config dataclasses' field types."""
+    configs = [DataConfig, TrainConfig, *(model.Config for model in MODELS.values())]
+    return [
+        name
+        for config in configs
+        for name, kind in typing.get_type_hints(config).items()
+        if kind in (int, int | None)
+    ]
+
+
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """The runs of a results table, one row each; raises if it is missing."""
     if not os.path.exists(path):
@@ -43,6 +56,9 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.read_csv(path)
     if "width" not in frame:  # a table of models without a width setting
         frame["width"] = np.nan
+    for name in set(int_settings()) & set(frame.columns):
+        # Whole numbers stay whole where a model lacks the setting (pandas' missing int).
+        frame[name] = frame[name].astype("Int64")
     frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
     return frame
 
