@@ -72,6 +72,8 @@ SCORES = (
     *(f"acc_canvas{side}" for side in LARGER_CANVASES),
 )
 RECORD_FORMAT = 1
+# The models whose head reads a canvas of the size they were trained on: no canvas curriculum.
+FIXED_CANVAS_MODELS = ("cnn",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +153,8 @@ def make_run(model: str = "dham", seed: int = 0, **settings) -> Run:
     config has is a ``TypeError``. Training settings that do not apply are set to their
     neutral value, so that one run has one name: no SNR curriculum on clean canvases, no
     canvas curriculum on a canvas no larger than its start, no ``attention_lr`` for a
-    model without an attention network."""
+    model without an attention network. A canvas curriculum for a model of
+    ``FIXED_CANVAS_MODELS`` is a ``ValueError``."""
     config = MODELS[_checks.option("model", model, MODELS)].Config
     known = {name for cls in MODELS.values() for name in _fields(cls.Config)}
     known |= {*_fields(DataConfig), *_fields(TrainConfig)}
@@ -171,6 +174,10 @@ def make_run(model: str = "dham", seed: int = 0, **settings) -> Run:
         )
     if not MODELS[model].has_attention_net:
         train = dataclasses.replace(train, attention_lr=None)
+    if train.canvas_curriculum and model in FIXED_CANVAS_MODELS:
+        raise ValueError(
+            f"canvas_curriculum needs a model that takes any canvas size, not {model!r}"
+        )
     model_settings = {k: tuple(v) if isinstance(v, list) else v for k, v in part(config).items()}
     return Run(model, config(**model_settings), data, train, seed)
 
