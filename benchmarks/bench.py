@@ -6,16 +6,13 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench.py --skip-training  # without the time-to-90% runs
     .venv/bin/python benchmarks/bench.py --quick          # smoke run: seconds, numbers meaningless
 
-It prints the machine, a table, and then one ``key=value`` line per number (see
-benchmarks/README.md for what each key measures). Every ratio is taken between
-timings made in the same process, interleaved round by round, so that a change in
-the machine's load during the run affects both sides alike. All timings are on the
-CPU in float32, with ``time.perf_counter``, after warm-up, as the median of repeats;
-torch's thread count is left at its default and printed.
-
-The module also holds the two reference implementations of the DHAM layer that
-``layer_speedup`` compares against (``loop_reference`` and ``reference_2018``), so
-that a test can check them against ``dham_lib.dham.DHAM``.
+It prints the machine, a table, and then one ``key=value`` line per number (``KEYS``;
+benchmarks/README.md says what each measures). Timings are ``torch.utils.benchmark``
+measurements on the CPU in float32, at torch's default thread count. Every ratio is
+taken between timings made in the same process, interleaved round by round, so that a
+change in the machine's load during the run affects both sides alike. The reference
+implementations that DHAM is timed against live in ``tests/reference.py``, where the
+tests check them against ``dham_lib.dham.DHAM``.
 """
 
 from __future__ import annotations
@@ -27,228 +24,109 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.benchmark import Measurement, Timer
 
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.dham import DHAM
-from dham_lib.models import build_model
+from dham_lib.models import MODELS, build_model
+from dham_lib.train import EpochEnd, fit, seed_everything
 
-# Keys that are nan when the training part is skipped (--skip-training, --quick).
-TRAINING_KEYS = (
-    "seconds_to_90",
-    "epochs_to_90",
-    "best_test_acc",
-    "seconds_to_90_cnn",
-    "epochs_to_90_cnn",
-    "best_test_acc_cnn",
-    "peak_rss_mb",
-    "peak_rss_mb_cnn",
-)
-# Every key the script prints as key=value, in order; a skipped part prints nan.
-KEYS = (
-    "cpu_count",
-    "torch_threads",
-    "load_1min_start",
-    "layer_ms_dham",
-    "layer_ms_loop_rows",
-    "layer_ms_loop_2018",
-    "layer_ms_unchecked",
-    "layer_speedup",
-    "layer_speedup_vs_2018_structure",
-    "layer_speedup_unchecked_vs_dham",
-    "layer_max_abs_diff",
-    "dham_default_stride",
-    "step_ms_dham_stride1",
-    "step_ms_dham_stride2",
-    "step_ms_stn",
-    "step_ms_cnn",
-    "step_ms_pooled_cnn",
-    "step_ratio_stn",
-    "step_ratio_cnn",
-    "step_ratio_pooled_cnn",
-    "step_ratio_stn_stride2",
-    "step_ratio_cnn_stride2",
-    "step_ratio_pooled_cnn_stride2",
-    "canvases_per_s",
-    "reseed_ms",
-    *TRAINING_KEYS,
-    "bench_peak_rss_mb",
-    "load_1min_end",
-)
+# The reference implementations are shared with the tests, in the tests package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.reference import forward_backward, loop_reference, reference_2018  # noqa: E402
+
+# Every key the script prints as key=value, in order, by the part that measures it:
+# key -> (unit, note for the table). A part that is skipped prints nan for its keys.
+KEYS_BY_PART = {
+    "machine": {
+        "cpu_count": ("", ""),
+        "torch_threads": ("", ""),
+        "load_1min_start": ("", ""),
+    },
+    "layer": {
+        "layer_ms_dham": ("ms", "DHAM forward+backward"),
+        "layer_ms_loop_rows": ("ms", "per-sample loop, gather per output row"),
+        "layer_ms_loop_2018": ("ms", "2018 layout: batched moments, gather per sample"),
+        "layer_speedup": ("x", "target >= 20"),
+        "layer_speedup_vs_2018_structure": ("x", "stronger baseline; < 1: DHAM is slower"),
+        "layer_max_abs_diff": ("", "glimpses, references vs DHAM (checked before timing)"),
+    },
+    "steps": {
+        "dham_default_stride": ("", ""),
+        "step_ms_dham_stride1": ("ms", ""),
+        "step_ms_dham_stride2": ("ms", ""),
+        "step_ms_stn": ("ms", ""),
+        "step_ms_pooled_cnn": ("ms", "translation-invariant CNN, width 16, BatchNorm"),
+        "step_ratio_stn": ("x", "DHAM default stride / STN, target <= 1"),
+        "step_ratio_pooled_cnn": ("x", "DHAM default stride / CNN"),
+        "step_ratio_stn_stride2": ("x", "DHAM stride 2 / STN, target <= 1"),
+        "step_ratio_pooled_cnn_stride2": ("x", "DHAM stride 2 / CNN"),
+    },
+    "canvases": {
+        "canvases_per_s": ("1/s", "target >= 5000"),
+        "reseed_ms": ("ms", ""),
+    },
+    "training": {
+        "seconds_to_90": ("s", "DHAM stride 2, clean, bundled, 90% on validation"),
+        "epochs_to_90": ("", ""),
+        "best_val_acc": ("", ""),
+        "seconds_to_90_pooled_cnn": ("s", "translation-invariant CNN, clean, bundled"),
+        "epochs_to_90_pooled_cnn": ("", ""),
+        "best_val_acc_pooled_cnn": ("", ""),
+        "peak_rss_mb": ("MiB", "DHAM training child"),
+        "peak_rss_mb_pooled_cnn": ("MiB", "CNN training child"),
+    },
+    "end": {
+        "bench_peak_rss_mb": ("MiB", "this benchmark process"),
+        "load_1min_end": ("", ""),
+    },
+}
+KEYS = {key: spec for part in KEYS_BY_PART.values() for key, spec in part.items()}
+TRAINING_KEYS = tuple(KEYS_BY_PART["training"])
+# The two models that the time to 90% compares, each with the recipe the course trains it
+# with (data/results/README.md), as dham_lib.study.runs.make_run's settings; the CNN's
+# BatchNorm and lr 3e-3 were chosen on validation (data/results/pilot_pooled_cnn.csv).
+RECIPES = {
+    "dham": {"width": 16, "stride": 2},
+    "pooled_cnn": {"width": 16, "batch_norm": True, "lr": 3e-3},
+}
 RESULT_PREFIX = "BENCH_WORKER_RESULT "
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Sizes and repeat counts of one run; ``quick()`` shrinks them for the smoke test."""
+    """Sizes and timing effort of one run; ``quick()`` shrinks them for the smoke test."""
 
     layer_batch: int = 64
-    layer_repeats: int = 7
-    dham_calls_per_repeat: int = 10
     step_batch: int = 64
-    step_warmup: int = 3
-    step_rounds: int = 5
-    steps_per_round: int = 4
     canvas_items: int = 4000
-    canvas_repeats: int = 5
+    rounds: int = 5
+    seconds_per_round: float = 0.5  # each contender's timed time in one round
     max_epochs: int = 15
     training: bool = True
 
     @classmethod
     def quick(cls) -> Settings:
-        """One repeat of everything, on tiny batches, without training."""
-        # Every size and repeat count at 1 (max_epochs means nothing without training).
-        ones = {f.name: 1 for f in dataclasses.fields(cls) if f.type == "int"}
-        del ones["max_epochs"]
-        small = {"layer_batch": 4, "step_batch": 8, "canvas_items": 256}
-        return cls(**{**ones, **small, "training": False})
-
-
-# --------------------------------------------------------------------------- references
-
-
-def _pixel_axis(n: int) -> torch.Tensor:
-    """Normalised centres of ``n`` pixels, -1 to 1 (0 for a single pixel)."""
-    return torch.zeros(1) if n == 1 else torch.linspace(-1.0, 1.0, n)
-
-
-def _axis_weights(coord: torch.Tensor, n: int):
-    """Border-padded bilinear indices and weights along one axis (any shape).
-
-    The normalised coordinate goes to pixels (centre of pixel i at i), is clamped
-    into the image (border padding), and splits into the lower index and the
-    fraction; the weights are ``1 - f`` and ``f``, so an exact integer keeps its
-    full weight (the 2018 code's ``ceil - x`` / ``x - floor`` weights both vanish
-    there).
-    """
-    pixel = ((coord + 1) / 2 * (n - 1)).clamp(0, n - 1)
-    low = torch.floor(pixel).detach()
-    frac = pixel - low
-    low = low.long()
-    high = (low + 1).clamp(max=n - 1)
-    return low, high, 1 - frac, frac
-
-
-def _batched_moments(logits: torch.Tensor):
-    """``tx, ty, s`` (each ``[B, K]``) of ``logits [B, K, H, W]`` for all maps at once: the
-    spatial softmax, the expected position, the expected L2 distance from the detached mean."""
-    batch, k_maps, map_h, map_w = logits.shape
-    pmf = torch.softmax(logits.reshape(batch, k_maps, -1), dim=-1).reshape(logits.shape)
-    xs, ys = _pixel_axis(map_w), _pixel_axis(map_h)
-    tx = (pmf.sum(-2) * xs).sum(-1)
-    ty = (pmf.sum(-1) * ys).sum(-1)
-    dx = (xs - tx[..., None]).detach()[..., None, :]
-    dy = (ys - ty[..., None]).detach()[..., :, None]
-    return tx, ty, (torch.sqrt(dx**2 + dy**2) * pmf).sum((-2, -1))
-
-
-def loop_reference(
-    image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] = (28, 28)
-) -> torch.Tensor:
-    """DHAM's math as a plain per-sample Python loop: ``[B, C, H, W]``, ``[B, K, H', W']``
-    → glimpses ``[B, K, C, h, w]``.
-
-    For each sample and attention channel: softmax over the flattened map; ``tx`` and
-    ``ty`` as explicit sums of coordinate times probability; ``s`` as the expected L2
-    distance from the (detached) mean; then a hand-written bilinear gather that loops
-    over the glimpse's output rows, four indexed reads per row. All torch ops, so
-    autograd runs through it. Border padding, ``align_corners=True`` coordinates.
-    """
-    batch, channels, height, width = image.shape
-    _, k_maps, map_h, map_w = logits.shape
-    out_h, out_w = size
-    xs, ys = _pixel_axis(map_w), _pixel_axis(map_h)
-    grid_x, grid_y = xs[None, :].expand(map_h, map_w), ys[:, None].expand(map_h, map_w)
-    u, v = _pixel_axis(out_w), _pixel_axis(out_h)
-    samples = []
-    for b in range(batch):
-        maps = []
-        for k in range(k_maps):
-            pmf = torch.softmax(logits[b, k].reshape(-1), dim=0).reshape(map_h, map_w)
-            tx = (pmf * grid_x).sum()
-            ty = (pmf * grid_y).sum()
-            dist = torch.sqrt((grid_x - tx.detach()) ** 2 + (grid_y - ty.detach()) ** 2)
-            s = (pmf * dist).sum()
-            x0, x1, wx0, wx1 = _axis_weights(tx + s * u, width)  # the same for every row
-            rows = []
-            for i in range(out_h):
-                y0, y1, wy0, wy1 = _axis_weights(ty + s * v[i], height)
-                top = image[b][:, y0, x0] * wx0 + image[b][:, y0, x1] * wx1  # [C, w]
-                bottom = image[b][:, y1, x0] * wx0 + image[b][:, y1, x1] * wx1
-                rows.append(top * wy0 + bottom * wy1)
-            maps.append(torch.stack(rows, dim=1))  # [C, h, w]
-        samples.append(torch.stack(maps))  # [K, C, h, w]
-    return torch.stack(samples)
-
-
-def reference_2018(
-    image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] = (28, 28)
-) -> torch.Tensor:
-    """DHAM's math laid out as the 2018 code lays it out, with today's corrected conventions.
-
-    The moments are batched tensor ops; the sampling grid is batched; the gather
-    loops in Python over (sample, image channel) pairs and reads the whole
-    ``[K, h, w]`` grid of indices at once, one loop per bilinear corner, as the
-    original's ``gather2d`` does. This is a stronger (faster) baseline than
-    ``loop_reference``.
-    """
-    batch, channels, height, width = image.shape
-    k_maps = logits.shape[1]
-    out_h, out_w = size
-    tx, ty, s = _batched_moments(logits)
-    u = _pixel_axis(out_w).view(1, 1, 1, out_w)
-    v = _pixel_axis(out_h).view(1, 1, out_h, 1)
-    gx = (tx[..., None, None] + s[..., None, None] * u).expand(batch, k_maps, out_h, out_w)
-    gy = (ty[..., None, None] + s[..., None, None] * v).expand(batch, k_maps, out_h, out_w)
-    x0, x1, wx0, wx1 = _axis_weights(gx, width)
-    y0, y1, wy0, wy1 = _axis_weights(gy, height)
-
-    def gather(iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:
-        picked = [image[b, c][iy[b], ix[b]] for b in range(batch) for c in range(channels)]
-        return torch.stack(picked).view(batch, channels, k_maps, out_h, out_w)
-
-    out = (
-        gather(y0, x0) * (wy0 * wx0)[:, None]
-        + gather(y0, x1) * (wy0 * wx1)[:, None]
-        + gather(y1, x0) * (wy1 * wx0)[:, None]
-        + gather(y1, x1) * (wy1 * wx1)[:, None]
-    )
-    return out.transpose(1, 2)
-
-
-def unchecked_vectorised(
-    image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] = (28, 28)
-) -> torch.Tensor:
-    """DHAM's math fully vectorised, as the library computes it but without argument checks.
-
-    Not a reference for the speed-up: a diagnostic of what ``dham_lib``'s input
-    validation (finiteness and PMF checks on every call) costs in the layer's time.
-    """
-    batch, k_maps = image.shape[0], logits.shape[1]
-    out_h, out_w = size
-    tx, ty, s = _batched_moments(logits)
-    gx = tx[..., None, None] + s[..., None, None] * _pixel_axis(out_w).view(1, 1, 1, out_w)
-    gy = ty[..., None, None] + s[..., None, None] * _pixel_axis(out_h).view(1, 1, out_h, 1)
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
-    sampled = F.grid_sample(
-        image,
-        grid.reshape(batch, k_maps * out_h, out_w, 2),
-        padding_mode="border",
-        align_corners=True,
-    )
-    return sampled.reshape(batch, image.shape[1], k_maps, out_h, out_w).transpose(1, 2)
+        """One short round of everything, on tiny batches, without training."""
+        return cls(
+            layer_batch=4,
+            step_batch=8,
+            canvas_items=256,
+            rounds=1,
+            seconds_per_round=1e-3,
+            training=False,
+        )
 
 
 def benchmark_inputs(batch: int, side: int = 120, seed: int = 0):
-    """A canvas batch ``[B, 1, side, side]`` and attention logits of the same size.
+    """A canvas batch ``[B, 1, side, side]`` and attention logits ``[B, 1, side, side]``.
 
     The logits are a Gaussian bump at a random centre with a random width plus
     noise, so the glimpses land anywhere, some of them over the border.
@@ -266,23 +144,33 @@ def benchmark_inputs(batch: int, side: int = 120, seed: int = 0):
     return image, logits
 
 
-def forward_backward(layer: Callable, image: torch.Tensor, logits: torch.Tensor, upstream):
-    """One forward and backward pass of ``layer`` w.r.t. ``logits``: (glimpses, logits' grad)."""
-    leaf = logits.detach().requires_grad_(True)
-    glimpses = layer(image, leaf)
-    (glimpses * upstream).sum().backward()
-    return glimpses.detach(), leaf.grad
+def interleaved(
+    contenders: dict[str, Callable[[], object]], rounds: int, seconds: float
+) -> dict[str, Measurement]:
+    """Time each contender once per round, in an order that rotates from round to round.
+
+    Each timing is a ``Timer.blocked_autorange`` of at least ``seconds``, at torch's
+    default thread count (``Timer`` would set 1): the Timer warms the code up while it
+    chooses how many calls make one block. A contender's rounds merge into one
+    ``Measurement`` of per-call times.
+    """
+    timers = {
+        name: Timer("run()", globals={"run": run}, label=name, num_threads=torch.get_num_threads())
+        for name, run in contenders.items()
+    }
+    measured: dict[str, list[Measurement]] = {name: [] for name in contenders}
+    order = list(contenders)
+    for round_ in range(rounds):
+        shift = round_ % len(order)
+        for name in order[shift:] + order[:shift]:
+            measured[name].append(timers[name].blocked_autorange(min_run_time=seconds))
+    return {name: Measurement.merge(runs)[0] for name, runs in measured.items()}
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _median_ms(times: list[float]) -> float:
-    return 1000 * statistics.median(times)
-
-
-def _spread(times: list[float], scale: float = 1000) -> str:
-    return f"{len(times)} runs, {scale * min(times):.4g}..{scale * max(times):.4g}"
+def _spread(measurement: Measurement) -> str:
+    """How many per-call times a measurement holds and their range in ms."""
+    times = measurement.times
+    return f"n={len(times)}, {1000 * min(times):.4g}..{1000 * max(times):.4g}"
 
 
 def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
@@ -302,28 +190,20 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- parts
-
-
 def bench_layer(cfg: Settings, results: dict, notes: dict) -> None:
     """DHAM forward+backward against the two loop references, verified equal first."""
     image, logits = benchmark_inputs(cfg.layer_batch)
     upstream = torch.randn(cfg.layer_batch, 1, 1, 28, 28, generator=torch.Generator())
     dham = DHAM(output_size=(28, 28))
-
-    def dham_layer(im, lg):
-        return dham(im, lg)[0]
-
     layers = {
-        "dham": dham_layer,
+        "dham": lambda im, lg: dham(im, lg)[0],
         "loop_rows": loop_reference,
         "loop_2018": reference_2018,
-        "unchecked": unchecked_vectorised,
     }
     # Same glimpses and the same gradient, or the comparison means nothing.
-    want, want_grad = forward_backward(dham_layer, image, logits, upstream)
+    want, want_grad = forward_backward(layers["dham"], image, logits, upstream)
     worst = 0.0
-    for name in ("loop_rows", "loop_2018", "unchecked"):
+    for name in ("loop_rows", "loop_2018"):
         got, got_grad = forward_backward(layers[name], image, logits, upstream)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"{name} glimpses")
         scale = want_grad.abs().max().item()
@@ -333,29 +213,20 @@ def bench_layer(cfg: Settings, results: dict, notes: dict) -> None:
         worst = max(worst, (got - want).abs().max().item())
     results["layer_max_abs_diff"] = worst
 
-    fast = cfg.dham_calls_per_repeat
-    calls = {"dham": fast, "loop_rows": 1, "loop_2018": max(1, fast // 5), "unchecked": fast}
-    for name, layer in layers.items():  # warm-up
-        for _ in range(3 if calls[name] > 1 else 1):
-            forward_backward(layer, image, logits, upstream)
-    times = {name: [] for name in layers}
-    order = list(layers)
-    for repeat in range(cfg.layer_repeats):
-        shift = repeat % len(order)
-        for name in order[shift:] + order[:shift]:
-            start = time.perf_counter()
-            for _ in range(calls[name]):
-                forward_backward(layers[name], image, logits, upstream)
-            times[name].append((time.perf_counter() - start) / calls[name])
-    for name in layers:
-        results[f"layer_ms_{name}"] = _median_ms(times[name])
-        notes[f"layer_ms_{name}"] = _spread(times[name])
+    timed = interleaved(
+        {
+            name: lambda layer=layer: forward_backward(layer, image, logits, upstream)
+            for name, layer in layers.items()
+        },
+        cfg.rounds,
+        cfg.seconds_per_round,
+    )
+    for name, measurement in timed.items():
+        results[f"layer_ms_{name}"] = 1000 * measurement.median
+        notes[f"layer_ms_{name}"] = _spread(measurement)
     results["layer_speedup"] = results["layer_ms_loop_rows"] / results["layer_ms_dham"]
     results["layer_speedup_vs_2018_structure"] = (
         results["layer_ms_loop_2018"] / results["layer_ms_dham"]
-    )
-    results["layer_speedup_unchecked_vs_dham"] = (
-        results["layer_ms_dham"] / results["layer_ms_unchecked"]
     )
 
 
@@ -368,41 +239,27 @@ def bench_steps(cfg: Settings, results: dict, notes: dict) -> None:
         "dham_stride1": ("dham", {"width": 16, "stride": 1}),
         "dham_stride2": ("dham", {"width": 16, "stride": 2}),
         "stn": ("stn", {}),
-        "cnn": ("cnn", {}),
-        "pooled_cnn": ("pooled_cnn", {"width": 16}),
+        "pooled_cnn": ("pooled_cnn", {"width": 16, "batch_norm": True}),
     }
-    torch.manual_seed(0)
     results["dham_default_stride"] = build_model("dham", width=16).attention.stride
-    runs = {}
-    for name, (model_name, kwargs) in specs.items():
-        torch.manual_seed(0)
-        model = build_model(model_name, **kwargs).train()
-        runs[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-3))
 
-    def step(name: str) -> None:
-        model, optimiser = runs[name]
+    def step(model: torch.nn.Module, optimiser: torch.optim.Optimizer) -> None:
         loss = F.cross_entropy(model(canvases).logits, targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
-    for name in runs:
-        for _ in range(cfg.step_warmup):
-            step(name)
-    times = {name: [] for name in runs}
-    order = list(runs)
-    for round_ in range(cfg.step_rounds):
-        shift = round_ % len(order)
-        for name in order[shift:] + order[:shift]:
-            for _ in range(cfg.steps_per_round):
-                start = time.perf_counter()
-                step(name)
-                times[name].append(time.perf_counter() - start)
-    for name in runs:
-        results[f"step_ms_{name}"] = _median_ms(times[name])
-        notes[f"step_ms_{name}"] = _spread(times[name])
+    steps = {}
+    for name, (model_name, kwargs) in specs.items():
+        torch.manual_seed(0)
+        model = build_model(model_name, **kwargs).train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        steps[name] = lambda model=model, optimiser=optimiser: step(model, optimiser)
+    for name, measurement in interleaved(steps, cfg.rounds, cfg.seconds_per_round).items():
+        results[f"step_ms_{name}"] = 1000 * measurement.median
+        notes[f"step_ms_{name}"] = _spread(measurement)
     default = f"dham_stride{results['dham_default_stride']}"
-    for base in ("stn", "cnn", "pooled_cnn"):
+    for base in ("stn", "pooled_cnn"):
         results[f"step_ratio_{base}"] = results[f"step_ms_{default}"] / results[f"step_ms_{base}"]
         results[f"step_ratio_{base}_stride2"] = (
             results["step_ms_dham_stride2"] / results[f"step_ms_{base}"]
@@ -410,91 +267,82 @@ def bench_steps(cfg: Settings, results: dict, notes: dict) -> None:
 
 
 def bench_canvases(cfg: Settings, results: dict, notes: dict) -> None:
-    """``TranslatedMNIST.batch`` rate for noisy 120×120 canvases, in training-sized batches."""
+    """``TranslatedMNIST.batch`` rate for noisy 120×120 canvases, in training-sized batches,
+    and the time of one ``variant(seed=...)`` (new placements and noise levels of every
+    digit, as training draws each epoch)."""
     images, labels = load_mnist("train", source="bundled", verbose=False)
     n = min(cfg.canvas_items, len(labels))
     data = TranslatedMNIST(images[:n], labels[:n], canvas=120, snr_db=6, seed=0)
     batch = 64
-    data.batch(range(min(batch, n)))  # warm-up
-    rates, reseeds = [], []
-    for repeat in range(cfg.canvas_repeats):
-        start = time.perf_counter()
+
+    def one_pass() -> None:
         for i in range(0, n, batch):
             data.batch(range(i, min(i + batch, n)))
-        rates.append(n / (time.perf_counter() - start))
-        start = time.perf_counter()
-        data.reseeded(repeat + 1)
-        reseeds.append(time.perf_counter() - start)
-    results["canvases_per_s"] = statistics.median(rates)
-    notes["canvases_per_s"] = f"{len(rates)} runs of {n}, {min(rates):.0f}..{max(rates):.0f}/s"
-    results["reseed_ms"] = _median_ms(reseeds)
-    notes["reseed_ms"] = f"reseeded() of {n} noisy digits (fit does it once per epoch)"
 
-
-class _Reached90(Exception):
-    """Raised in the training child to stop ``fit`` at the first epoch with 90% val accuracy."""
+    timed = interleaved(
+        {"pass": one_pass, "reseed": lambda: data.variant(seed=1)},
+        cfg.rounds,
+        cfg.seconds_per_round,
+    )
+    results["canvases_per_s"] = n / timed["pass"].median
+    rates = [n / seconds for seconds in timed["pass"].times]
+    notes["canvases_per_s"] = f"{len(rates)} passes of {n}, {min(rates):.0f}..{max(rates):.0f}/s"
+    results["reseed_ms"] = 1000 * timed["reseed"].median
+    notes["reseed_ms"] = f"variant(seed=...) of {n} noisy digits; " + _spread(timed["reseed"])
 
 
 def train_worker(spec: dict) -> dict:
     """Run in a child process: train one model on the clean bundled task to 90% val accuracy.
 
-    The task is ``dham_lib.study.experiments.Cell(model, width=16, stride=2)`` on the bundled
-    data (clean 120x120 canvases), trained with the cell's recipe by
-    ``dham_lib.study.experiments.fit_cell``, as ``train_cell`` trains it (the attention
-    network at its own learning rate). ``fit`` evaluates on the validation set after every
-    epoch; to stop at the first epoch that reaches 90% the child wraps
-    ``dham_lib.train.evaluate`` (which ``fit`` calls) and raises once the accuracy is
-    reached. The wrapper keeps the training
-    time as ``fit`` counts it, cumulative and without the evaluations; when ``fit``
-    runs to the end, the two clocks are compared. The child's own peak RSS
-    (``RUSAGE_SELF`` at the end) covers imports, data, training and evaluation.
+    ``spec``: ``model`` (a key of ``RECIPES``), ``epochs`` (the cap) and, optionally,
+    ``digits`` (how many of each split; all by default). The run is the course's
+    (``dham_lib.study.runs.make_run`` with the model's recipe: 120-pixel clean canvases of
+    the bundled training digits, fresh every epoch), watched on its validation canvases:
+    the test canvases are for final numbers only. ``on_epoch_end`` stops training at the
+    first epoch that reaches 90%. The seconds are ``fit``'s own, cumulative training time
+    without the evaluations. The child's peak RSS (``RUSAGE_SELF`` at the end) covers
+    imports, data, training and evaluation.
     """
-    import dham_lib.train as train_module
-    from dham_lib.study.experiments import Cell, fit_cell, make_dataset
+    # Imported here, so that the study's imports (pandas) stay out of the benchmark
+    # process, whose own peak memory is bench_peak_rss_mb.
+    from dham_lib.study.runs import make_dataset, make_run
 
-    cell = Cell(model=spec["model"], width=16, stride=2, snr_db=None, epochs=spec["epochs"])
-    # Watched on the validation canvases, as train_cell watches a run: the test canvases
-    # are for final numbers only.
-    train_set, test_set = make_dataset(cell, "train"), make_dataset(cell, "val")
-    train_module.seed_everything(cell.seed)  # as train_cell: weights are drawn at build time
-    model = build_model(cell.model, **cell.model_kwargs())
-    real_evaluate = train_module.evaluate
-    clock = {"start": 0.0, "evaluating": 0.0}
-    seconds, accs = [], []
+    digits = spec.get("digits")
+    run = make_run(
+        spec["model"],
+        epochs=spec["epochs"],
+        train_size=digits,
+        test_size=digits,
+        **RECIPES[spec["model"]],
+    )
+    seed_everything(run.seed)  # the initial weights are drawn when the model is built
+    model = MODELS[run.model](run.settings)
 
-    def evaluate_then_check(*args, **kwargs):
-        entered = time.perf_counter()
-        seconds.append(entered - clock["start"] - clock["evaluating"])
-        scores = real_evaluate(*args, **kwargs)
-        clock["evaluating"] += time.perf_counter() - entered
-        accs.append(scores["acc"])
+    def stop_at_90(state: EpochEnd) -> bool:
+        acc, seconds = state.history["test_acc"][-1], state.history["seconds"][-1]
         _log(
-            f"  {cell.model} epoch {len(accs)}: validation acc {accs[-1]:.3f}, "
-            f"training {seconds[-1]:.1f} s, load {_load()[0]:.2f}"
+            f"  {run.model} epoch {state.epoch}: validation acc {acc:.3f}, "
+            f"training {seconds:.1f} s, load {_load()[0]:.2f}"
         )
-        if accs[-1] >= 0.9:
-            raise _Reached90
-        return scores
+        return acc >= 0.9
 
-    # The first optimiser built in a process pays a one-off import (about 2 s here),
-    # which fit makes before its clock starts: pay it now, outside both clocks.
-    torch.optim.Adam(torch.nn.Linear(1, 1).parameters())
-    train_module.evaluate = evaluate_then_check
-    clock["start"] = time.perf_counter()
-    clock_gap = math.nan
-    try:
-        history = fit_cell(cell, model, train_set, test_set, device="cpu", progress=False)
-        clock_gap = max(abs(a - b) for a, b in zip(history["seconds"], seconds, strict=True))
-    except _Reached90:
-        pass
-    finally:
-        train_module.evaluate = real_evaluate
+    history = fit(  # a TranslatedMNIST trains on fit's course schedule: fresh canvases
+        model,
+        make_dataset(run, "train"),
+        make_dataset(run, "val"),
+        epochs=run.train.epochs,
+        lr=run.train.lr,
+        attention_lr=run.train.attention_lr,
+        seed=run.seed,
+        device="cpu",
+        progress=False,
+        on_epoch_end=stop_at_90,
+    )
     return {
-        "model": spec["model"],
+        "model": run.model,
         "config": model.config,
-        "seconds": seconds,
-        "test_acc": accs,
-        "clock_gap_s": clock_gap,
+        "seconds": history["seconds"],
+        "val_acc": history["test_acc"],
         "peak_rss_mb": _peak_rss_mb(),
     }
 
@@ -515,15 +363,16 @@ def _run_worker(model: str, epochs: int) -> dict:
 
 
 def bench_training(cfg: Settings, results: dict, notes: dict, log: list[str]) -> None:
-    """Time to 90% validation accuracy of DHAM (stride 2) and of the plain CNN, each in a child."""
-    for model, suffix in (("dham", ""), ("cnn", "_cnn")):
+    """Time to 90% validation accuracy of DHAM (stride 2) and of the translation-invariant
+    CNN, each trained with its recipe in a child process."""
+    for model, suffix in (("dham", ""), ("pooled_cnn", "_pooled_cnn")):
         _log(f"training {model} in a child process, at most {cfg.max_epochs} epochs ...")
         run = _run_worker(model, cfg.max_epochs)
-        accs, secs = run["test_acc"], run["seconds"]
+        accs, secs = run["val_acc"], run["seconds"]
         first = next((i for i, acc in enumerate(accs) if acc >= 0.9), None)
         results[f"seconds_to_90{suffix}"] = math.nan if first is None else secs[first]
         results[f"epochs_to_90{suffix}"] = math.nan if first is None else first + 1
-        results[f"best_test_acc{suffix}"] = max(accs)
+        results[f"best_val_acc{suffix}"] = max(accs)
         results[f"peak_rss_mb{suffix}"] = run["peak_rss_mb"]
         notes[f"peak_rss_mb{suffix}"] = "ru_maxrss of the child process that trained it"
         if first is None:
@@ -536,38 +385,7 @@ def bench_training(cfg: Settings, results: dict, notes: dict, log: list[str]) ->
             + "; cumulative training s "
             + " ".join(f"{s:.0f}" for s in secs)
             + ("" if first is None else " (stopped at 90%)")
-            + (
-                ""
-                if math.isnan(run["clock_gap_s"])
-                else f"; clock vs fit {run['clock_gap_s']:.3f} s"
-            )
         )
-
-
-# --------------------------------------------------------------------------- report
-
-UNITS_AND_TARGETS = {
-    "layer_ms_dham": ("ms", "DHAM forward+backward"),
-    "layer_ms_loop_rows": ("ms", "per-sample loop, gather per output row"),
-    "layer_ms_loop_2018": ("ms", "2018 layout: batched moments, gather per sample"),
-    "layer_speedup": ("x", "target >= 20"),
-    "layer_ms_unchecked": ("ms", "vectorised like DHAM, no argument checks"),
-    "layer_speedup_vs_2018_structure": ("x", "stronger baseline; < 1: DHAM is slower"),
-    "layer_speedup_unchecked_vs_dham": ("x", "DHAM time / unchecked time: cost of checks"),
-    "layer_max_abs_diff": ("", "glimpses, loop vs DHAM (checked before timing)"),
-    "step_ratio_stn": ("x", "DHAM default stride / STN, target <= 1"),
-    "step_ratio_cnn": ("x", "DHAM default stride / CNN"),
-    "step_ratio_pooled_cnn": ("x", "DHAM default stride / translation-invariant CNN"),
-    "step_ratio_stn_stride2": ("x", "DHAM stride 2 / STN, target <= 1"),
-    "step_ratio_cnn_stride2": ("x", "DHAM stride 2 / CNN"),
-    "step_ratio_pooled_cnn_stride2": ("x", "DHAM stride 2 / translation-invariant CNN"),
-    "canvases_per_s": ("1/s", "target >= 5000"),
-    "seconds_to_90": ("s", "DHAM stride 2, clean, bundled, 90% on validation"),
-    "seconds_to_90_cnn": ("s", "plain CNN, clean, bundled, 90% on validation"),
-    "peak_rss_mb": ("MiB", "DHAM training child"),
-    "peak_rss_mb_cnn": ("MiB", "CNN training child"),
-    "bench_peak_rss_mb": ("MiB", "this benchmark process"),
-}
 
 
 def _format(value: float) -> str:
@@ -579,13 +397,13 @@ def _format(value: float) -> str:
 
 
 def report(cfg: Settings, results: dict, notes: dict, log: list[str], header: list[str]) -> None:
+    """Print the header, the table of every key with its unit and notes, then key=value lines."""
     print("\n".join(header))
     if not cfg.training:
         print("training part skipped: its keys print nan")
     print(f"{'key':34} {'value':>10}  {'unit':4}  note")
     print("-" * 100)
-    for key in KEYS:
-        unit, target = UNITS_AND_TARGETS.get(key, ("", ""))
+    for key, (unit, target) in KEYS.items():
         note = "; ".join(part for part in (target, notes.get(key, "")) if part)
         print(f"{key:34} {_format(results[key]):>10}  {unit:4}  {note}".rstrip())
     for line in log:
@@ -629,9 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     notes: dict[str, str] = {}
     log: list[str] = []
-    parts = [("layer", bench_layer), ("training steps", bench_steps)]
-    parts.append(("canvases", bench_canvases))
-    for name, part in parts:
+    parts = {"layer": bench_layer, "steps": bench_steps, "canvases": bench_canvases}
+    for name, part in parts.items():
         _log(f"{name} ...")
         log.append(f"load average before {name}: " + " ".join(f"{x:.2f}" for x in _load()))
         part(cfg, results, notes)

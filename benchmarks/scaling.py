@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.models import build_model, forward_flops
-from dham_lib.study.experiments import REFERENCE_CANVAS, SCALE
+from dham_lib.study.runs import REFERENCE_CANVAS, SCALE
 
 MODELS = {
     "dham w16": ("dham", {"width": 16}),

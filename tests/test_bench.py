@@ -1,8 +1,9 @@
-"""benchmarks/bench.py: a smoke run of --quick, and its loop references against DHAM.
+"""benchmarks/bench.py: a smoke run of --quick, its interleaved timer, and the references
+it times DHAM against (tests/reference.py) checked against DHAM.
 
 Not a timing test: the numbers of a --quick run are meaningless; this only checks
-that the script runs and prints every key, and that the references it times DHAM
-against compute the same glimpses and gradients.
+that the script runs and prints every key, that its rounds rotate, and that the
+references compute DHAM's glimpses and gradients.
 """
 
 import math
@@ -16,18 +17,19 @@ import pytest
 import torch
 
 from dham_lib.dham import DHAM
+from tests.reference import forward_backward, loop_reference, reference_2018
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 # The keys the benchmark's brief asks for; the script's KEYS must include them.
 REQUIRED = (
     "layer_speedup",
     "step_ratio_stn",
-    "step_ratio_cnn",
+    "step_ratio_pooled_cnn",
     "step_ratio_stn_stride2",
-    "step_ratio_cnn_stride2",
+    "step_ratio_pooled_cnn_stride2",
     "canvases_per_s",
     "seconds_to_90",
-    "seconds_to_90_cnn",
+    "seconds_to_90_pooled_cnn",
     "peak_rss_mb",
 )
 
@@ -60,7 +62,26 @@ def test_quick_run_prints_every_key(bench):
     assert "training part skipped" in done.stdout
 
 
-@pytest.mark.parametrize("name", ["loop_reference", "reference_2018", "unchecked_vectorised"])
+def test_rounds_rotate_and_time_at_the_default_thread_count(bench):
+    # Each contender runs in blocks within a round; the sequence of who ran, with the
+    # repeats of a block collapsed, shows the order of each round.
+    ran = []
+
+    def contender(name):
+        def run():
+            if not ran or ran[-1] != name:
+                ran.append(name)
+
+        return run
+
+    timed = bench["interleaved"]({name: contender(name) for name in "abc"}, 3, 1e-3)
+    assert ran == list("abcbcacab")
+    for measurement in timed.values():
+        assert measurement.task_spec.num_threads == torch.get_num_threads()
+        assert len(measurement.times) >= 3 and measurement.median > 0
+
+
+@pytest.mark.parametrize("reference", [loop_reference, reference_2018])
 @pytest.mark.parametrize(
     ("image_shape", "logits_shape", "size"),
     [
@@ -68,22 +89,33 @@ def test_quick_run_prints_every_key(bench):
         ((2, 2, 31, 23), (2, 3, 12, 17), (7, 5)),  # C, K > 1, odd non-square, coarser map
     ],
 )
-def test_reference_equals_dham(bench, name, image_shape, logits_shape, size):
+def test_reference_equals_dham(reference, image_shape, logits_shape, size):
     torch.manual_seed(0)
     image = torch.rand(*image_shape)
     logits = 3 * torch.randn(*logits_shape)
     upstream = torch.randn(image_shape[0], logits_shape[1], image_shape[1], *size)
-    forward_backward = bench["forward_backward"]
 
     def dham(im, lg):
         return DHAM(output_size=size)(im, lg)[0]
 
     want, want_grad = forward_backward(dham, image, logits, upstream)
     got, got_grad = forward_backward(
-        lambda im, lg: bench[name](im, lg, size=size), image, logits, upstream
+        lambda im, lg: reference(im, lg, size=size), image, logits, upstream
     )
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_grad, want_grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["dham", "pooled_cnn"])
+def test_training_stops_at_the_first_epoch_at_90_percent(bench, model, monkeypatch):
+    # Every evaluation says 95%, so the worker must stop after its first epoch of three.
+    def evaluate(*args, **kwargs):
+        return {"loss": 0.1, "acc": 0.95, "iou": math.nan, "centre_error": 0, "coverage": 0}
+
+    monkeypatch.setattr("dham_lib.train.evaluate", evaluate)
+    run = bench["train_worker"]({"model": model, "epochs": 3, "digits": 64})
+    assert run["val_acc"] == [0.95] and len(run["seconds"]) == 1 and run["seconds"][0] > 0
+    assert run["config"]["name"] == model and run["peak_rss_mb"] > 0
 
 
 def test_benchmark_inputs_reach_the_border(bench):
