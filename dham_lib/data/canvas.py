@@ -1,10 +1,6 @@
-"""Digits placed on a large canvas, with their true boxes: ``TranslatedMNIST``.
-
-Each digit is resized to a random fraction of the canvas side and put at a random position on a
-clean, noisy or cluttered canvas; its box is in the pixel coordinates of docs/conventions.md
-(the centre of pixel ``i`` is at ``i``). ``cluttered_mnist`` makes the attention literature's
-cluttered translated MNIST (RAM, DRAW, STN; DeepMind's ``mnist-cluttered``).
-"""
+"""Digits drawn on large canvases with their true boxes: ``TranslatedMNIST``, and the
+literature's cluttered translated MNIST (``cluttered_mnist``: RAM, DRAW, STN; DeepMind's
+``mnist-cluttered``). Boxes are in the pixel coordinates of docs/conventions.md."""
 
 from __future__ import annotations
 
@@ -22,15 +18,13 @@ from dham_lib import _checks
 # "mnist_cluttered" is the literature's: native digits, 8×8 distractors added, then clipped.
 BACKGROUNDS = ("noise", "clutter", "mnist_cluttered")
 DIGIT_SIDE = 28
-CLUTTER_PIECE = 8
-# The course's pieces come from the 20×20 centre box that MNIST normalises its digits into, so
-# that most hold some ink; the literature's from anywhere in the 28×28 digit.
-CLUTTER_CROP = {"clutter": (4, 16), "mnist_cluttered": (0, DIGIT_SIDE - CLUTTER_PIECE)}
-# The course's pieces per 120×120 canvas, scaled with area; the literature's per canvas side.
-CLUTTER_PER_120 = 8
-LITERATURE_DISTRACTORS = {60: 4, 100: 8}
-# variant()'s default for snr_db, where None already means a clean canvas.
-_UNCHANGED = object()
+PIECE = 8
+# Where pieces are cut: the course's from the 20×20 box MNIST centres its digits in (most then
+# hold ink), the literature's from anywhere in the 28×28 digit.
+CROP_RANGE = {"noise": (0, 0), "clutter": (4, 16), "mnist_cluttered": (0, DIGIT_SIDE - PIECE)}
+CLUTTER_PER_120 = 8  # the course's pieces per 120×120 canvas, scaled with area
+LITERATURE_DISTRACTORS = {60: 4, 100: 8}  # the literature's per canvas side
+_UNCHANGED = object()  # variant()'s default snr_db, where None means a clean canvas
 
 
 def noise_sigma(digit_power, snr_db: float):
@@ -47,64 +41,50 @@ def snr_db_of(digit_power, sigma):
 
 
 def cluttered_mnist(images, labels, canvas: int = 60, seed: int = 0) -> TranslatedMNIST:
-    """The literature's cluttered translated MNIST: each digit at its native 28×28 size placed
-    uniformly at random on a ``canvas``-px square, with 4 (60 px) or 8 (100 px) distractors:
-    8×8 crops at random places in random other digits of ``images``, put at random places;
-    digit and distractors added, then clipped to [0, 1]. Boxes are the digits' 28×28 squares.
-
-    Training draws fresh canvases each epoch (``variant(seed=...)``); test canvases stay fixed.
-    """
+    """The literature's cluttered translated MNIST on ``canvas`` = 60 or 100 px: each digit at
+    its native 28×28 placed uniformly at random, 4 (60 px) or 8 (100 px) distractors (8×8 crops
+    at random places in random other digits of ``images``, put at random places), all added,
+    then clipped to [0, 1]. Boxes are the digits' 28×28 squares. Training draws fresh
+    canvases each epoch (``variant(seed=...)``); test canvases stay fixed."""
     native = DIGIT_SIDE / _checks.option("canvas", canvas, tuple(LITERATURE_DISTRACTORS))
-    return TranslatedMNIST(
-        images, labels, canvas, (native, native), background="mnist_cluttered", seed=seed
-    )
+    return TranslatedMNIST(images, labels, canvas, (native,) * 2, None, "mnist_cluttered", seed)
 
 
 class TranslatedMNIST(Dataset):
     """MNIST digits resized and placed at random on a larger canvas, with their true boxes.
 
-    Each item ``i`` uses digit ``images[i]``: it is resized (bilinear, antialiased) to a square
-    of side ``S = round(u · min(H, W))`` with ``u ~ U(scale)`` and placed at a random integer
-    position fully inside the canvas. Intensities of the digit are in [0, 1].
+    Item ``i`` is digit ``images[i]`` resized (bilinear, antialiased) to a square of side
+    ``S = round(u · min(H, W))``, ``u ~ U(scale)``, at a random integer position fully inside
+    the canvas, intensities in [0, 1], on a background:
 
-    Backgrounds:
-        * ``snr_db=None``: clean (zeros) under the digit;
-        * ``snr_db`` given: Gaussian noise N(0, σ²) over the whole canvas, with σ set per canvas
-          so that ``10·log10(mean(d²) / σ²) == snr_db`` for the resized digit ``d`` over its
-          S×S square. Stroke pixels (``d > 0``) replace the noise; nothing is clipped.
-        * ``background="clutter"``: ``n_clutter`` random 8×8 pieces of other digits of the set
-          scattered over the canvas (overlaps keep the brighter pixel), their ink replacing the
-          noise if there is any, and the digit drawn over them.
-        * ``background="mnist_cluttered"`` (no noise): ``n_clutter`` 8×8 crops from anywhere in
-          other digits, added to each other and to the digit, then clipped to [0, 1]
-          (:func:`cluttered_mnist`).
+    * clean (``snr_db=None``) or Gaussian noise N(0, σ²), σ set per canvas so that
+      ``10·log10(mean(d²) / σ²) == snr_db`` for the resized digit ``d`` over its S×S square;
+      stroke pixels (``d > 0``) replace the noise; nothing is clipped;
+    * ``background="clutter"``: ``n_clutter`` 8×8 pieces of other digits at random places
+      (overlaps keep the brighter pixel), their ink replacing the noise, the digit over them;
+    * ``background="mnist_cluttered"``, no noise: ``n_clutter`` 8×8 crops of other digits,
+      added to each other and to the digit, then clipped to [0, 1] (:func:`cluttered_mnist`).
 
-    Every random choice (side, position, noise seed, clutter pieces) is drawn per item at
-    construction from ``np.random.default_rng(seed)``, so an item is the same whichever batch
-    it is generated in. Geometry and noise are drawn before the clutter, so a clean, a noisy
-    and a cluttered dataset with one seed place each digit at the same box.
+    Every random choice is drawn per item at construction from ``default_rng(seed)``, so an
+    item is the same in any batch; geometry and noise come before the clutter, so a clean, a
+    noisy and a cluttered set with one seed put each digit at the same box.
 
     Args:
         images: ``[N, 28, 28]`` uint8 (0–255) or float in [0, 1], NumPy array or tensor.
         labels: ``[N]`` integers, NumPy array or tensor.
-        canvas: canvas side ``H = W`` (int) or ``(H, W)``, each at least 28.
-        scale: ``(a, b)`` with ``0 < a <= b <= 1``: the range of digit side / canvas side.
-        snr_db: signal-to-noise ratio of the noise background in dB, or None for no noise.
-        background: ``"noise"``, ``"clutter"`` or ``"mnist_cluttered"``.
+        canvas: side ``H = W`` (int) or ``(H, W)``, each at least 28.
+        scale: ``(a, b)``, ``0 < a <= b <= 1``: the range of digit side / canvas side.
+        snr_db: SNR of the noise in dB, or None for none.
+        background: one of ``BACKGROUNDS``.
         seed: seed of every random choice.
-        n_clutter: pieces per canvas (clutter backgrounds only); default 8 per 120×120 canvas
-            scaled with area (at least 1) for ``"clutter"``, the literature's 4 on 60 px and 8
-            on 100 px for ``"mnist_cluttered"``.
+        n_clutter: pieces per canvas (clutter backgrounds); default 8 per 120×120 scaled with
+            area for ``"clutter"``, ``LITERATURE_DISTRACTORS`` for ``"mnist_cluttered"``.
 
-    Attributes:
-        canvas_size: ``(H, W)``.
-        side: NumPy int64 ``[N]``, the digit side S of each item.
-        sigma: NumPy float64 ``[N]``, the noise standard deviation of each item (0 when clean).
-        n_clutter: clutter pieces per canvas (0 for the noise background).
+    Attributes: ``canvas_size`` ``(H, W)``; ``side`` int64 ``[N]``, each digit's S; ``sigma``
+    float64 ``[N]``, each noise σ (0 when clean); ``n_clutter`` (0 without clutter); ``seed``.
 
-    Items are ``(canvas float32 [1, H, W], label int64 [], box float32 [4])`` with the box
-    ``[x0, y0, x1, y1]`` = centres of the first and last column and row of the digit's S×S
-    square: ``x1 - x0 = y1 - y0 = S - 1``.
+    Items are ``(canvas float32 [1, H, W], label int64 [], box float32 [4])``, the box
+    ``[x0, y0, x1, y1]`` the centres of the S×S square's first and last column and row.
     """
 
     def __init__(
@@ -125,9 +105,7 @@ class TranslatedMNIST(Dataset):
         self.scale = _check_scale(scale, min(self.canvas_size))
         self.background = _checks.option("background", background, BACKGROUNDS)
         self.snr_db = _check_snr_db(snr_db, background)
-        self.n_clutter = _check_n_clutter(
-            n_clutter, background, self.canvas_size, len(self._images)
-        )
+        self.n_clutter = _check_n_clutter(n_clutter, background, self.canvas_size, len(self))
         self.seed = _check_seed(seed)
         self._draw_parameters()
 
@@ -135,13 +113,12 @@ class TranslatedMNIST(Dataset):
         """The same digits and settings, with what the arguments name changed.
 
         Args:
-            seed: every random choice (sides, positions, noise, clutter) drawn anew from this
-                seed; None keeps the draws, unless ``canvas`` changes, which redraws them
-                from the dataset's own seed. Training draws fresh canvases each epoch.
-            snr_db: another SNR (``None``: clean) with the same canvases and noise pattern,
-                only σ changed (a noise curriculum); left out, the SNR stays.
-            canvas: canvases of side ``canvas`` (int or ``(H, W)``) with the digits at the same
-                pixel sizes and clutter at the same pieces per area (a canvas curriculum).
+            seed: every random choice drawn anew from this seed (fresh canvases each epoch);
+                None keeps the draws, unless ``canvas`` is given: then the dataset's own seed.
+            snr_db: another SNR (``None``: clean) of the same canvases and noise pattern, only
+                σ changed (a noise curriculum); left out, the SNR stays.
+            canvas: canvases of side ``canvas`` (int or ``(H, W)``), the digits at the same
+                pixel sizes and the clutter at the same pieces per area (a canvas curriculum).
         """
         other = copy.copy(self)
         if snr_db is not _UNCHANGED:
@@ -150,11 +127,9 @@ class TranslatedMNIST(Dataset):
             other.canvas_size = _check_canvas(canvas)
             ratio = min(self.canvas_size) / min(other.canvas_size)
             other.scale = _check_scale(tuple(s * ratio for s in self.scale), min(other.canvas_size))
-            if self.n_clutter:
-                area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
-                other.n_clutter = max(1, round(self.n_clutter * area))
-        if seed is not None:
-            other.seed = _check_seed(seed)
+            area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
+            other.n_clutter = max(1, round(self.n_clutter * area)) if self.n_clutter else 0
+        other.seed = self.seed if seed is None else _check_seed(seed)
         if seed is not None or canvas is not None:
             other._draw_parameters()
         elif snr_db is not _UNCHANGED:
@@ -162,10 +137,9 @@ class TranslatedMNIST(Dataset):
         return other
 
     def _draw_parameters(self) -> None:
-        """Draw every item's side, position, noise seed and clutter pieces from ``self.seed``,
-        and set each item's noise σ."""
-        n = len(self._images)
-        height, width = self.canvas_size
+        """Draw every item's side, position, noise seed and clutter pieces from ``self.seed``;
+        set each item's noise σ."""
+        n, (height, width) = len(self._images), self.canvas_size
         rng = np.random.default_rng(self.seed)
         u = rng.uniform(self.scale[0], self.scale[1], size=n)
         self.side = np.rint(u * min(height, width)).astype(np.int64)
@@ -175,14 +149,14 @@ class TranslatedMNIST(Dataset):
         pieces = (n, self.n_clutter)
         # An offset in 1..n-1 from the item's own index never picks the item's own digit.
         self._clutter_src = (np.arange(n)[:, None] + rng.integers(1, max(n, 2), size=pieces)) % n
-        low, high = CLUTTER_CROP.get(self.background, (0, 0))
+        low, high = CROP_RANGE[self.background]
         self._clutter_crop = rng.integers(low, high + 1, size=(*pieces, 2))
-        self._clutter_y = rng.integers(0, height - CLUTTER_PIECE + 1, size=pieces)
-        self._clutter_x = rng.integers(0, width - CLUTTER_PIECE + 1, size=pieces)
+        self._clutter_y = rng.integers(0, height - PIECE + 1, size=pieces)
+        self._clutter_x = rng.integers(0, width - PIECE + 1, size=pieces)
         self.sigma = self._noise_sigma()
 
     def _noise_sigma(self) -> np.ndarray:
-        """σ of every item, NumPy float64 ``[N]``: ``sqrt(mean(d²) / 10^(snr_db/10))``."""
+        """σ of every item, float64 ``[N]``: ``sqrt(mean(d²) / 10^(snr_db/10))``, 0 if clean."""
         n = len(self._images)
         if self.snr_db is None:
             return np.zeros(n)
@@ -192,11 +166,10 @@ class TranslatedMNIST(Dataset):
             for chunk in np.array_split(members, -(-len(members) // 4096)):
                 tiles = self._tiles(chunk, side)
                 power[chunk] = tiles.double().square().mean(dim=(1, 2)).numpy()
-        blank = np.flatnonzero(power == 0)
-        if blank.size:
+        if (power == 0).any():
             raise ValueError(
-                f"images[{blank[0]}] is blank (all zeros), so snr_db={self.snr_db} cannot set "
-                "its noise level; expected every digit to have some ink"
+                f"images[{np.flatnonzero(power == 0)[0]}] is blank (all zeros), so "
+                f"snr_db={self.snr_db} cannot set its noise level; expected ink in every digit"
             )
         return noise_sigma(power, self.snr_db)
 
@@ -215,9 +188,8 @@ class TranslatedMNIST(Dataset):
         return canvases[0], labels[0], boxes[0]
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generate items ``indices`` ``[B]`` (ints in any sequence, array or tensor; negative
-        ones count from the end) as ``(canvases float32 [B, 1, H, W], labels int64 [B],
-        boxes float32 [B, 4])``."""
+        """Items ``indices`` ``[B]`` (ints in a sequence, array or tensor; negative ones count
+        from the end) as ``(canvases float32 [B, 1, H, W], labels int64 [B], boxes [B, 4])``."""
         idx = self._check_indices(indices)
         canvases = torch.zeros(len(idx), 1, *self.canvas_size)
         if self.snr_db is not None:
@@ -234,9 +206,8 @@ class TranslatedMNIST(Dataset):
     def batches(
         self, batch_size: int, shuffle: bool = False, seed: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Iterate over the whole dataset in batches of ``batch_size`` (the last may be
-        smaller), in the order of a permutation drawn from ``seed`` if ``shuffle``; each as
-        ``(canvases [B, 1, H, W], labels [B], boxes [B, 4])`` from ``batch``."""
+        """Every item in batches of ``batch_size`` (the last may be smaller) from ``batch``, in
+        the order of a permutation drawn from ``seed`` if ``shuffle``."""
         _checks.positive_int("batch_size", batch_size)
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
@@ -282,17 +253,16 @@ class TranslatedMNIST(Dataset):
         canvases.mul_(torch.from_numpy(self.sigma[idx]).float().view(-1, 1, 1, 1))
 
     def _draw_clutter(self, canvases: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        """Return ``canvases`` ``[B, 1, H, W]`` with each item's 8×8 clutter pieces drawn on:
-        the brightest piece's ink replacing what is there, or (literature) all of them added."""
+        """``canvases`` ``[B, 1, H, W]`` with each item's 8×8 pieces drawn on: the brightest
+        one's ink replacing what is there, or (``"mnist_cluttered"``) all of them added."""
         batch, _, height, width = canvases.shape
-        offsets = torch.arange(CLUTTER_PIECE)
+        offsets = torch.arange(PIECE)
         crop = torch.from_numpy(self._clutter_crop[idx])  # [B, P, 2] (row, column)
         rows = (crop[..., 0, None] + offsets)[..., :, None]  # [B, P, 8, 1]
         cols = (crop[..., 1, None] + offsets)[..., None, :]  # [B, P, 1, 8]
         src = torch.from_numpy(self._clutter_src[idx])[..., None, None]
         pieces = self._images[src, rows, cols]  # [B, P, 8, 8]
-        if pieces.dtype == torch.uint8:
-            pieces = pieces.float() / 255
+        pieces = pieces.float() / 255 if pieces.dtype == torch.uint8 else pieces
         y = torch.from_numpy(self._clutter_y[idx])[..., None, None] + offsets[:, None]
         x = torch.from_numpy(self._clutter_x[idx])[..., None, None] + offsets
         target = (y * width + x).reshape(batch, -1)
@@ -304,7 +274,7 @@ class TranslatedMNIST(Dataset):
 
     def _draw_digits(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
         """Draw each item's resized digit into ``canvases`` ``[B, 1, H, W]`` in place: its
-        stroke pixels replace what is there, or (literature) add to it."""
+        stroke pixels replace what is there, or (``"mnist_cluttered"``) add to it."""
         batch, _, height, width = canvases.shape
         flat = canvases.view(-1)
         for side, rows in _size_groups(self.side[idx], np.arange(batch)):
@@ -328,17 +298,11 @@ def _size_groups(sides: np.ndarray, members: np.ndarray) -> Iterator[tuple[int, 
 
 def _check_images(images) -> torch.Tensor:
     """``images`` ``[N, 28, 28]`` as a private uint8 or float32 tensor, values checked."""
-    if isinstance(images, torch.Tensor):
-        tensor = images.detach().cpu().clone()
-    elif isinstance(images, np.ndarray) and (
-        images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)
-    ):
-        tensor = torch.from_numpy(np.array(images))
-    else:
-        raise TypeError(
-            "images must be a uint8 or floating-point NumPy array or torch.Tensor, got "
-            f"{type(images).__name__} of dtype {getattr(images, 'dtype', None)}"
-        )
+    if not isinstance(images, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"images must be a NumPy array or a torch.Tensor, got {type(images)}")
+    if isinstance(images, np.ndarray) and images.dtype != np.uint8 and images.dtype.kind != "f":
+        raise TypeError(f"images must be uint8 or floating point, got dtype {images.dtype}")
+    tensor = torch.as_tensor(images).detach().cpu().clone()
     if tensor.dtype != torch.uint8 and not tensor.is_floating_point():
         raise TypeError(f"images must be uint8 or floating point, got dtype {tensor.dtype}")
     if tensor.dim() != 3 or tuple(tensor.shape[1:]) != (DIGIT_SIDE, DIGIT_SIDE) or not len(tensor):
@@ -380,13 +344,10 @@ def _check_scale(scale, short_side: int) -> tuple[float, float]:
     if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
         raise TypeError(f"scale must be a pair (min, max) of numbers, got {scale!r}")
     low, high = (_checks.fraction("scale", value) for value in scale)
-    if not 0 < low <= high:
-        raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
-    smallest = int(np.rint(low * short_side))
-    if smallest < 2:
+    if not 0 < low <= high or round(low * short_side) < 2:
         raise ValueError(
-            f"scale {scale!r} makes digits as small as {smallest} px on a {short_side}-px "
-            "canvas side; expected at least 2 px"
+            f"scale must satisfy 0 < min <= max <= 1 with digits of at least 2 px on a "
+            f"{short_side}-px canvas side, got {scale!r}"
         )
     return low, high
 
@@ -397,30 +358,22 @@ def _check_seed(seed) -> int:
 
 
 def _check_snr_db(snr_db, background: str) -> float | None:
-    """``snr_db``: None or finite dB, and None for the literature's canvases (no noise)."""
+    """``snr_db``: None or finite dB; None for the literature's canvases, which have no noise."""
     snr_db = _checks.snr_db("snr_db", snr_db)
     if snr_db is not None and background == "mnist_cluttered":
-        raise ValueError(
-            f"background='mnist_cluttered' is the literature's noise-free canvas, got "
-            f"snr_db={snr_db}; expected snr_db=None"
-        )
+        raise ValueError(f"snr_db must be None with background='mnist_cluttered', got {snr_db}")
     return snr_db
 
 
 def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int) -> int:
-    """Clutter pieces per canvas: 0 for noise, else ``n_clutter`` or the default for the
-    background (the course's area-scaled count, the literature's count for 60 or 100 px)."""
+    """Pieces per canvas: 0 for noise, else ``n_clutter`` or the background's default."""
+    if background == "noise" and n_clutter is not None:
+        raise ValueError(f"n_clutter applies to clutter backgrounds, got {n_clutter!r} with noise")
     if background == "noise":
-        if n_clutter is not None:
-            raise ValueError(
-                f"n_clutter applies to the clutter backgrounds only, got n_clutter={n_clutter!r} "
-                f"with background={background!r}"
-            )
         return 0
     if n < 2:
         raise ValueError(
-            f"background={background!r} cuts pieces from other digits, so images must hold at "
-            f"least 2 digits, got {n}"
+            f"images must hold at least 2 digits for {background} (pieces of other digits), got {n}"
         )
     if n_clutter is not None:
         return _checks.non_negative_int("n_clutter", n_clutter)
@@ -428,7 +381,7 @@ def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int
         return max(1, round(CLUTTER_PER_120 * canvas[0] * canvas[1] / 120**2))
     if canvas[0] != canvas[1] or canvas[0] not in LITERATURE_DISTRACTORS:
         raise ValueError(
-            f"n_clutter: background='mnist_cluttered' has the literature's distractor counts "
-            f"for {LITERATURE_DISTRACTORS} px canvases only, got canvas {canvas}; pass n_clutter"
+            f"n_clutter must be given for background='mnist_cluttered' on {canvas}: the "
+            f"literature's counts are for {LITERATURE_DISTRACTORS} px only"
         )
     return LITERATURE_DISTRACTORS[canvas[0]]

@@ -1,24 +1,15 @@
-"""Loading MNIST as NumPy arrays: the bundled 5,000-digit subset or the full 70,000.
-
-* ``"bundled"``: the 5,000 digits (500 per class) in ``data/mnist5k.npz``, split 4,000/1,000
-  and checked against ``BUNDLED_SHA256``; works offline.
-* ``"full"``: the 70,000 MNIST digits in ``<cache>/MNIST/raw/``: the four extracted idx files a
-  user copied there (used when their md5s are the published ``EXTRACTED_MD5``, refused and
-  left in place otherwise), or torchvision's download (archives checked against its md5s).
-* ``"auto"``: the full set when it is cached or downloadable, the bundled subset otherwise.
-
-Each has a fixed validation split carved from its training digits, for every choice of recipe,
-architecture or epochs (``"test"`` is for final numbers only): the bundled set's last 50
-training digits of each class (3,500 train, 500 val), the full set's last 5,000 of 60,000.
-"""
+"""Loading MNIST as NumPy arrays: the bundled 5,000-digit subset (offline) or the full 70,000
+(from ``<cache>/MNIST/raw/``: the four idx files a user copied there, or torchvision's
+download). Each has a fixed validation split carved from its training digits, for every
+choice of recipe, architecture or epochs; ``"test"`` is for final numbers only."""
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
 import socket
+from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +35,7 @@ READ_ONLY_HINT = "pass cache_dir= or set DHAM_CACHE_DIR to a writable folder"
 # What a failed download raises: torchvision wraps URL errors in RuntimeError, but socket
 # timeouts, broken connections and truncated gzip streams come through as they are; reading a
 # damaged idx file raises AssertionError or ValueError inside torchvision.
-_READ_ERRORS = (
-    RuntimeError,
-    OSError,
-    EOFError,
-    http.client.HTTPException,
-    AssertionError,
-    ValueError,
-)
+_READ_ERRORS = (RuntimeError, OSError, EOFError, AssertionError, ValueError, HTTPException)
 
 
 def data_dir() -> Path:
@@ -173,6 +157,7 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
     Raises ``_FullUnavailable`` when the download fails.
     """
     from torchvision.datasets import MNIST  # deferred: only this path needs torchvision
+    from torchvision.datasets.utils import check_integrity
 
     raw_dir = root / "MNIST" / "raw"
     extracted = [raw_dir / name.removesuffix(".gz") for name, _ in MNIST.resources]
@@ -188,7 +173,7 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
         reason = "the cache folder is not writable" if err.filename is None else str(err)
         raise _FullUnavailable(reason, raw_dir, READ_ONLY_HINT) from err
     except _READ_ERRORS as err:
-        if not all(_archive_intact(raw_dir, name, md5) for name, md5 in MNIST.resources):
+        if not all(check_integrity(raw_dir / name, md5) for name, md5 in MNIST.resources):
             raise _FullUnavailable(_short_reason(err), raw_dir) from err
         # The archives are intact, so an extracted copy is damaged: extract them again.
         for path in extracted:
@@ -201,13 +186,6 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
     return _carve(images, labels, split, held_out)
 
 
-def _archive_intact(raw_dir: Path, name: str, md5: str) -> bool:
-    """Whether torchvision's archive ``name`` is cached with its md5 ``md5``."""
-    from torchvision.datasets.utils import check_integrity
-
-    return check_integrity(raw_dir / name, md5)
-
-
 def _stale_files(raw_dir: Path, resources) -> list[Path]:
     """The cached files to delete and download again: archives that fail their md5 and, beside
     them, extracted files that lack their published md5.
@@ -216,13 +194,13 @@ def _stale_files(raw_dir: Path, resources) -> list[Path]:
     extracted file by its name. An extracted file without its archive is a copy a user put
     there: it is used when its md5 is the published one and refused otherwise, never deleted.
     """
-    from torchvision.datasets.utils import calculate_md5
+    from torchvision.datasets.utils import calculate_md5, check_integrity
 
     stale = []
     for name, md5 in resources:
         archive, extracted = raw_dir / name, raw_dir / name.removesuffix(".gz")
         published = EXTRACTED_MD5.get(extracted.name)
-        if archive.is_file() and not _archive_intact(raw_dir, name, md5):
+        if archive.is_file() and not check_integrity(archive, md5):
             print(
                 f"load_mnist: cached {name} failed its md5 check; deleting it to download it again"
             )
