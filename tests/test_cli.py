@@ -7,11 +7,20 @@ import sys
 import pytest
 
 from dham_lib.checkpoints import load_checkpoint
-from dham_lib.study.cli import build_parser, main
+from dham_lib.models import build_model
+from dham_lib.study import runs
+from dham_lib.study.cli import AXES, build_parser, given_settings, main
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["train", "--help"], ["sweep", "--help"], ["report", "--help"]]
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["sweep", "--help"],
+        ["report", "--help"],
+        ["export", "--help"],
+    ],
 )
 def test_help(argv):
     result = subprocess.run(
@@ -56,15 +65,16 @@ def test_train_end_to_end(tmp_path, capsys):
     )
     assert code == 0
     assert "test accuracy" in capsys.readouterr().out
-    record = json.loads((out / "metrics.json").read_text())
-    assert record["model_config"]["width"] == 4
-    assert record["cell"]["snr_db"] == 6.0
+    record = json.loads((out / "record.json").read_text())
+    assert record["run"]["settings"]["width"] == 4
+    assert record["run"]["data"]["snr_db"] == 6.0
     assert len(record["history"]["test_acc"]) == 1
-    assert 0 <= record["test"]["acc_canvas200"] <= 1
+    assert 0 <= record["scores"]["acc_canvas200"] <= 1
     assert (out / "learning_curves.png").stat().st_size > 0
     assert (out / "glimpses.png").stat().st_size > 0
-    model, meta = load_checkpoint(out / "checkpoint.pt", expected_config=record["model_config"])
-    assert meta["metrics"]["test_acc"] == pytest.approx(record["test"]["test_acc"])
+    config = {"name": "dham", **record["run"]["settings"]}
+    model, meta = load_checkpoint(out / "checkpoint.pt", expected_config=config)
+    assert meta["metrics"]["test_acc"] == pytest.approx(record["scores"]["test_acc"])
 
 
 def test_bad_option_is_a_usage_error(capsys):
@@ -84,14 +94,13 @@ def test_train_every_baseline(tmp_path, model):
 
 
 def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys):
-    from dham_lib.study import experiments
-    from tests.test_experiments import fake_train_cell
+    from tests.test_runs import fake_train_run
 
-    monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
-    cells = experiments.grid(["dham", "oracle"], [2, 4], [None, 6.0], [0, 1])
-    experiments.sweep(cells, tmp_path / "sweep.csv", progress=False)
-    clean = experiments.grid(["dham", "cnn", "oracle"], [16], [None], [0, 1])
-    experiments.sweep(clean, tmp_path / "clean.csv", progress=False)
+    monkeypatch.setattr(runs, "train_run", fake_train_run)
+    swept = runs.grid(["dham", "oracle"], [2, 4], [None, 6.0], [0, 1])
+    runs.sweep(swept, tmp_path / "sweep.csv", progress=False)
+    clean = runs.grid(["dham", "cnn", "oracle"], [16], [None], [0, 1])
+    runs.sweep(clean, tmp_path / "clean.csv", progress=False)
     (tmp_path / "probe.csv").write_text("step,centre_error\n1,30.5\n")  # a script's own table
     (tmp_path / "costs.csv").write_text("model,canvas,weights\ndham w16,120,455739\n")  # a bench's
     assert main(["report", str(tmp_path)]) == 0
@@ -111,29 +120,34 @@ def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert "none of clean_validated.csv, clean.csv, sweep_validated.csv" in capsys.readouterr().err
 
 
-def test_sweep_and_train_options_reach_their_cells():
-    from dham_lib.study.cli import _recipe, cell_from
-
+def test_sweep_and_train_options_reach_their_runs():
     parser = build_parser()
     args = parser.parse_args(["sweep", "--k", "2", "--epochs", "3", "--widths", "4", "--out", "x"])
-    cells = experiments_grid(args)
-    assert {c.k for c in cells if c.model == "dham"} == {2} and all(c.epochs == 3 for c in cells)
+    swept = sweep_runs(args)
+    assert {r.settings.k for r in swept if r.model == "dham"} == {2}
+    assert all(r.train.epochs == 3 for r in swept)
     train = parser.parse_args(["train", "--k", "2", "--snr-db", "0", "--out", "x"])
-    assert cell_from(train).k == 2 and cell_from(train).snr_db == 0.0
-    assert _recipe(train)["k"] == 2
+    run = train_run_of(train)
+    assert run.settings.k == 2 and run.data.snr_db == 0.0
+    assert given_settings(train)["k"] == 2
     cnn = parser.parse_args(
         ["train", "--model", "pooled_cnn", "--batch-norm", "True", "--out", "x"]
     )
-    assert cell_from(cnn).batch_norm is True and cell_from(cnn).model_kwargs()["batch_norm"]
+    assert train_run_of(cnn).settings.batch_norm is True
+    assert build_model("pooled_cnn", **given_settings(cnn, ("model", "seed"))).settings.batch_norm
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--batch-norm", "maybe", "--out", "x"])
 
 
-def experiments_grid(args):
-    from dham_lib.study.cli import _recipe
-    from dham_lib.study.experiments import grid
+def sweep_runs(args) -> list:
+    """The runs a parsed ``sweep`` command trains, as the command builds them."""
+    settings = given_settings(args, tuple(AXES))
+    return runs.grid(args.model, args.width, args.snr_db, args.seed, **settings)
 
-    return grid(args.models, args.widths, args.snr_db, args.seeds, **_recipe(args))
+
+def train_run_of(args):
+    """The run a parsed ``train`` command trains, as the command builds it."""
+    return runs.make_run(args.model, args.seed, **given_settings(args, ("model", "seed")))
 
 
 def _documented_sweeps() -> list[list[str]]:
@@ -169,3 +183,5 @@ def test_every_documented_sweep_command_parses():
     for argv in commands:
         args = parser.parse_args(argv)
         assert args.out, argv
+        built = sweep_runs(args)
+        assert built and all(isinstance(run, runs.Run) for run in built), argv

@@ -288,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--out (a CSV named after it), then export --out from the records; kill it at any "
         "time and run the same command to resume.",
     )
+    # The two axes that are no config's field: the run's model and its seed.
+    sweep.add_argument(
+        "--models",
+        dest="model",
+        nargs="+",
+        choices=list_models(),
+        default=AXIS_DEFAULTS["model"],
+        help="models to train (%(default)s)",
+    )
+    sweep.add_argument(
+        "--seeds",
+        dest="seed",
+        nargs="+",
+        type=_integer(0),
+        default=AXIS_DEFAULTS["seed"],
+        help="seeds: initial weights and training canvases (%(default)s)",
+    )
     add_setting_options(sweep, axes=True)
     sweep.add_argument("--out", required=True, help="the table (CSV); records go beside it")
     sweep.add_argument("--checkpoints", help="folder to save each run's model in")
