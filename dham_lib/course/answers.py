@@ -28,6 +28,12 @@ from dham_lib.sampling import bilinear_sample, glimpse_box, to_normalised
 from dham_lib.train import BATCH_SIZE, fit, seed_everything, train_step
 
 
+def _compare(pairs: dict[str, tuple], atol: float = 1e-3) -> None:
+    """:func:`check_answers` on ``{name: (the student's answer, the reference)}``."""
+    answers = {name: answer for name, (answer, _) in pairs.items()}
+    check_answers(answers, {name: float(truth) for name, (_, truth) in pairs.items()}, atol)
+
+
 def _point(x: float, y: float, image: torch.Tensor) -> torch.Tensor:
     """Pixel coordinates ``(x, y)`` of an ``[H, W]`` image as a sampling grid ``[1, 1, 1, 2]``."""
     height, width = image.shape
@@ -38,15 +44,9 @@ def check_pmf_moments(pmf: torch.Tensor, tx, ty, s_l1, s_l2) -> None:
     """Notebook 01, exercise 3: the centre and the L1 and L2 scales of ``pmf`` ``[H, W]``."""
     pmf = pmf[None, None]
     truth_tx, truth_ty = expected_position(pmf)
-    check_answers(
-        {"tx": tx, "ty": ty, "s_L1": s_l1, "s_L2": s_l2},
-        {
-            "tx": truth_tx.item(),
-            "ty": truth_ty.item(),
-            "s_L1": expected_norm(pmf, p=1).item(),
-            "s_L2": expected_norm(pmf, p=2).item(),
-        },
-        atol=5e-3,
+    s1, s2 = expected_norm(pmf, p=1), expected_norm(pmf, p=2)
+    _compare(
+        {"tx": (tx, truth_tx), "ty": (ty, truth_ty), "s_L1": (s_l1, s1), "s_L2": (s_l2, s2)}, 5e-3
     )
 
 
@@ -58,10 +58,7 @@ def check_temperature_and_shift(logits: torch.Tensor, temperature, shift) -> Non
     )
     moved = expected_position(spatial_softmax(logits + 5))[0]
     truth = (moved - expected_position(spatial_softmax(logits))[0]).item()
-    check_answers(
-        {"same PMF as from 3 × logits (1: yes)": float(same), "shift": shift},
-        {"same PMF as from 3 × logits (1: yes)": 1.0, "shift": truth},
-    )
+    _compare({"same PMF as from 3 × logits (1: yes)": (float(same), 1.0), "shift": (shift, truth)})
 
 
 def check_disk_scale(disk_pmf: torch.Tensor, theory, measured) -> None:
@@ -74,21 +71,9 @@ def check_disk_scale(disk_pmf: torch.Tensor, theory, measured) -> None:
     axis = pixel_axis(201, torch.zeros((), dtype=torch.float64))
     inside = (axis[None, :] - 0.1) ** 2 + (axis[:, None] - 0.2) ** 2 <= 0.6**2
     disk_tx, disk_ty = expected_position(disk_pmf)
-    check_answers(
-        {
-            "centre x": disk_tx.item(),
-            "centre y": disk_ty.item(),
-            "theory": theory,
-            "measured": measured,
-        },
-        {
-            "centre x": 0.1,
-            "centre y": 0.2,
-            "theory": 2 / 3 * 0.6,
-            "measured": expected_norm((inside / inside.sum())[None, None]).item(),
-        },
-        atol=5e-3,
-    )
+    truth = expected_norm((inside / inside.sum())[None, None])
+    pairs = {"centre x": (disk_tx.item(), 0.1), "centre y": (disk_ty.item(), 0.2)}
+    _compare({**pairs, "theory": (theory, 2 / 3 * 0.6), "measured": (measured, truth)}, 5e-3)
 
 
 def grid_sample_axis_weights(coord: torch.Tensor, n: int) -> torch.Tensor:
@@ -128,9 +113,11 @@ def check_slope_by_hand(per_pixel, per_normalised) -> None:
     (gradient,) = torch.autograd.grad(sample.sum(), point)
     slope = gradient[0, 0, 0, 0].item()  # per normalised unit of x
     width = BILINEAR_DEMO_IMAGE.shape[1]
-    check_answers(
-        {"per pixel": per_pixel, "per normalised unit": per_normalised},
-        {"per pixel": slope * 2 / (width - 1), "per normalised unit": slope},
+    _compare(
+        {
+            "per pixel": (per_pixel, slope * 2 / (width - 1)),
+            "per normalised unit": (per_normalised, slope),
+        }
     )
 
 
@@ -162,9 +149,7 @@ def check_logit_gradient(logits: torch.Tensor, grad: torch.Tensor) -> None:
     probe = logits.detach().clone().requires_grad_(True)
     _, params = DHAM()(torch.rand(1, 1, 40, 40, dtype=probe.dtype), probe)
     (truth,) = torch.autograd.grad(-params.tx.sum(), probe)
-    check_answers(
-        {"largest error": (grad - truth).abs().max().item()}, {"largest error": 0.0}, atol=1e-9
-    )
+    _compare({"largest error": ((grad - truth).abs().max().item(), 0.0)}, atol=1e-9)
     rise = sorted(set(torch.nonzero(truth[0, 0] < 0)[:, 1].tolist()))
     print("negative (rise to move right) in the columns:", rise)
 
@@ -175,10 +160,8 @@ def check_price_of_area(descend, canvases, trajectory, prediction, s_free) -> No
     ``"larger"`` than with it (``trajectory``, ``[steps, canvases, 3]``)."""
     reference, _, _ = descend(canvases, DHAM(), alpha=0.0)
     s_priced, s_reference = trajectory[-1, :, 2].mean().item(), reference[-1, :, 2].mean().item()
-    check_answers(
-        {"s (alpha = 0)": s_free, "larger": float(prediction == "larger")},
-        {"s (alpha = 0)": s_reference, "larger": float(s_reference > s_priced)},
-    )
+    larger = (float(prediction == "larger"), float(s_reference > s_priced))
+    _compare({"s (alpha = 0)": (s_free, s_reference), "larger": larger})
     print(f"mean final s: alpha = 1: {s_priced:.3f}, alpha = 0: {s_reference:.3f}")
 
 
@@ -188,37 +171,30 @@ def check_box_overlap(intersection, iou, coverage) -> None:
     box_a, box_b = torch.tensor([10.0, 20.0, 50.0, 60.0]), torch.tensor([30.0, 40.0, 70.0, 100.0])
     share = box_coverage(box_a, box_b).item()
     area_b = ((box_b[2] - box_b[0]) * (box_b[3] - box_b[1])).item()
-    check_answers(
-        {"intersection": intersection, "IoU": iou, "coverage": coverage},
-        {"intersection": share * area_b, "IoU": box_iou(box_a, box_b).item(), "coverage": share},
-    )
+    truth_iou = box_iou(box_a, box_b)
+    pairs = {"intersection": (intersection, share * area_b), "IoU": (iou, truth_iou)}
+    _compare({**pairs, "coverage": (coverage, share)})
 
 
 def check_glimpse_box_by_hand(box, spacing) -> None:
     """Notebook 04, exercise 4: the pixel box of ``t_x = 0.2, t_y = -0.5, s = 0.25`` on a
     120×120 canvas, and the spacing of a 28×28 glimpse's samples there."""
     truth = glimpse_box(torch.tensor(0.2), torch.tensor(-0.5), torch.tensor(0.25), (120, 120))
-    names = ("x0", "y0", "x1", "y1")
     if len(box) != 4:
         raise AssertionError(f"ex4_box must hold 4 numbers (x0, y0, x1, y1), got {len(box)}")
-    check_answers(
-        {**dict(zip(names, box, strict=True)), "spacing": spacing},
-        {
-            **dict(zip(names, truth.tolist(), strict=True)),
-            "spacing": (truth[2] - truth[0]).item() / 27,
-        },
-    )
+    pairs = dict(zip(("x0", "y0", "x1", "y1"), zip(box, truth.tolist(), strict=True), strict=True))
+    _compare({**pairs, "spacing": (spacing, (truth[2] - truth[0]).item() / 27)})
 
 
-def _largest_differences(mine: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, float]:
-    """The largest difference between the two models' weights, for each part of DHAM."""
+def _weight_differences(mine: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, tuple]:
+    """For each part of DHAM, (the largest difference between the two models' weights, 0)."""
     differences = {}
     for part in ("attention", "classifier"):
         pairs = zip(
             getattr(mine, part).parameters(), getattr(theirs, part).parameters(), strict=True
         )
         largest = max((a - b).abs().max().item() for a, b in pairs)
-        differences[f"{part} weights: largest difference from the library's"] = largest
+        differences[f"{part} weights: largest difference from the library's"] = (largest, 0.0)
     return differences
 
 
@@ -232,14 +208,14 @@ def check_one_step(one_step, train_set: TranslatedMNIST) -> None:
     theirs = copy.deepcopy(mine)
     mine_opt = torch.optim.SGD(mine.parameters(), lr=0.1)
     theirs_opt = torch.optim.SGD(theirs.parameters(), lr=0.1)
-    answers, expected = {}, {}
+    losses = {}
     for step, indices in enumerate((range(0, 8), range(8, 16)), start=1):
         canvases, labels, _ = train_set.batch(indices)
-        answers[f"loss of step {step}"] = one_step(mine, mine_opt, canvases, labels)
-        expected[f"loss of step {step}"] = train_step(theirs, theirs_opt, canvases, labels)[0]
-    answers.update(_largest_differences(mine, theirs))
-    expected.update(dict.fromkeys(_largest_differences(mine, theirs), 0.0))
-    check_answers(answers, expected, atol=1e-5)
+        losses[f"loss of step {step}"] = (
+            one_step(mine, mine_opt, canvases, labels),
+            train_step(theirs, theirs_opt, canvases, labels)[0],
+        )
+    _compare({**losses, **_weight_differences(mine, theirs)}, atol=1e-5)
 
 
 def check_training_loop(
@@ -253,16 +229,14 @@ def check_training_loop(
     by_fit = copy.deepcopy(start)
     history = fit(by_fit, train_set, val_set, epochs=epochs, seed=seed, progress=False)
     sizes = [min(BATCH_SIZE, len(train_set) - i) for i in range(0, len(train_set), BATCH_SIZE)]
-    answers, expected = {"steps": len(losses)}, {"steps": epochs * len(sizes)}
+    pairs = {"steps": (len(losses), epochs * len(sizes))}
     if len(losses) == epochs * len(sizes):
         for epoch in range(epochs):
             step_losses = losses[epoch * len(sizes) : (epoch + 1) * len(sizes)]
             mean = sum(loss * size for loss, size in zip(step_losses, sizes, strict=True))
-            answers[f"mean loss of epoch {epoch + 1}"] = mean / len(train_set)
-            expected[f"mean loss of epoch {epoch + 1}"] = history["train_loss"][epoch]
-    answers.update(_largest_differences(trained, by_fit))
-    expected.update(dict.fromkeys(_largest_differences(trained, by_fit), 0.0))
-    check_answers(answers, expected, atol=1e-5)
+            truth = history["train_loss"][epoch]
+            pairs[f"mean loss of epoch {epoch + 1}"] = (mean / len(train_set), truth)
+    _compare({**pairs, **_weight_differences(trained, by_fit)}, atol=1e-5)
 
 
 def check_attention_weight_counts(width32, width8_k2, stride_matters) -> None:
@@ -272,25 +246,21 @@ def check_attention_weight_counts(width32, width8_k2, stride_matters) -> None:
     def count(net: torch.nn.Module) -> int:
         return sum(p.numel() for p in net.parameters())
 
-    check_answers(
-        {"width 32": width32, "width 8, K 2": width8_k2, "stride matters": stride_matters},
+    matters = count(AttentionNet(width=32, stride=4)) != count(AttentionNet(width=32, stride=1))
+    _compare(
         {
-            "width 32": count(AttentionNet(width=32, k=1)),
-            "width 8, K 2": count(AttentionNet(width=8, k=2)),
-            "stride matters": count(AttentionNet(width=32, stride=4))
-            != count(AttentionNet(width=32, stride=1)),
-        },
+            "width 32": (width32, count(AttentionNet(width=32, k=1))),
+            "width 8, K 2": (width8_k2, count(AttentionNet(width=8, k=2))),
+            "stride matters": (stride_matters, matters),
+        }
     )
 
 
 def check_snr_by_hand(sigma_at_6db, snr_of_original) -> None:
     """Notebook 05, exercise 1: for a digit of mean power 0.1, the noise σ of 6 dB and the SNR
     (dB) of the original's σ = 0.154, by ``TranslatedMNIST``'s own definitions."""
-    check_answers(
-        {"sigma_at_6db": sigma_at_6db, "snr_of_original": snr_of_original},
-        {"sigma_at_6db": noise_sigma(0.1, 6.0), "snr_of_original": snr_db_of(0.1, 0.154)},
-        atol=1e-3,
-    )
+    sigma, snr = noise_sigma(0.1, 6.0), snr_db_of(0.1, 0.154)
+    _compare({"sigma_at_6db": (sigma_at_6db, sigma), "snr_of_original": (snr_of_original, snr)})
 
 
 def check_rectangle_scale(xs: torch.Tensor, s1, ratio) -> None:
@@ -300,7 +270,7 @@ def check_rectangle_scale(xs: torch.Tensor, s1, ratio) -> None:
     inside = (xs.abs() <= 0.2)[:, None] & (xs.abs() <= 0.6)[None, :]  # rows y, columns x
     pmf = (inside / inside.sum())[None, None]
     l1, l2 = expected_norm(pmf, 1).item(), expected_norm(pmf, 2).item()
-    check_answers({"s_1": s1, "s_1 / s_2": ratio}, {"s_1": l1, "s_1 / s_2": l1 / l2}, atol=6e-3)
+    _compare({"s_1": (s1, l1), "s_1 / s_2": (ratio, l1 / l2)}, atol=6e-3)
     print("between 1 and sqrt(2):", 1 <= ratio <= math.sqrt(2))
 
 
@@ -309,13 +279,12 @@ def check_stride_geometry(columns, offset, saving) -> None:
     largest offset (pixels) between where DHAM reads a column and where it is, and the
     factor by which the convolutions' multiply-adds shrink against stride 1."""
     attention_map = AttentionNet(width=4, stride=8)(torch.zeros(1, 1, 200, 200))
-    check_answers(
-        {"columns": columns, "largest offset": offset, "saving": saving},
+    _compare(
         {
-            "columns": attention_map.shape[-1],
-            "largest offset": stride_offsets(200, 8).abs().max().item(),
-            "saving": 200 * 200 / attention_map[0, 0].numel(),
-        },
+            "columns": (columns, attention_map.shape[-1]),
+            "largest offset": (offset, stride_offsets(200, 8).abs().max()),
+            "saving": (saving, 200 * 200 / attention_map[0, 0].numel()),
+        }
     )
 
 

@@ -19,15 +19,16 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.course.figures import box_patch, label_axes, plot_attention
+from dham_lib.course.figures import label_axes, show_image
 from dham_lib.course.inspect import attend
-from dham_lib.course.widgets import View
+from dham_lib.course.widgets import View, _number
 from dham_lib.data import TranslatedMNIST, balanced_order, load_mnist
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou, measured_snr_db
 from dham_lib.models import DHAMClassifier
 from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_softmax
 from dham_lib.sampling import bilinear_sample, glimpse, glimpse_box, to_normalised, to_pixels
 from dham_lib.study import figures
+from dham_lib.study.figures import box_patch, map_extent
 from dham_lib.study.runs import SCALE, TEST_SEED
 
 
@@ -37,17 +38,11 @@ def _test_digits():
     return load_mnist("test", source="bundled", verbose=False)
 
 
-def _number(name: str, value, low: float | None = None, high: float | None = None) -> float:
-    """A finite real number, optionally within ``[low, high]``."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return float(value)
+def _test_canvases(count: int, snr_db: float | None, seed: int) -> TranslatedMNIST:
+    """The first ``count`` bundled test digits, classes in turn, on canvases at ``snr_db``."""
+    images, labels = _test_digits()
+    picks = balanced_order(labels)[:count]
+    return TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=seed)
 
 
 def _image(name: str, value) -> torch.Tensor:
@@ -59,8 +54,7 @@ def _image(name: str, value) -> torch.Tensor:
             f"{name} must be one grey image [H, W], [1, H, W] or [1, 1, H, W], "
             f"got shape {tuple(value.shape)}"
         )
-    value = value.detach().cpu().float().reshape(1, 1, *value.shape[-2:])
-    _checks.tensor(name, value)
+    value = _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
     if min(value.shape[-2:]) < 2:
         raise ValueError(f"{name} must be at least 2×2 pixels, got shape {tuple(value.shape)}")
     return value
@@ -92,11 +86,7 @@ def gaussian_logits(
 
 
 def pmf_explorer(
-    peak_x: float,
-    peak_y: float,
-    spread: float,
-    temperature: float,
-    size: tuple[int, int] = (24, 24),
+    peak_x: float, peak_y: float, spread: float, temperature: float, size=(24, 24)
 ) -> View:
     """Logits bump → PMF → mean and glimpse boxes, for notebook 01's sliders.
 
@@ -117,10 +107,9 @@ def pmf_explorer(
     label_axes(ax_logits, "logits: a Gaussian bump", "x (map pixels)", "y (map pixels)")
     image = ax_pmf.imshow(pmf[0, 0].numpy(), cmap="viridis", vmin=0)
     fig.colorbar(image, ax=ax_pmf, label="probability", shrink=0.85)
-    box2 = glimpse_box(tx, ty, s2, image_size=(h, w))[0, 0]
-    box1 = glimpse_box(tx, ty, s1, image_size=(h, w))[0, 0]
-    ax_pmf.add_patch(box_patch(box2, "red", label=f"L2 box, s = {s2.item():.2f}"))
-    ax_pmf.add_patch(box_patch(box1, "orange", "--", label=f"L1 box, s = {s1.item():.2f}"))
+    for s, colour, style, norm in ((s2, "red", "-", "L2"), (s1, "orange", "--", "L1")):
+        box = glimpse_box(tx, ty, s, image_size=(h, w))[0, 0]
+        ax_pmf.add_patch(box_patch(box, colour, style, label=f"{norm} box, s = {s.item():.2f}"))
     mean = to_pixels(tx, w).item(), to_pixels(ty, h).item()
     ax_pmf.plot(*mean, "r+", markersize=14, markeredgewidth=2, label="mean (tx, ty)")
     ax_pmf.legend(loc="lower left", fontsize=8, framealpha=0.8)
@@ -131,23 +120,13 @@ def pmf_explorer(
     title = f"PMF = softmax(logits / T), T = {temperature:g}"
     label_axes(ax_pmf, title, "x (map pixels)", "y (map pixels)")
     fig.tight_layout()
-    numbers = {
-        "tx": tx.item(),
-        "ty": ty.item(),
-        "s_L1": s1.item(),
-        "s_L2": s2.item(),
-        "p_max": pmf.max().item(),
-    }
-    return View(fig, numbers)
+    numbers = dict(tx=tx.item(), ty=ty.item(), s_L1=s1.item(), s_L2=s2.item())
+    return View(fig, {**numbers, "p_max": pmf.max().item()})
 
 
 # A small image with distinct pixel values, so each neighbour's share is visible.
 BILINEAR_DEMO_IMAGE = torch.tensor(
-    [
-        [0.0, 0.2, 0.4, 0.1],
-        [0.3, 1.0, 0.6, 0.2],
-        [0.1, 0.5, 0.9, 0.7],
-    ]
+    [[0.0, 0.2, 0.4, 0.1], [0.3, 1.0, 0.6, 0.2], [0.1, 0.5, 0.9, 0.7]]
 )
 
 
@@ -162,8 +141,7 @@ def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> 
     """
     image = _image("image", BILINEAR_DEMO_IMAGE if image is None else image)
     h, w = image.shape[-2:]
-    x = _number("x", x, 0.0, w - 1.0)
-    y = _number("y", y, 0.0, h - 1.0)
+    x, y = _number("x", x, 0.0, w - 1.0), _number("y", y, 0.0, h - 1.0)
     x0, y0 = min(math.floor(x), w - 2), min(math.floor(y), h - 2)
     fx, fy = x - x0, y - y0
     weights = {
@@ -177,35 +155,27 @@ def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> 
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     shown = ax.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
     fig.colorbar(shown, ax=ax, label="pixel value", shrink=0.8)
-    for (row, col), pixel in ((rc, image[0, 0, rc[0], rc[1]].item()) for rc in _cells(h, w)):
-        colour = "black" if pixel > 0.5 else "white"
-        ax.text(col, row - 0.3, f"{pixel:.1f}", ha="center", va="center", color=colour, fontsize=8)
+    centred = {"ha": "center", "va": "center", "fontsize": 8}
+    for row in range(h):
+        for col in range(w):
+            pixel = image[0, 0, row, col].item()
+            colour = "black" if pixel > 0.5 else "white"
+            ax.text(col, row - 0.3, f"{pixel:.1f}", color=colour, **centred)
+    box = {"facecolor": "white", "alpha": 0.85, "pad": 1}
     for (row, col), weight in weights.items():
         ax.plot([x, col], [y, row], "-", color="tab:orange", linewidth=0.5 + 4 * weight)
         ax.plot([col], [row], "s", color="tab:orange", markersize=5)
-        label = {"ha": "center", "va": "center", "fontsize": 8, "color": "tab:orange"}
-        box = {"facecolor": "white", "alpha": 0.85, "pad": 1}
-        ax.text(col, row + 0.28, f"w = {weight:.2f}", bbox=box, **label)
+        ax.text(col, row + 0.28, f"w = {weight:.2f}", color="tab:orange", bbox=box, **centred)
     ax.plot([x], [y], "o", color="tab:red", markersize=8)
     title = f"bilinear sample at (x, y) = ({x:.2f}, {y:.2f}): value {value:.3f}"
     label_axes(ax, title, "x (pixels)", "y (pixels)")
     fig.tight_layout()
     numbers = {f"w_{r - y0}{c - x0}": wt for (r, c), wt in weights.items()}
-    numbers["value"] = value
-    return View(fig, numbers)
-
-
-def _cells(h: int, w: int):
-    return [(row, col) for row in range(h) for col in range(w)]
+    return View(fig, {**numbers, "value": value})
 
 
 def glimpse_explorer(
-    canvas: torch.Tensor,
-    tx: float,
-    ty: float,
-    s: float,
-    size: tuple[int, int] = (28, 28),
-    true_box: torch.Tensor | None = None,
+    canvas: torch.Tensor, tx: float, ty: float, s: float, size=(28, 28), true_box=None
 ) -> View:
     """The canvas with the glimpse box ``(tx, ty) ± s`` beside the glimpse itself (notebook 02).
 
@@ -224,7 +194,8 @@ def glimpse_explorer(
     fig, (ax_canvas, ax_glimpse) = plt.subplots(
         1, 2, figsize=(8.6, 4.0), gridspec_kw={"width_ratios": [1.25, 1]}
     )
-    ax_canvas.imshow(canvas[0, 0].numpy(), cmap="gray")
+    title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
+    show_image(ax_canvas, canvas, title)
     ax_canvas.add_patch(box_patch(box, "red", label="glimpse box"))
     ax_canvas.plot(*((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), "r+", markersize=10)
     numbers = dict(zip(("x0", "y0", "x1", "y1"), box.tolist(), strict=True))
@@ -235,24 +206,13 @@ def glimpse_explorer(
         ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
     ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax_canvas.set_xlim(-0.5, width - 0.5)
-    ax_canvas.set_ylim(height - 0.5, -0.5)
-    title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
-    label_axes(ax_canvas, title, "x (canvas pixels)", "y (canvas pixels)")
-    ax_glimpse.imshow(crop.numpy(), cmap="gray")
-    h, w = crop.shape
-    label_axes(ax_glimpse, f"glimpse {h}×{w}", "x (glimpse pixels)", "y (glimpse pixels)")
+    show_image(ax_glimpse, crop, f"glimpse {crop.shape[0]}×{crop.shape[1]}", "glimpse")
     fig.tight_layout()
-    numbers["ink"] = crop.mean().item()
-    return View(fig, numbers)
+    return View(fig, {**numbers, "ink": crop.mean().item()})
 
 
 def toy_trajectory_step(
-    canvas: torch.Tensor,
-    params: torch.Tensor,
-    losses: torch.Tensor,
-    step: int,
-    size: tuple[int, int] = (28, 28),
+    canvas: torch.Tensor, params: torch.Tensor, losses: torch.Tensor, step: int, size=(28, 28)
 ) -> View:
     """One step of notebook 03's toy optimisation: box, centre path, glimpse and loss curve.
 
@@ -271,78 +231,57 @@ def toy_trajectory_step(
             f"params must be [T, 3] and losses [T] with one T, got {tuple(params.shape)} "
             f"and {tuple(losses.shape)}"
         )
-    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < len(params):
-        raise ValueError(f"step must be an int in [0, {len(params) - 1}], got {step!r}")
+    step = _index("step", step, len(params))
     height, width = canvas.shape[-2:]
     tx, ty, s = (params[step, i].reshape(1, 1) for i in range(3))
     box = glimpse_box(tx, ty, s, image_size=(height, width))[0, 0]
-    crop = glimpse(canvas, tx, ty, s, size=size)[0, 0, 0]
     path_x = to_pixels(params[: step + 1, 0], width)
     path_y = to_pixels(params[: step + 1, 1], height)
-
     fig, (ax_canvas, ax_glimpse, ax_loss) = plt.subplots(
         1, 3, figsize=(12.0, 3.9), gridspec_kw={"width_ratios": [1.2, 1, 1.2]}
     )
-    ax_canvas.imshow(canvas[0, 0].numpy(), cmap="gray")
+    show_image(ax_canvas, canvas, f"canvas, step {step}")
     ax_canvas.plot(
         path_x, path_y, ".-", color="tab:cyan", markersize=3, linewidth=1, label="box centre path"
     )
     ax_canvas.plot(path_x[:1], path_y[:1], "o", color="tab:cyan", label="start")
     ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
     ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax_canvas.set_xlim(-0.5, width - 0.5)
-    ax_canvas.set_ylim(height - 0.5, -0.5)
-    label_axes(ax_canvas, f"canvas, step {step}", "x (canvas pixels)", "y (canvas pixels)")
-    ax_glimpse.imshow(crop.numpy(), cmap="gray")
-    label_axes(ax_glimpse, f"glimpse at step {step}", "x (glimpse pixels)", "y (glimpse pixels)")
+    crop = glimpse(canvas, tx, ty, s, size=size)
+    show_image(ax_glimpse, crop, f"glimpse at step {step}", "glimpse")
     ax_loss.plot(range(len(losses)), losses.numpy(), color="tab:blue")
     ax_loss.plot([step], [losses[step].item()], "o", color="red")
     ax_loss.grid(alpha=0.3)
     label_axes(ax_loss, "loss during the descent", "Adam step", "loss")
     fig.tight_layout()
-    numbers = {
-        "step": step,
-        "loss": losses[step].item(),
-        "tx": tx.item(),
-        "ty": ty.item(),
-        "s": s.item(),
-    }
-    return View(fig, numbers)
+    numbers = {"step": step, "loss": losses[step].item()}
+    return View(fig, {**numbers, "tx": tx.item(), "ty": ty.item(), "s": s.item()})
 
 
-def _index(index, n: int) -> int:
+def _index(name: str, index, n: int) -> int:
+    """``index`` if it is an int in ``[0, n - 1]``."""
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-        raise ValueError(f"index must be an int in [0, {n - 1}], got {index!r}")
+        raise ValueError(f"{name} must be an int in [0, {n - 1}], got {index!r}")
     return index
 
 
 def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: float = 1.0):
-    """One canvas through the trained model: box, PMF, glimpse and class probabilities (04).
+    """One canvas through the trained model: box, PMF, glimpse and class probabilities
+    (notebook 04).
 
     ``dataset`` (a :class:`~dham_lib.data.TranslatedMNIST`) item ``index`` goes through
-    ``model`` with the PMF made at ``temperature`` (the model was trained at 1); the
-    figure is :func:`~dham_lib.course.figures.plot_attention`'s. Numbers: ``label``,
-    ``prediction``, ``confidence`` (its probability), ``tx, ty, s`` (normalised),
-    ``side_px`` (the glimpse box's side), ``IoU``, ``coverage`` and ``centre_error_px``
-    against the true box.
+    ``model`` with the PMF made at ``temperature`` (the model was trained at 1). Numbers:
+    ``label``, ``prediction``, ``confidence`` (its probability), ``tx, ty, s``
+    (normalised), ``side_px`` (the glimpse box's side), ``IoU``, ``coverage`` and
+    ``centre_error_px`` against the true box.
     """
     if not isinstance(dataset, TranslatedMNIST):
         raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
-    index = _index(index, len(dataset))
-    canvas, label, true_box = dataset.batch([index])
-    return _attention_view(
-        model, canvas, int(label[0]), true_box[0], temperature, f"canvas {index}"
-    )
+    return _attention_view(model, dataset, index, temperature, "")
 
 
 def clutter_explorer(
-    model: DHAMClassifier,
-    images,
-    labels,
-    index: int,
-    n_clutter: int,
-    canvas: int = 120,
-    seed: int = TEST_SEED,
+    model: DHAMClassifier, images, labels, index: int, n_clutter: int, canvas=120, seed=TEST_SEED
 ) -> View:
     """Where a model looks on a cluttered canvas (notebook 06): :func:`attention_explorer`'s view.
 
@@ -351,30 +290,47 @@ def clutter_explorer(
     ``index``. The digit's size and place do not depend on ``n_clutter`` (the
     data draw the geometry first), so the slider adds clutter around one digit.
     """
-    if isinstance(n_clutter, bool) or not isinstance(n_clutter, int) or n_clutter < 0:
-        raise ValueError(f"n_clutter must be an int >= 0, got {n_clutter!r}")
-    dataset = TranslatedMNIST(
-        images,
-        labels,
-        canvas=canvas,
-        scale=SCALE,
-        background="clutter",
-        n_clutter=n_clutter,
-        seed=seed,
-    )
-    index = _index(index, len(dataset))
-    canvases, label, true_box = dataset.batch([index])
-    title = f"canvas {index}, {n_clutter} pieces"
-    return _attention_view(model, canvases, int(label[0]), true_box[0], None, title)
+    n_clutter = _checks.non_negative_int("n_clutter", n_clutter)
+    clutter = {"background": "clutter", "n_clutter": n_clutter}
+    dataset = TranslatedMNIST(images, labels, canvas=canvas, scale=SCALE, seed=seed, **clutter)
+    return _attention_view(model, dataset, index, None, f", {n_clutter} pieces")
 
 
-def _attention_view(model, canvas, label: int, true_box, temperature, title: str) -> View:
-    """``attend`` on one canvas ``[1, 1, H, W]``: the four-panel figure and its numbers."""
+def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
+    """``attend`` on item ``index`` of ``dataset``, in four panels: the canvas with the
+    attention box (red) and the true box (dashed green), the PMF over the canvas, the
+    glimpse, the class probabilities; the title reads "canvas <index><more>"."""
+    canvas, labels, true_boxes = dataset.batch([_index("index", index, len(dataset))])
+    label, true_box, title = int(labels[0]), true_boxes[0], f"canvas {index}{more}"
     seen = attend(model, canvas, temperature)
-    fig = plot_attention(canvas, label, true_box, seen, title)
-    box = seen.boxes[0, 0].cpu()
+    box, pmf = seen.boxes[0, 0].cpu(), seen.pmf[0, 0].cpu()
     probabilities = seen.probabilities[0].cpu()
     prediction = int(probabilities.argmax())
+    fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = plt.subplots(
+        1, 4, figsize=(14.0, 3.6), gridspec_kw={"width_ratios": [1, 1.2, 1, 1.1]}
+    )
+    show_image(ax_canvas, canvas, f"{title}: label {label}")
+    ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
+    ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
+    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    show_image(ax_pmf, canvas, f"attention PMF ({pmf.shape[0]}×{pmf.shape[1]} map)")
+    extent = map_extent(tuple(pmf.shape), tuple(canvas.shape[-2:]))
+    heat = ax_pmf.imshow(pmf.numpy(), cmap="viridis", alpha=0.65, extent=extent)
+    fig.colorbar(heat, ax=ax_pmf, label="probability", shrink=0.85)
+    ax_pmf.add_patch(box_patch(box, "red"))
+    glimpses = seen.glimpses[0, 0]
+    show_image(
+        ax_glimpse, glimpses, f"glimpse {glimpses.shape[-2]}×{glimpses.shape[-1]}", "glimpse"
+    )
+    colours = ["C0"] * len(probabilities)
+    colours[prediction] = "C3" if prediction != label else "C2"
+    ax_classes.bar(range(len(probabilities)), probabilities.numpy(), color=colours)
+    ax_classes.set_xticks(range(len(probabilities)))
+    ax_classes.set_ylim(0, 1)
+    ax_classes.grid(axis="y", alpha=0.3)
+    verdict = "right" if prediction == label else "wrong"
+    label_axes(ax_classes, f"prediction {prediction} ({verdict})", "class", "probability")
+    fig.tight_layout()
     numbers = {
         "label": label,
         "prediction": prediction,
@@ -391,24 +347,19 @@ def _attention_view(model, canvas, label: int, true_box, temperature, title: str
 
 
 def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
-    """``n`` test canvases (classes in turn) at ``snr_db`` (None: clean), titled with their SNR.
-
-    Numbers: the requested SNR, the mean measured SNR and the mean noise σ.
+    """``n`` test canvases (classes in turn) at ``snr_db`` (None: clean), titled with their
+    SNR (notebook 05). Numbers: the requested SNR, the mean measured SNR and the mean noise σ.
     """
     snr_db = _checks.snr_db("snr_db", snr_db)
     n = _checks.positive_int("n", n)
-    images, labels = _test_digits()
-    picks = balanced_order(labels)[:n]
-    noisy = TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=seed)
-    clean = TranslatedMNIST(images[picks], labels[picks], snr_db=None, seed=seed)
+    noisy = _test_canvases(n, snr_db, seed)
     canvases, digits, boxes = noisy.batch(range(n))
-    clean_canvases = clean.batch(range(n))[0]
-    fig, axes = plt.subplots(1, n, figsize=(2.1 * n, 2.6), squeeze=False)
-    numbers = {"requested SNR (dB)": math.inf if snr_db is None else snr_db}
     if snr_db is None:
         measured = torch.full((n,), math.inf)
     else:
-        measured = measured_snr_db(clean_canvases, canvases, boxes)
+        clean = _test_canvases(n, None, seed).batch(range(n))[0]
+        measured = measured_snr_db(clean, canvases, boxes)
+    fig, axes = plt.subplots(1, n, figsize=(2.1 * n, 2.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
         ax.imshow(canvases[i, 0].numpy(), cmap="gray")
         shown = "clean" if snr_db is None else f"{measured[i]:.1f} dB"
@@ -416,18 +367,18 @@ def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
         ax.set_xlabel("x (pixels)", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0][0].set_ylabel("y (pixels)", fontsize=8)
-    label = "clean" if snr_db is None else f"SNR {snr_db:g} dB"
-    fig.suptitle(f"120×120 test canvases, {label}")
+    fig.suptitle(f"120×120 test canvases, {'clean' if snr_db is None else f'SNR {snr_db:g} dB'}")
     fig.tight_layout()
+    numbers = {"requested SNR (dB)": math.inf if snr_db is None else snr_db}
     numbers["mean measured SNR (dB)"] = float(measured.mean())
-    numbers["mean noise sigma"] = float(noisy.sigma.mean())
-    return View(fig, numbers)
+    return View(fig, {**numbers, "mean noise sigma": float(noisy.sigma.mean())})
 
 
 def attention_at_snr(
     models: Mapping[int, nn.Module], width: int, snr_db: float | None, n: int = 6, score: int = 256
 ) -> View:
-    """Where the DHAM of attention width ``width`` looks on test canvases at ``snr_db``.
+    """Where the DHAM of attention width ``width`` looks on test canvases at ``snr_db``
+    (notebook 05 and the app's page).
 
     ``models`` maps widths to trained ``DHAMClassifier`` models. The figure shows
     ``n`` canvases with the attention box (red) and the true box (dashed), next to
@@ -442,17 +393,12 @@ def attention_at_snr(
     snr_db = _checks.snr_db("snr_db", snr_db)
     n = _checks.positive_int("n", n)
     score = _checks.positive_int("score", score)
-    model = models[width]
-    images, labels = _test_digits()
-    count = min(max(n, score), len(labels))
-    picks = balanced_order(labels)[:count]
-    data = TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=TEST_SEED)
-    canvases, digits, boxes = data.batch(range(count))
+    count = min(max(n, score), len(_test_digits()[1]))
+    canvases, digits, boxes = _test_canvases(count, snr_db, TEST_SEED).batch(range(count))
     with torch.no_grad():
-        prediction = model(canvases)
+        prediction = models[width](canvases)
     predicted = prediction.logits.argmax(dim=1)
     iou = box_iou(prediction.boxes[:, 0], boxes)
-    label = "clean" if snr_db is None else f"{snr_db:g} dB"
     fig = figures.plot_glimpses(
         canvases[:n],
         prediction.boxes[:n],
@@ -462,6 +408,7 @@ def attention_at_snr(
         true_boxes=boxes[:n],
         n=n,
     )
+    label = "clean" if snr_db is None else f"{snr_db:g} dB"
     fig.suptitle(f"DHAM, attention width {width}, on canvases at {label}", y=1.03)
     numbers = {
         "width": int(width),

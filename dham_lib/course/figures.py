@@ -1,4 +1,4 @@
-"""The classroom's figures: PMFs over images, canvas grids, glimpse sizes, one canvas attended.
+"""The classroom's figures: PMFs over images, canvas grids, glimpse sizes (notebooks 04, 06).
 
 Each function returns a matplotlib ``Figure`` without calling ``plt.show``. The figures
 of a training run and of a results table (glimpses, learning curves, heat maps) are in
@@ -21,10 +21,20 @@ from dham_lib.study.figures import as_tensor, box_patch, map_extent
 
 
 def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
-    """Title and axis labels at the sizes every figure of the course uses."""
+    """Title and axis labels at the sizes of every slider figure of notebooks 01 to 06."""
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
+
+
+def show_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> None:
+    """One grey image ``[..., H, W]`` (one image) on ``ax``, its axes in ``unit`` pixels and
+    cut at the image's edge, so a box that reaches past it is cut too (notebooks 02 to 06)."""
+    height, width = image.shape[-2:]
+    ax.imshow(image.reshape(height, width).cpu().numpy(), cmap="gray")
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    label_axes(ax, title, f"x ({unit} pixels)", f"y ({unit} pixels)")
 
 
 def _single_map(name: str, value) -> torch.Tensor:
@@ -55,7 +65,8 @@ def _params(pmf: torch.Tensor, tx, ty, s) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
-    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box.
+    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box
+    (notebooks 04 and 06).
 
     ``tx, ty, s`` (numbers or one-element tensors, normalised) default to the
     PMF's expected position and L2 norm. With ``image`` (``[H, W]`` or
@@ -88,7 +99,7 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
 
 
 def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | None = None):
-    """Glimpse box side against digit box side, one scatter per model (pixels, both axes).
+    """Glimpse box side against digit box side, one scatter per model (pixels; notebook 04).
 
     ``stats`` maps a model's name to its :func:`glimpse_stats`. The grey line is
     "glimpse side = digit side"; points below it are glimpses tighter than the
@@ -116,7 +127,8 @@ def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | N
 
 
 def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
-    """A grid of canvases ``[B, 1, H, W]`` with their true boxes ``[B, 4]`` (dashed) and labels."""
+    """A grid of canvases ``[B, 1, H, W]`` with their true boxes ``[B, 4]`` (dashed) and
+    labels (notebooks 04 and 06)."""
     canvases = _checks.tensor("canvases", torch.as_tensor(canvases).float(), ndim=4)
     true_boxes = _checks.tensor("true_boxes", torch.as_tensor(true_boxes).float(), ndim=2)
     labels = torch.as_tensor(labels)
@@ -138,57 +150,5 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
         ax.set_xlabel("x (pixels)", fontsize=8)
         ax.set_ylabel("y (pixels)", fontsize=8)
         ax.tick_params(labelsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_attention(canvas: torch.Tensor, label: int, true_box: torch.Tensor, seen, title: str):
-    """What a trained DHAM did with one canvas ``[1, 1, H, W]``, in four panels.
-
-    ``seen`` is :func:`dham_lib.course.inspect.attend`'s answer for the canvas. Panels:
-    the canvas with the attention box (red) and ``true_box`` ``[4]`` (dashed green); the
-    PMF over the canvas; the glimpse; the class probabilities (notebooks 04, 06).
-    """
-    height, width = canvas.shape[-2:]
-    box = seen.boxes[0, 0].cpu()
-    pmf = seen.pmf[0, 0].cpu()
-    probabilities = seen.probabilities[0].cpu()
-    prediction = int(probabilities.argmax())
-    fig, axes = plt.subplots(
-        1, 4, figsize=(14.0, 3.6), gridspec_kw={"width_ratios": [1, 1.2, 1, 1.1]}
-    )
-    ax_canvas, ax_pmf, ax_glimpse, ax_classes = axes
-    ax_canvas.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
-    ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
-    ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
-    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax_canvas.set_xlim(-0.5, width - 0.5)
-    ax_canvas.set_ylim(height - 0.5, -0.5)
-    label_axes(ax_canvas, f"{title}: label {label}", "x (canvas pixels)", "y (canvas pixels)")
-
-    ax_pmf.imshow(canvas[0, 0].cpu().numpy(), cmap="gray")
-    extent = map_extent(tuple(pmf.shape), (height, width))
-    heat = ax_pmf.imshow(pmf.numpy(), cmap="viridis", alpha=0.65, extent=extent)
-    fig.colorbar(heat, ax=ax_pmf, label="probability", shrink=0.85)
-    ax_pmf.add_patch(box_patch(box, "red"))
-    ax_pmf.set_xlim(-0.5, width - 0.5)
-    ax_pmf.set_ylim(height - 0.5, -0.5)
-    h_map, w_map = pmf.shape
-    label_axes(
-        ax_pmf, f"attention PMF ({h_map}×{w_map} map)", "x (canvas pixels)", "y (canvas pixels)"
-    )
-
-    ax_glimpse.imshow(seen.glimpses[0, 0, 0].cpu().numpy(), cmap="gray")
-    h, w = seen.glimpses.shape[-2:]
-    label_axes(ax_glimpse, f"glimpse {h}×{w}", "x (glimpse pixels)", "y (glimpse pixels)")
-
-    colours = ["C0"] * len(probabilities)
-    colours[prediction] = "C3" if prediction != label else "C2"
-    ax_classes.bar(range(len(probabilities)), probabilities.numpy(), color=colours)
-    ax_classes.set_xticks(range(len(probabilities)))
-    ax_classes.set_ylim(0, 1)
-    ax_classes.grid(axis="y", alpha=0.3)
-    verdict = "right" if prediction == label else "wrong"
-    label_axes(ax_classes, f"prediction {prediction} ({verdict})", "class", "probability")
     fig.tight_layout()
     return fig

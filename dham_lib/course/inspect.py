@@ -1,9 +1,8 @@
-"""Looking inside a trained model: what it attends to, and how its glimpses sit (notebooks 04, 06).
+"""Looking inside a trained model: what it attends to, how its glimpses sit (notebooks 04-07).
 
-The helpers read a trained :class:`~dham_lib.models.DHAMClassifier` without changing
-it (a test-time temperature builds a new DHAM instead of touching the model's). Boxes
-are in pixel coordinates, where the centre of pixel i is at i, like every box in the
-library.
+The helpers read a trained :class:`~dham_lib.models.DHAMClassifier` without changing it (a
+test-time temperature builds a new DHAM instead of touching the model's). Boxes are in
+pixel coordinates, where the centre of pixel i is at i, like every box in the library.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from dham_lib.sampling import glimpse_box
 
 
 class Attention(NamedTuple):
-    """What a trained DHAM classifier does with a batch of canvases ``[B, 1, H, W]``.
+    """What a trained DHAM classifier does with canvases ``[B, 1, H, W]`` (:func:`attend`).
 
     pmf ``[B, K, H', W']``; tx, ty, s ``[B, K]`` (normalised); boxes ``[B, K, 4]``
     (pixels); glimpses ``[B, K, C, h, w]``; probabilities ``[B, classes]``.
@@ -45,13 +44,9 @@ def _instance(name: str, value, kind: type):
 
 
 @torch.no_grad()
-def attend(
-    model: DHAMClassifier,
-    canvases: torch.Tensor,
-    temperature: float | None = None,
-    norm: int | None = None,
-):
-    """Run ``model`` on ``canvases`` ``[B, C, H, W]`` and return everything it computed.
+def attend(model: DHAMClassifier, canvases: torch.Tensor, temperature=None, norm=None) -> Attention:
+    """Run ``model`` on ``canvases`` ``[B, C, H, W]`` and return everything it computed: the
+    explorers of notebooks 04 and 06 and :func:`glimpse_stats`.
 
     ``temperature`` and ``norm`` (1 or 2) replace the model's softmax temperature
     and scale norm for this call only (None keeps the model's): the attention
@@ -71,8 +66,7 @@ def attend(
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        canvases = canvases.to(device)
+        canvases = canvases.to(next(model.parameters()).device)
         logits = model.attention(canvases)
         pmf, params = layer.attention(logits)
         glimpses, _ = layer(canvases, logits)
@@ -92,21 +86,17 @@ def glimpse_stats(
     norm: int | None = None,
     temperature: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-canvas numbers of ``model`` on the items of ``dataset`` (first attention channel).
+    """Per-canvas numbers of ``model`` on the items of ``dataset`` (first attention channel),
+    for notebooks 04, 06 and 07.
 
     Every item, or ``limit`` of them spread evenly over the classes
-    (:func:`~dham_lib.data.balanced_order`); ``norm`` and ``temperature`` as in
-    :func:`attend`.
-
-    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``index`` (the item's index
-    in ``dataset``), ``label``,
-    ``prediction``, ``correct`` (bool), ``boxes`` and ``true_boxes`` ``[N, 4]``
-    (pixels), ``glimpse_side`` and ``digit_side`` (box sides in pixels, from the
-    first to the last sample's centre), ``iou``, ``coverage``, ``centre_error``
-    (pixels), ``p_max`` (the PMF's largest probability) and ``ink_share``: the
-    share of the canvas's total intensity at pixel centres inside the glimpse box
-    (on a clean canvas, the share of the digit's ink that the glimpse holds),
-    and ``mass_in_box``, the share of the PMF's mass on the true digit box.
+    (:func:`~dham_lib.data.balanced_order`); ``norm`` and ``temperature`` as in :func:`attend`.
+    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``index`` (the item's index in
+    ``dataset``), ``label``, ``prediction``, ``correct`` (bool), ``boxes`` and
+    ``true_boxes`` ``[N, 4]`` (pixels), ``glimpse_side`` and ``digit_side`` (box sides in
+    pixels, from the first to the last sample's centre), ``iou``, ``coverage``,
+    ``centre_error`` (pixels), ``p_max`` (the PMF's largest probability), ``ink_share`` (see
+    :func:`ink_share`) and ``mass_in_box``, the share of the PMF's mass on the true box.
     """
     model = _instance("model", model, DHAMClassifier)
     dataset = _instance("dataset", dataset, TranslatedMNIST)
@@ -142,24 +132,29 @@ def glimpse_stats(
 
 
 def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
-    """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``.
+    """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``
+    (notebooks 06 and 07, through :func:`glimpse_stats`).
 
     The map spans the image as DHAM reads it: map pixel ``(i, j)`` sits at image
     pixel ``(j · (W - 1)/(w - 1), i · (H - 1)/(h - 1))``, and counts when that point
     lies in the box (pixel coordinates, edges included).
     """
     _checks.tensor("pmf", pmf, ndim=4)
-    _checks.tensor("boxes", boxes, ndim=2)
-    if boxes.shape != (len(pmf), 4):
-        raise ValueError(
-            f"boxes must have shape [{len(pmf)}, 4] (one per PMF batch item), "
-            f"got {tuple(boxes.shape)}"
-        )
+    _one_box_each(boxes, len(pmf), "PMF batch item")
     height, width = _checks.size_pair("image_size", tuple(int(v) for v in image_size))
     h, w = pmf.shape[-2:]
     xs = torch.arange(w, dtype=pmf.dtype) * (width - 1) / max(w - 1, 1)
     ys = torch.arange(h, dtype=pmf.dtype) * (height - 1) / max(h - 1, 1)
     return (pmf * _inside(boxes.to(pmf.dtype), xs, ys)[:, None]).sum(dim=(-2, -1))
+
+
+def _one_box_each(boxes: torch.Tensor, n: int, what: str) -> None:
+    """Check that ``boxes`` is ``[n, 4]``, one box per ``what``."""
+    _checks.tensor("boxes", boxes, ndim=2)
+    if boxes.shape != (n, 4):
+        raise ValueError(
+            f"boxes must have shape [{n}, 4] (one per {what}), got {tuple(boxes.shape)}"
+        )
 
 
 def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -170,17 +165,15 @@ def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Te
 
 
 def ink_share(canvases: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Share of each canvas's intensity inside its box: ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``.
+    """Share of each canvas's intensity inside its box: ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``
+    (notebooks 04 and 06, through :func:`glimpse_stats`).
 
-    A pixel counts as inside when its centre lies in the box (pixel coordinates,
-    edges included). A canvas without ink (total 0) scores 0.
+    A pixel counts as inside when its centre lies in the box (pixel coordinates, edges
+    included): on a clean canvas, the share of the digit's ink that the glimpse holds. A
+    canvas without ink (total 0) scores 0.
     """
     _checks.tensor("canvases", canvases, ndim=4)
-    _checks.tensor("boxes", boxes, ndim=2)
-    if boxes.shape != (len(canvases), 4):
-        raise ValueError(
-            f"boxes must have shape [{len(canvases)}, 4] (one per canvas), got {tuple(boxes.shape)}"
-        )
+    _one_box_each(boxes, len(canvases), "canvas")
     height, width = canvases.shape[-2:]
     xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)
     ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)
@@ -191,7 +184,8 @@ def ink_share(canvases: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 def stride_offsets(size: int, stride: int) -> torch.Tensor:
-    """Where DHAM reads each column of an attention map made at ``stride``, minus where it is.
+    """Where DHAM reads each column of an attention map made at ``stride``, minus where it is
+    (notebook 06).
 
     ``AttentionNet`` average-pools the image by ``stride`` (``ceil_mode``, so a
     last, partial window keeps the far edge) and DHAM reads its ``ceil(size /
