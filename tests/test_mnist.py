@@ -77,3 +77,14 @@ def test_a_copied_file_with_a_flipped_byte_is_refused_and_kept(cache):
             load_mnist("test", source=source, cache_dir=cache, verbose=False)
         assert actual in str(err.value) and EXTRACTED_MD5[name] in str(err.value)
     assert copied.read_bytes() == bytes(damaged)  # still there, as the user left it
+
+
+def test_a_damaged_archive_beside_a_good_copy_goes_and_the_copy_stays(cache, capsys):
+    raw = cache / "MNIST" / "raw"
+    archive = raw / "t10k-labels-idx1-ubyte.gz"
+    archive.write_bytes(b"not a gzip archive")
+    images, labels = load_mnist("test", source="full", cache_dir=cache)
+    assert np.bincount(labels).tolist() == TEST_COUNTS
+    out = capsys.readouterr().out
+    assert "t10k-labels-idx1-ubyte.gz failed its md5 check" in out
+    assert not archive.exists() and (raw / "t10k-labels-idx1-ubyte").is_file()

@@ -41,7 +41,7 @@ _READ_ERRORS = (RuntimeError, OSError, EOFError, AssertionError, ValueError, HTT
 def data_dir() -> Path:
     """The folder holding ``mnist5k.npz``: ``$DHAM_DATA_DIR`` if set, else the repo's data/."""
     override = os.environ.get("DHAM_DATA_DIR")
-    return Path(override).expanduser() if override else Path(__file__).parents[2] / "data"
+    return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "data"
 
 
 def cache_dir_default() -> Path:
