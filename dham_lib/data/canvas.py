@@ -47,7 +47,9 @@ def cluttered_mnist(images, labels, canvas: int = 60, seed: int = 0) -> Translat
     then clipped to [0, 1]. Boxes are the digits' 28×28 squares. Training draws fresh
     canvases each epoch (``variant(seed=...)``); test canvases stay fixed."""
     native = DIGIT_SIDE / _checks.option("canvas", canvas, tuple(LITERATURE_DISTRACTORS))
-    return TranslatedMNIST(images, labels, canvas, (native,) * 2, None, "mnist_cluttered", seed)
+    return TranslatedMNIST(
+        images, labels, canvas, scale=(native, native), background="mnist_cluttered", seed=seed
+    )
 
 
 class TranslatedMNIST(Dataset):
