@@ -1,11 +1,9 @@
-"""The slider functions of every notebook: pure functions of the slider values.
+"""The slider functions of notebooks 01 to 06 and the app: pure functions of the slider values.
 
 Each returns a :class:`~dham_lib.course.widgets.View`, the figure it draws and the numbers
-it shows, and its docstring names its notebook: 01 (a PMF from a logits bump), 02 (one
-bilinear sample; a glimpse of a canvas), 03 (a step of a toy descent), 04 and 06 (one
-canvas through a trained model, with clutter), 05 (canvases at an SNR; trained models at
-an SNR). They take normalised coordinates (-1 and +1 are the centres of the first and
-last pixel) and draw in pixel coordinates (the centre of pixel i is at i).
+it shows, and its docstring names its notebook. They take normalised coordinates (-1 and +1
+are the centres of the first and last pixel) and draw in pixel coordinates (the centre of
+pixel i is at i).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.course.figures import label_axes, show_image
+from dham_lib.course.figures import draw_image, label_axes
 from dham_lib.course.inspect import attend
 from dham_lib.course.widgets import View, _number
 from dham_lib.data import TranslatedMNIST, balanced_order, load_mnist
@@ -27,8 +25,7 @@ from dham_lib.metrics import box_centre_error, box_coverage, box_iou, measured_s
 from dham_lib.models import DHAMClassifier
 from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_softmax
 from dham_lib.sampling import bilinear_sample, glimpse, glimpse_box, to_normalised, to_pixels
-from dham_lib.study import figures
-from dham_lib.study.figures import box_patch, map_extent
+from dham_lib.study.figures import box_patch, map_extent, plot_glimpses
 from dham_lib.study.runs import SCALE, TEST_SEED
 
 
@@ -195,7 +192,7 @@ def glimpse_explorer(
         1, 2, figsize=(8.6, 4.0), gridspec_kw={"width_ratios": [1.25, 1]}
     )
     title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
-    show_image(ax_canvas, canvas, title)
+    draw_image(ax_canvas, canvas, title)
     ax_canvas.add_patch(box_patch(box, "red", label="glimpse box"))
     ax_canvas.plot(*((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), "r+", markersize=10)
     numbers = dict(zip(("x0", "y0", "x1", "y1"), box.tolist(), strict=True))
@@ -206,7 +203,7 @@ def glimpse_explorer(
         ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
     ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    show_image(ax_glimpse, crop, f"glimpse {crop.shape[0]}×{crop.shape[1]}", "glimpse")
+    draw_image(ax_glimpse, crop, f"glimpse {crop.shape[0]}×{crop.shape[1]}", "glimpse")
     fig.tight_layout()
     return View(fig, {**numbers, "ink": crop.mean().item()})
 
@@ -240,7 +237,7 @@ def toy_trajectory_step(
     fig, (ax_canvas, ax_glimpse, ax_loss) = plt.subplots(
         1, 3, figsize=(12.0, 3.9), gridspec_kw={"width_ratios": [1.2, 1, 1.2]}
     )
-    show_image(ax_canvas, canvas, f"canvas, step {step}")
+    draw_image(ax_canvas, canvas, f"canvas, step {step}")
     ax_canvas.plot(
         path_x, path_y, ".-", color="tab:cyan", markersize=3, linewidth=1, label="box centre path"
     )
@@ -248,7 +245,7 @@ def toy_trajectory_step(
     ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
     ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
     crop = glimpse(canvas, tx, ty, s, size=size)
-    show_image(ax_glimpse, crop, f"glimpse at step {step}", "glimpse")
+    draw_image(ax_glimpse, crop, f"glimpse at step {step}", "glimpse")
     ax_loss.plot(range(len(losses)), losses.numpy(), color="tab:blue")
     ax_loss.plot([step], [losses[step].item()], "o", color="red")
     ax_loss.grid(alpha=0.3)
@@ -309,17 +306,17 @@ def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
     fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = plt.subplots(
         1, 4, figsize=(14.0, 3.6), gridspec_kw={"width_ratios": [1, 1.2, 1, 1.1]}
     )
-    show_image(ax_canvas, canvas, f"{title}: label {label}")
+    draw_image(ax_canvas, canvas, f"{title}: label {label}")
     ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
     ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
     ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    show_image(ax_pmf, canvas, f"attention PMF ({pmf.shape[0]}×{pmf.shape[1]} map)")
+    draw_image(ax_pmf, canvas, f"attention PMF ({pmf.shape[0]}×{pmf.shape[1]} map)")
     extent = map_extent(tuple(pmf.shape), tuple(canvas.shape[-2:]))
     heat = ax_pmf.imshow(pmf.numpy(), cmap="viridis", alpha=0.65, extent=extent)
     fig.colorbar(heat, ax=ax_pmf, label="probability", shrink=0.85)
     ax_pmf.add_patch(box_patch(box, "red"))
     glimpses = seen.glimpses[0, 0]
-    show_image(
+    draw_image(
         ax_glimpse, glimpses, f"glimpse {glimpses.shape[-2]}×{glimpses.shape[-1]}", "glimpse"
     )
     colours = ["C0"] * len(probabilities)
@@ -399,7 +396,7 @@ def attention_at_snr(
         prediction = models[width](canvases)
     predicted = prediction.logits.argmax(dim=1)
     iou = box_iou(prediction.boxes[:, 0], boxes)
-    fig = figures.plot_glimpses(
+    fig = plot_glimpses(
         canvases[:n],
         prediction.boxes[:n],
         prediction.glimpses[:n],

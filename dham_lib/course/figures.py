@@ -27,7 +27,7 @@ def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel, fontsize=9)
 
 
-def show_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> None:
+def draw_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> None:
     """One grey image ``[..., H, W]`` (one image) on ``ax``, its axes in ``unit`` pixels and
     cut at the image's edge, so a box that reaches past it is cut too (notebooks 02 to 06)."""
     height, width = image.shape[-2:]
@@ -92,9 +92,7 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
     ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(title)
-    ax.set_xlabel("x (pixels)")
-    ax.set_ylabel("y (pixels)")
+    ax.set(title=title, xlabel="x (pixels)", ylabel="y (pixels)")
     return fig
 
 

@@ -21,7 +21,8 @@ from dham_lib.sampling import glimpse_box
 
 
 class Attention(NamedTuple):
-    """What a trained DHAM classifier does with canvases ``[B, 1, H, W]`` (:func:`attend`).
+    """What a trained DHAM classifier does with canvases ``[B, 1, H, W]`` (:func:`attend`;
+    notebooks 04 and 06).
 
     pmf ``[B, K, H', W']``; tx, ty, s ``[B, K]`` (normalised); boxes ``[B, K, 4]``
     (pixels); glimpses ``[B, K, C, h, w]``; probabilities ``[B, classes]``.
