@@ -1,13 +1,12 @@
-"""Where a sweep's cells run, and the file each finished cell is kept in until the CSV has it.
+"""Where a sweep's runs train, and the record each finished run is kept in.
 
-- a cell file is whole or refused: a truncated or corrupt one is reported with its path
-  and its cell runs again; one left by a sweep killed before merging is merged, not rerun;
-- two processes writing cell files and merging into one CSV lose nothing, twice nothing;
-- the rows of a committed CSV stay exactly as they were, and read the new device column
-  as empty;
+- a record is whole or refused: a truncated or corrupt one is reported with its path
+  and its run trains again; one whose table was not exported yet counts as done;
+- two processes sweeping into one table lose nothing and duplicate nothing, without a lock;
+- a committed table keeps its rows exactly as they were when a run is added to it;
 - without Ray the course imports, and ``--executor ray`` says which extra to install;
-- a real local Ray cluster (2 CPUs) runs a tiny sweep; a worker killed mid-cell is
-  retried, or, with no retries left, reported, and the rerun runs only that cell.
+- a real local Ray cluster (2 CPUs) runs a tiny sweep; a worker killed mid-run is
+  retried, or, with no retries left, reported, and the rerun runs only that run.
 """
 
 from __future__ import annotations
@@ -22,34 +21,23 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dham_lib.checkpoints import load_checkpoint
-from dham_lib.study import executors, experiments
+from dham_lib.study import executors, runs
 from dham_lib.study.executors import read_record, read_records, write_record
-from dham_lib.study.experiments import (
-    CELL_COLUMNS,
-    Cell,
-    cells_folder,
-    checkpoint_name,
-    grid,
-    read_rows,
-    sweep,
-)
-from tests.test_experiments import TINY, fake_train_cell
+from dham_lib.study.runs import grid, make_run, records_folder, run_name, sweep
+from tests.test_runs import TINY, fake_train_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def key(row: dict) -> tuple[str, ...]:
-    return tuple(row[name] for name in CELL_COLUMNS)
+def record_file(table: Path, run) -> Path:
+    return records_folder(table) / f"{run_name(run)}.json"
 
 
-def cell_file(results: Path, cell: Cell) -> Path:
-    return cells_folder(results) / Path(checkpoint_name(cell)).with_suffix(".json").name
-
-
-# --------------------------------------------------------------------------- cell files
+# --------------------------------------------------------------------------- records
 
 
 def test_a_record_is_whole_or_refused_by_name(tmp_path):
@@ -68,80 +56,78 @@ def test_a_record_is_whole_or_refused_by_name(tmp_path):
     assert good == [] and [p.name for p, _ in bad] == ["a.json"]
 
 
-def test_a_broken_cell_file_is_reported_and_its_cell_runs_again(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
+def test_a_broken_record_is_reported_and_its_run_trains_again(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "train_run", fake_train_run)
     results = tmp_path / "sweep.csv"
     first, second, third = grid(["dham"], [2, 4, 8], [None], [0], **TINY)
     sweep([first], results, progress=False)
-    # A sweep killed after writing a cell's file but before merging it: the file stays.
-    monkeypatch.setattr(experiments, "_merge_cells", lambda *a, **k: [])
-    _, _, row = fake_train_cell(second)
-    experiments._save_cell_row(results, second, {**row, "device": "cpu"})
-    monkeypatch.undo()
-    assert cell_file(results, second).exists() and len(read_rows(results)) == 1
-    # A third cell's file, cut short (a disk that filled, a copy that was interrupted).
-    broken = write_record(cell_file(results, third), {"cell": {}, "results": {}})
+    # A sweep killed after writing a run's record but before exporting the table.
+    write_record(record_file(results, second), fake_train_run(second)[1])
+    assert len(pd.read_csv(results)) == 1
+    # A third run's record, cut short (a disk that filled, a copy that was interrupted).
+    broken = write_record(record_file(results, third), fake_train_run(third)[1])
     broken.write_text(broken.read_text()[:25])
 
     calls = []
 
-    def counted(cell, **kwargs):
-        calls.append(cell)
-        return fake_train_cell(cell, **kwargs)
+    def counted(run, **kwargs):
+        calls.append(run)
+        return fake_train_run(run, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_cell", counted)
+    monkeypatch.setattr(runs, "train_run", counted)
     rows = sweep([first, second, third], results, progress=False)
     out = capsys.readouterr().out
-    assert f"{broken} is not a whole record" in out and "its cell runs again" in out
-    assert "2 of 3 cells already in sweep.csv" in out
-    assert calls == [third]  # the merged file was not rerun, the broken one was
-    assert [key(r) for r in rows] == [first.key(), second.key(), third.key()]
-    assert [r["device"] for r in rows] == ["cpu"] * 3
-    assert list(cells_folder(results).iterdir()) == []  # all merged, the broken one replaced
+    assert f"{broken} is not a whole record" in out and "its run runs again" in out
+    assert "2 of 3 runs already in sweep/" in out
+    assert calls == [third]  # the record of the second run was not rerun, the broken one was
+    assert rows["width"].tolist() == [2, 4, 8] and rows["device"].tolist() == ["cpu"] * 3
+    # One whole record per run, the broken one replaced, no temporary file left.
+    files = sorted(p.name for p in records_folder(results).iterdir())
+    assert files == sorted(f"{run_name(r)}.json" for r in (first, second, third))
+    assert all(read_record(records_folder(results) / name) for name in files)
 
 
-def _write_cells(results: str, seeds: list[int], start) -> None:
-    """One writer process: wait for the start, then store a finished row per seed."""
+def _sweep_seeds(results: str, seeds: list[int], start) -> None:
+    """One writer process: wait for the start, then sweep one oracle run per seed."""
+    runs.train_run = fake_train_run  # this process's own copy of the module (forked)
     start.wait()
-    for seed in seeds:
-        cell = Cell(model="oracle", seed=seed, **TINY)
-        _, _, row = fake_train_cell(cell)
-        experiments._save_cell_row(Path(results), cell, {**row, "device": f"pid{os.getpid()}"})
+    sweep([make_run("oracle", seed, **TINY) for seed in seeds], results, progress=False)
 
 
-def test_two_writers_of_one_csv_lose_nothing_and_duplicate_nothing(tmp_path):
+def test_two_sweeps_of_one_table_lose_nothing_and_duplicate_nothing(tmp_path):
     results = tmp_path / "sweep.csv"
     context = multiprocessing.get_context("fork")
     start = context.Barrier(2)
-    # Seeds 10 to 14 are written by both, as by two sweeps that started the same cell.
+    # Seeds 10 to 14 are in both, as for two sweeps that started the same runs.
     plans = [[*range(0, 10), *range(10, 15)], [*range(10, 15), *range(20, 30)]]
-    writers = [context.Process(target=_write_cells, args=(str(results), p, start)) for p in plans]
+    writers = [context.Process(target=_sweep_seeds, args=(str(results), p, start)) for p in plans]
     for writer in writers:
         writer.start()
     for writer in writers:
         writer.join(120)
         assert writer.exitcode == 0
-    rows = read_rows(results)
-    seeds = sorted(int(row["seed"]) for row in rows)
-    assert seeds == [*range(0, 15), *range(20, 30)]  # every cell once
-    assert list(cells_folder(results).iterdir()) == []  # every file merged, no temporary left
-    assert not (tmp_path / "sweep.csv.partial").exists()
+    seeds = sorted(runs.export_table(results)["seed"])
+    assert seeds == [*range(0, 15), *range(20, 30)]  # every run once
+    files = [p.name for p in records_folder(results).iterdir()]
+    assert len(files) == 25 and all(name.endswith(".json") for name in files)  # no temporary
 
 
-def test_a_committed_csv_keeps_its_rows_and_reads_no_device(tmp_path, monkeypatch):
-    monkeypatch.setattr(experiments, "train_cell", fake_train_cell)
+def test_a_committed_table_keeps_its_rows_when_a_run_is_added(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "train_run", fake_train_run)
     results = tmp_path / "clean.csv"
     shutil.copy(ROOT / "data" / "results" / "clean.csv", results)
-    before = read_rows(results)
-    assert before and all(row["device"] == "" for row in before)
-    assert not cells_folder(results).exists()
-    new = Cell(model="oracle", seed=99, **TINY)
-    rows = sweep([new], results, progress=False)
-    # Every old row, in its order and content; the columns the file predates are empty.
-    for old, row in zip(before, rows, strict=False):
-        assert {name: row[name] for name in old} == old
-        assert all(row[name] == "" for name in set(row) - set(old))
-    assert key(rows[-1]) == new.key() and rows[-1]["device"] == "cpu"
+    shutil.copytree(ROOT / "data" / "results" / "clean", records_folder(results))
+    before = pd.read_csv(results, dtype=str, keep_default_na=False)
+    assert len(before) and set(before["device"]) == {"unknown"}  # migrated from old rows
+    new = make_run("oracle", 99, **TINY)
+    sweep([new], results, progress=False)
+    rows = pd.read_csv(results, dtype=str, keep_default_na=False)
+    # Every old row, in its content; the new one beside them.
+    added = rows[rows["seed"] == "99"]
+    assert len(rows) == len(before) + 1 and added["device"].tolist() == ["cpu"]
+    kept = rows.drop(index=added.index).reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[before.columns], before)
+    assert record_file(results, new).exists()
 
 
 def test_without_ray_the_course_imports_and_the_ray_executor_names_the_extra(tmp_path):
@@ -270,49 +256,49 @@ def _sweep_in_background(*args, **kwargs):
 @pytest.mark.slow
 def test_a_ray_sweep_survives_a_killed_worker_and_resumes(ray_cluster, tmp_path, capsys):
     results, checkpoints = tmp_path / "sweep.csv", tmp_path / "checkpoints"
-    cells = grid(["cnn"], [0], [None], [0, 1, 2], **TINY)
-    first, second, third = cells
+    every = grid(["cnn"], [0], [None], [0, 1, 2], **TINY)
+    first, second, third = every
 
-    # A worker killed mid-cell with a retry left: Ray reruns the cell, nothing is missing.
+    # A worker killed mid-run with a retry left: Ray reruns the run, nothing is missing.
     retrying = executors.RayExecutor(num_cpus=1, max_retries=1)
     wait = _sweep_in_background(
         [first, second], results, checkpoints=checkpoints, progress=False, executor=retrying
     )
-    _kill_worker_running(Path(checkpoint_name(first)).stem, wait)
+    _kill_worker_running(run_name(first), wait)
     rows = wait()
-    assert sorted(key(r) for r in rows) == sorted([first.key(), second.key()])
-    assert [r["device"] for r in rows] == ["cpu", "cpu"]  # no GPU given, none used
+    assert sorted(rows["seed"]) == [0, 1]
+    assert rows["device"].tolist() == ["cpu", "cpu"]  # no GPU given, none used
     assert len(list(checkpoints.glob("*.pt"))) == 2
     for path in checkpoints.glob("*.pt"):
         load_checkpoint(path)  # whole, its sha256 checks
-    finished = read_rows(results)
+    finished = results.read_text()
 
-    # No retry left: the killed cell is reported at the end, the finished ones are kept.
+    # No retry left: the killed run is reported at the end, the finished ones are kept.
     final = executors.RayExecutor(num_cpus=1, max_retries=0)
-    wait = _sweep_in_background(cells, results, progress=False, executor=final)
-    _kill_worker_running(Path(checkpoint_name(third)).stem, wait)
-    with pytest.raises(RuntimeError, match="1 of 1 cells failed") as error:
+    wait = _sweep_in_background(every, results, progress=False, executor=final)
+    _kill_worker_running(run_name(third), wait)
+    with pytest.raises(RuntimeError, match="1 of 1 runs failed") as error:
         wait()
-    assert "cnn width=0 snr=clean seed=2" in str(error.value)
-    assert read_rows(results) == finished
+    assert run_name(third) in str(error.value)
+    assert results.read_text() == finished
 
-    # The rerun runs only the killed cell, and keeps the others exactly as they were.
+    # The rerun runs only the killed run, and keeps the others exactly as they were.
     capsys.readouterr()
-    rows = sweep(cells, results, progress=False, executor=final)
-    assert "2 of 3 cells already in sweep.csv" in capsys.readouterr().out
-    assert rows[:2] == finished and key(rows[2]) == third.key()
-    assert list(cells_folder(results).iterdir()) == []
+    rows = sweep(every, results, progress=False, executor=final)
+    assert "2 of 3 runs already in sweep/" in capsys.readouterr().out
+    assert rows["seed"].tolist() == [0, 1, 2] and results.read_text().startswith(finished)
+    assert sorted(p.suffix for p in records_folder(results).iterdir()) == [".json"] * 3
 
 
 @pytest.mark.slow
-def test_a_ray_task_that_raises_is_reported_with_its_cell(ray_cluster, tmp_path):
+def test_a_ray_task_that_raises_is_reported_with_its_run(ray_cluster, tmp_path):
     results = tmp_path / "sweep.csv"
-    good = Cell(model="cnn", **TINY)
-    bad = Cell(model="transformer", **TINY)  # no such model: build_model raises
-    with pytest.raises(RuntimeError, match="1 of 2 cells failed") as error:
+    good = make_run("cnn", **TINY)
+    bad = runs.with_settings(make_run("stn", **TINY), canvas=20)  # too small: training raises
+    with pytest.raises(RuntimeError, match="1 of 2 runs failed") as error:
         sweep([good, bad], results, progress=False, executor=executors.RayExecutor())
-    assert "transformer width=0 snr=clean seed=0: ValueError" in str(error.value)
-    assert [key(r) for r in read_rows(results)] == [good.key()]
+    assert f"{run_name(bad)}: ValueError" in str(error.value)
+    assert pd.read_csv(results)["model"].tolist() == ["cnn"]
 
 
 @pytest.mark.slow
@@ -330,5 +316,5 @@ def test_the_command_line_runs_a_sweep_on_a_ray_cluster_of_its_own(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "on cpu" in done.stdout
-    (row,) = read_rows(results)
+    (row,) = pd.read_csv(results).to_dict("records")
     assert row["model"] == "cnn" and row["device"] == "cpu"

@@ -55,6 +55,20 @@ def _number(text: str) -> float:
     return int(value) if value.is_integer() else value
 
 
+def _amount(positive: bool):
+    """A type for a number > 0 (``positive``) or >= 0: a Ray task's CPUs or GPUs."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>' if positive else '>='} 0, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def _integer(minimum: int):
     """A type for an int >= ``minimum``."""
 
@@ -252,8 +266,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
         help="Ray cluster to join: 'auto' (the one `ray start` started on this machine) or "
         "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
     )
-    cluster.add_argument("--num-cpus", type=float, default=1, help="CPUs per Ray task (1)")
-    cluster.add_argument("--num-gpus", type=float, default=0, help="GPUs per Ray task (0)")
+    cluster.add_argument("--num-cpus", type=_amount(True), default=1, help="CPUs per Ray task (1)")
+    cluster.add_argument("--num-gpus", type=_amount(False), default=0, help="GPUs per Ray task (0)")
     cluster.add_argument(
         "--max-retries",
         type=_integer(0),
