@@ -30,13 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.benchmark import Measurement, Timer
 
 from dham_lib.data import TranslatedMNIST, load_mnist
 from dham_lib.dham import DHAM
 from dham_lib.models import MODELS, build_model
-from dham_lib.train import EpochEnd, fit, seed_everything
+from dham_lib.train import EpochEnd, fit, seed_everything, train_step
 
 # The reference implementations are shared with the tests, in the tests package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -231,7 +230,8 @@ def bench_layer(cfg: Settings, results: dict, notes: dict) -> None:
 
 
 def bench_steps(cfg: Settings, results: dict, notes: dict) -> None:
-    """One Adam training step of each model on the same batch, interleaved round by round."""
+    """One Adam training step (``dham_lib.train.train_step``: forward, cross-entropy,
+    backward, step) of each model on the same batch, interleaved round by round."""
     images, labels = load_mnist("train", source="bundled", verbose=False)
     data = TranslatedMNIST(images[: cfg.step_batch], labels[: cfg.step_batch], snr_db=6, seed=0)
     canvases, targets, _ = data.batch(range(cfg.step_batch))
@@ -242,19 +242,12 @@ def bench_steps(cfg: Settings, results: dict, notes: dict) -> None:
         "pooled_cnn": ("pooled_cnn", {"width": 16, "batch_norm": True}),
     }
     results["dham_default_stride"] = build_model("dham", width=16).attention.stride
-
-    def step(model: torch.nn.Module, optimiser: torch.optim.Optimizer) -> None:
-        loss = F.cross_entropy(model(canvases).logits, targets)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-
     steps = {}
     for name, (model_name, kwargs) in specs.items():
         torch.manual_seed(0)
         model = build_model(model_name, **kwargs).train()
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-        steps[name] = lambda model=model, optimiser=optimiser: step(model, optimiser)
+        steps[name] = lambda m=model, o=optimiser: train_step(m, o, canvases, targets)
     for name, measurement in interleaved(steps, cfg.rounds, cfg.seconds_per_round).items():
         results[f"step_ms_{name}"] = 1000 * measurement.median
         notes[f"step_ms_{name}"] = _spread(measurement)
