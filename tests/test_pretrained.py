@@ -1,15 +1,13 @@
 """train_or_load: load a matching committed checkpoint, else train; quick mode; bad files."""
 
-import dataclasses
-
 import pytest
 
 from dham_lib.checkpoints import load_checkpoint, save_checkpoint
 from dham_lib.models import build_model
 from dham_lib.study import pretrained
-from dham_lib.study.experiments import Cell
+from dham_lib.study.runs import SCORES, make_record, make_run
 
-CELL = Cell(model="cnn", epochs=3)
+RUN = make_run("cnn", epochs=3)
 
 
 @pytest.fixture
@@ -22,23 +20,24 @@ def folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def trained(monkeypatch):
-    """Replace training by an instant stand-in; records the cells it was asked to train."""
+    """Replace training by an instant stand-in; records the runs it was asked to train."""
     calls = []
 
-    def fake_train_cell(cell, **kwargs):
-        calls.append(cell)
+    def fake_train_run(run, **kwargs):
+        calls.append(run)
         history = {"epoch": [1], "test_acc": [0.5]}
-        return build_model("cnn"), history, {"test_acc": 0.5, "train_seconds": 1.0}
+        scores = {**dict.fromkeys(SCORES, 0.5), "train_seconds": 1.0}
+        return build_model("cnn"), make_record(run, scores, history, "cpu")
 
-    monkeypatch.setattr(pretrained, "train_cell", fake_train_cell)
+    monkeypatch.setattr(pretrained, "train_run", fake_train_run)
     return calls
 
 
 def test_missing_then_trained_then_loaded(folder, trained, capsys):
-    pretrained.train_or_load("demo", CELL)
+    pretrained.train_or_load("demo", RUN)
     assert "No committed checkpoint demo.pt" in capsys.readouterr().out
     assert (folder / "demo.pt").exists() and pretrained.verify_manifest(folder) == []
-    model, history, row = pretrained.train_or_load("demo", CELL)
+    model, history, row = pretrained.train_or_load("demo", RUN)
     assert "Loaded the committed checkpoint demo.pt" in capsys.readouterr().out
     assert len(trained) == 1
     assert history["test_acc"] == [0.5] and row["test_acc"] == 0.5
@@ -46,80 +45,47 @@ def test_missing_then_trained_then_loaded(folder, trained, capsys):
 
 
 def test_other_setting_or_asked_to_train_trains_again(folder, trained, capsys):
-    pretrained.train_or_load("demo", CELL)
+    pretrained.train_or_load("demo", RUN)
     first = (folder / "demo.pt").read_bytes()
-    pretrained.train_or_load("demo", Cell(model="cnn", epochs=4))
+    pretrained.train_or_load("demo", make_run("cnn", epochs=4))
     out = capsys.readouterr().out
     assert "trained for another setting" in out and "kept as demo.pt.old" in out
     # The other setting's finished training is kept, checksum and all, out of the manifest.
     assert (folder / "demo.pt.old").read_bytes() == first
     _, meta = load_checkpoint(folder / "demo.pt.old")
-    assert meta["data_config"]["epochs"] == 3
+    assert meta["data_config"]["train"]["epochs"] == 3
     assert pretrained.verify_manifest(folder) == []
-    pretrained.train_or_load("demo", Cell(model="cnn", epochs=4), train=True)
+    pretrained.train_or_load("demo", make_run("cnn", epochs=4), train=True)
     assert len(trained) == 3
 
 
-@pytest.mark.parametrize(
-    ("field", "matching", "other"),
-    [
-        # Checkpoints saved before Cell had `curriculum` were trained without one, which is
-        # what a clean cell means.
-        ("curriculum", Cell(model="dham", width=16, epochs=12), {"snr_db": 0.0}),
-        # Those saved before the validation split trained on every training digit.
-        (
-            "train_split",
-            Cell(model="dham", width=16, epochs=12, train_split="train+val"),
-            {"train_split": "train"},
-        ),
-    ],
-)
-def test_a_checkpoint_older_than_a_cell_field_matches_only_what_it_did(
-    folder, trained, capsys, field, matching, other
-):
-    config = dataclasses.asdict(matching)
-    del config[field]  # what checkpoints saved before the field record
-    save_checkpoint(
-        folder / "old.pt",
-        build_model("dham", width=16),
-        data_config=config,
-        metrics={"test_acc": 0.9, "train_seconds": 1.0},
-        extra={"history": {}},
-    )
-    pretrained.train_or_load("old", matching)
-    assert "Loaded the committed checkpoint old.pt" in capsys.readouterr().out
-    pretrained.train_or_load("old", dataclasses.replace(matching, **other))
-    assert "trained for another setting" in capsys.readouterr().out
-    assert len(trained) == 1
-
-
 def test_corrupt_checkpoint_is_reported_and_replaced(folder, trained, capsys):
-    pretrained.train_or_load("demo", CELL)
+    pretrained.train_or_load("demo", RUN)
     data = (folder / "demo.pt").read_bytes()
     (folder / "demo.pt").write_bytes(data[: len(data) // 2])  # a truncated file
     assert pretrained.verify_manifest(folder) == ["demo.pt"]
-    pretrained.train_or_load("demo", CELL)
+    pretrained.train_or_load("demo", RUN)
     out = capsys.readouterr().out
     assert "unusable" in out and "demo.pt" in out
     assert len(trained) == 2
     assert pretrained.verify_manifest(folder) == []  # replaced, manifest rewritten
 
 
-def test_quick_mode_trains_a_small_cell_and_saves_nothing(folder, trained, monkeypatch, capsys):
+def test_quick_mode_trains_a_small_run_and_saves_nothing(folder, trained, monkeypatch, capsys):
     monkeypatch.setenv("DHAM_QUICK", "1")
-    pretrained.train_or_load("demo", CELL)
-    assert trained[0].epochs == 1 and trained[0].train_size == 512
+    pretrained.train_or_load("demo", RUN)
+    assert trained[0].train.epochs == 1 and trained[0].data.train_size == 512
     assert not (folder / "demo.pt").exists()
     assert "Quick mode" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    ("name", "cell", "error"),
-    [("a/b", CELL, ValueError), ("", CELL, ValueError), ("x", {}, TypeError)],
+    ("name", "run", "error"),
+    [("a/b", RUN, ValueError), ("", RUN, ValueError), ("x", {}, TypeError)],
 )
-def test_bad_arguments(folder, name, cell, error):
+def test_bad_arguments(folder, name, run, error):
     with pytest.raises(error):
-        pretrained.train_or_load(name, cell)
+        pretrained.train_or_load(name, run)
 
 
 def test_publish_and_load_committed(folder, tmp_path):
