@@ -1,6 +1,5 @@
 """Reading results back: types, means over seeds, and the narrowest-width verdict by hand."""
 
-import csv
 import math
 
 import numpy as np
@@ -8,7 +7,6 @@ import pandas as pd
 import pytest
 
 from dham_lib.study import results as results_module
-from dham_lib.study.experiments import CELL_COLUMNS, RESULT_COLUMNS, Cell
 from dham_lib.study.results import (
     claim_verdict,
     load_results,
@@ -17,19 +15,18 @@ from dham_lib.study.results import (
     runs_reaching,
     summarise,
 )
+from dham_lib.study.runs import SCORES, make_record, make_run, runs_table
 
 
 def write(path, entries):
-    """entries: (model, width, snr_db, seed, test_acc)."""
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*CELL_COLUMNS, *RESULT_COLUMNS])
-        writer.writeheader()
-        for model, width, snr, seed, acc in entries:
-            cell = Cell(model=model, width=width, snr_db=snr, seed=seed)
-            row = dict(zip(CELL_COLUMNS, cell.key(), strict=True))
-            row.update({name: "nan" for name in RESULT_COLUMNS})
-            row["test_acc"] = repr(acc)
-            writer.writerow(row)
+    """entries: (model, width, snr_db, seed, test_acc); the table a sweep exports of them
+    (a width that the model lacks, such as the oracle's, is ignored)."""
+    records = []
+    for model, width, snr, seed, acc in entries:
+        run = make_run(model, seed, width=width, snr_db=snr)
+        scores = {**dict.fromkeys(SCORES, math.nan), "test_acc": acc}
+        records.append(make_record(run, scores, None, "cpu"))
+    runs_table(records).to_csv(path, index=False)
 
 
 @pytest.fixture
@@ -56,10 +53,11 @@ def results(tmp_path):
 def test_rows_come_back_typed(results):
     rows = load_results(results)
     assert rows["snr_db"].iloc[0] == math.inf and rows["snr_db"].iloc[-1] == 6.0  # inf: clean
-    assert rows["width"].iloc[0] == 0 and rows["test_acc"].dtype == float
-    assert math.isnan(rows["iou"].iloc[0])
+    assert pd.isna(rows["width"].iloc[0]) and rows["width"].iloc[2] == 2  # the oracle has none
+    assert rows["test_acc"].dtype == float and math.isnan(rows["iou"].iloc[0])
     assert math.isnan(rows["attention_lr"].iloc[0]) and rows["model"].iloc[0] == "oracle"
-    assert rows["batch_norm"].dtype == bool and not rows["batch_norm"].any()
+    assert rows["attention_lr"].iloc[2] == 0.01
+    assert set(rows["uniform_start"].dropna()) == {True}  # a bool, not the text "True"
 
 
 def test_summary_by_hand(results):
@@ -298,7 +296,8 @@ def test_width_trend_test_finds_the_interaction_it_was_given():
 
 def test_by_setting_groups_by_what_varies_within_a_model(results):
     table = results_module.by_setting(load_results(results), metrics=("test_acc",))
-    assert list(table.columns[:3]) == ["model", "width", "snr_db"]  # not k, stride: per model
+    # In the table's order (the data's settings, then the model's); not k, stride: per model.
+    assert list(table.columns[:4]) == ["model", "snr_db", "width", "n"]
     (_, clean_4), *others = table.query("model == 'dham' and width == 4").iterrows()
     assert not others and clean_4["n"] == 2 and clean_4["test_acc_mean"] == pytest.approx(0.91)
 
