@@ -41,54 +41,41 @@ from dham_lib.train import EpochEnd, fit, seed_everything, train_step
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.reference import forward_backward, loop_reference, reference_2018  # noqa: E402
 
-# Every key the script prints as key=value, in order, by the part that measures it:
-# key -> (unit, note for the table). A part that is skipped prints nan for its keys.
-KEYS_BY_PART = {
-    "machine": {
-        "cpu_count": ("", ""),
-        "torch_threads": ("", ""),
-        "load_1min_start": ("", ""),
-    },
-    "layer": {
-        "layer_ms_dham": ("ms", "DHAM forward+backward"),
-        "layer_ms_loop_rows": ("ms", "per-sample loop, gather per output row"),
-        "layer_ms_loop_2018": ("ms", "2018 layout: batched moments, gather per sample"),
-        "layer_speedup": ("x", "target >= 20"),
-        "layer_speedup_vs_2018_structure": ("x", "stronger baseline; < 1: DHAM is slower"),
-        "layer_max_abs_diff": ("", "glimpses, references vs DHAM (checked before timing)"),
-    },
-    "steps": {
-        "dham_default_stride": ("", ""),
-        "step_ms_dham_stride1": ("ms", ""),
-        "step_ms_dham_stride2": ("ms", ""),
-        "step_ms_stn": ("ms", ""),
-        "step_ms_pooled_cnn": ("ms", "translation-invariant CNN, width 16, BatchNorm"),
-        "step_ratio_stn": ("x", "DHAM default stride / STN, target <= 1"),
-        "step_ratio_pooled_cnn": ("x", "DHAM default stride / CNN"),
-        "step_ratio_stn_stride2": ("x", "DHAM stride 2 / STN, target <= 1"),
-        "step_ratio_pooled_cnn_stride2": ("x", "DHAM stride 2 / CNN"),
-    },
-    "canvases": {
-        "canvases_per_s": ("1/s", "target >= 5000"),
-        "reseed_ms": ("ms", ""),
-    },
-    "training": {
-        "seconds_to_90": ("s", "DHAM stride 2, clean, bundled, 90% on validation"),
-        "epochs_to_90": ("", ""),
-        "best_val_acc": ("", ""),
-        "seconds_to_90_pooled_cnn": ("s", "translation-invariant CNN, clean, bundled"),
-        "epochs_to_90_pooled_cnn": ("", ""),
-        "best_val_acc_pooled_cnn": ("", ""),
-        "peak_rss_mb": ("MiB", "DHAM training child"),
-        "peak_rss_mb_pooled_cnn": ("MiB", "CNN training child"),
-    },
-    "end": {
-        "bench_peak_rss_mb": ("MiB", "this benchmark process"),
-        "load_1min_end": ("", ""),
-    },
+# Every key the script prints as key=value, in order: key -> (the part that measures it,
+# unit, note for the table). A part that is skipped prints nan for its keys.
+KEYS = {
+    "cpu_count": ("machine", "", ""),
+    "torch_threads": ("machine", "", ""),
+    "load_1min_start": ("machine", "", ""),
+    "layer_ms_dham": ("layer", "ms", "DHAM forward+backward"),
+    "layer_ms_loop_rows": ("layer", "ms", "per-sample loop, gather per output row"),
+    "layer_ms_loop_2018": ("layer", "ms", "2018 layout: batched moments, gather per sample"),
+    "layer_speedup": ("layer", "x", "target >= 20"),
+    "layer_speedup_vs_2018_structure": ("layer", "x", "stronger baseline; < 1: DHAM is slower"),
+    "layer_max_abs_diff": ("layer", "", "glimpses, references vs DHAM (checked before timing)"),
+    "dham_default_stride": ("steps", "", ""),
+    "step_ms_dham_stride1": ("steps", "ms", ""),
+    "step_ms_dham_stride2": ("steps", "ms", ""),
+    "step_ms_stn": ("steps", "ms", ""),
+    "step_ms_pooled_cnn": ("steps", "ms", "translation-invariant CNN, width 16, BatchNorm"),
+    "step_ratio_stn": ("steps", "x", "DHAM default stride / STN, target <= 1"),
+    "step_ratio_pooled_cnn": ("steps", "x", "DHAM default stride / CNN"),
+    "step_ratio_stn_stride2": ("steps", "x", "DHAM stride 2 / STN, target <= 1"),
+    "step_ratio_pooled_cnn_stride2": ("steps", "x", "DHAM stride 2 / CNN"),
+    "canvases_per_s": ("canvases", "1/s", "target >= 5000"),
+    "reseed_ms": ("canvases", "ms", ""),
+    "seconds_to_90": ("training", "s", "DHAM stride 2, clean, bundled, 90% on validation"),
+    "epochs_to_90": ("training", "", ""),
+    "best_val_acc": ("training", "", ""),
+    "seconds_to_90_pooled_cnn": ("training", "s", "translation-invariant CNN, clean, bundled"),
+    "epochs_to_90_pooled_cnn": ("training", "", ""),
+    "best_val_acc_pooled_cnn": ("training", "", ""),
+    "peak_rss_mb": ("training", "MiB", "DHAM training child"),
+    "peak_rss_mb_pooled_cnn": ("training", "MiB", "CNN training child"),
+    "bench_peak_rss_mb": ("end", "MiB", "this benchmark process"),
+    "load_1min_end": ("end", "", ""),
 }
-KEYS = {key: spec for part in KEYS_BY_PART.values() for key, spec in part.items()}
-TRAINING_KEYS = tuple(KEYS_BY_PART["training"])
+TRAINING_KEYS = tuple(key for key, (part, _, _) in KEYS.items() if part == "training")
 # The two models that the time to 90% compares, each with the recipe the course trains it
 # with (data/results/README.md), as dham_lib.study.runs.make_run's settings; the CNN's
 # BatchNorm and lr 3e-3 were chosen on validation (data/results/pilot_pooled_cnn.csv).
@@ -396,7 +383,7 @@ def report(cfg: Settings, results: dict, notes: dict, log: list[str], header: li
         print("training part skipped: its keys print nan")
     print(f"{'key':34} {'value':>10}  {'unit':4}  note")
     print("-" * 100)
-    for key, (unit, target) in KEYS.items():
+    for key, (_, unit, target) in KEYS.items():
         note = "; ".join(part for part in (target, notes.get(key, "")) if part)
         print(f"{key:34} {_format(results[key]):>10}  {unit:4}  {note}".rstrip())
     for line in log:
