@@ -187,8 +187,8 @@ def check_function(
     except (TypeError, ValueError):  # not a function, or one without a signature
         names = []
     names += [f"argument {i}" for i in range(len(names) + 1, max(map(len, inputs)) + 1)]
-    agree = _Agreement(*tolerance, properties or {}, grad, grad_hint, torch.Generator())
-    agree.weights.manual_seed(seed)
+    weights = torch.Generator().manual_seed(seed)
+    agree = _Agreement(*tolerance, properties or {}, grad, grad_hint, weights)
     for number, args in enumerate(inputs, start=1):
         hints = _function_hints(candidate, reference, args, names, agree)
         if hints:
