@@ -5,7 +5,7 @@ finished result.
 - a read-only cache, checkpoint or results folder (real permissions: when the tests
   run as root, who may write anywhere, the code runs as the unprivileged user
   ``nobody``);
-- a sweep killed with SIGKILL in the middle of a cell, then resumed.
+- a sweep killed with SIGKILL in the middle of a run, then resumed.
 
 A corrupt checkpoint and one of another configuration are tested beside their code,
 in ``test_checkpoints.py`` (truncated, flipped byte, pickled code, wrong config) and
@@ -211,16 +211,16 @@ def test_a_complete_read_only_cache_still_loads(shared_tmp, fake_mnist, monkeypa
     assert f"SUM {int(images.astype(np.int64).sum())} {int(labels.sum())}" in done.stdout
 
 
-TINY_CELL = "Cell(model='cnn', epochs=1, train_size=64, test_size=32)"
+TINY_RUN = "make_run('cnn', epochs=1, train_size=64, test_size=32)"
 
 
 def test_a_read_only_checkpoint_folder_trains_unsaved_or_loads(shared_tmp):
     folder = shared_tmp / "checkpoints"
     folder.mkdir()
     code = (
-        "from dham_lib.study.experiments import Cell\n"
+        "from dham_lib.study.runs import make_run\n"
         "from dham_lib.study.pretrained import train_or_load\n"
-        f"model, history, row = train_or_load('demo', {TINY_CELL}, progress=False)\n"
+        f"model, history, row = train_or_load('demo', {TINY_RUN}, progress=False)\n"
         "print('ACC', row['test_acc'])\n"
     )
     _read_only(folder)
@@ -246,27 +246,33 @@ def test_a_read_only_checkpoint_folder_trains_unsaved_or_loads(shared_tmp):
     assert "Loaded the committed checkpoint demo.pt" in done.stdout
 
 
-@pytest.mark.parametrize("read_only", ["results", "checkpoints"])
-def test_a_sweep_into_a_read_only_folder_stops_before_training(shared_tmp, read_only):
+@pytest.mark.parametrize(
+    ("read_only", "refused"),
+    [
+        ("results", "results/sweep cannot be created"),
+        ("checkpoints", "checkpoints is not writable"),
+    ],
+)
+def test_a_sweep_into_a_read_only_folder_stops_before_training(shared_tmp, read_only, refused):
     for name in ("results", "checkpoints"):
         (shared_tmp / name).mkdir()
         (shared_tmp / name).chmod(0o777)  # writable by anyone, the unprivileged user included
     _read_only(shared_tmp / read_only)
     code = (
-        "from dham_lib.study.experiments import grid, sweep\n"
-        "cells = grid(['cnn'], [16], [None], [0], epochs=1, train_size=64, test_size=32)\n"
+        "from dham_lib.study.runs import grid, sweep\n"
+        "runs = grid(['cnn'], [16], [None], [0], epochs=1, train_size=64, test_size=32)\n"
         "try:\n"
-        f"    sweep(cells, {str(shared_tmp / 'results' / 'sweep.csv')!r},\n"
+        f"    sweep(runs, {str(shared_tmp / 'results' / 'sweep.csv')!r},\n"
         f"          checkpoints={str(shared_tmp / 'checkpoints')!r}, progress=False)\n"
         "except PermissionError as error:\n"
         "    print('ERROR', error)\n"
     )
     done = _run_unprivileged(code, shared_tmp)
     assert done.returncode == 0, done.stderr
-    assert f"{shared_tmp / read_only} is not writable" in done.stdout
+    assert f"{shared_tmp}/{refused}" in done.stdout
     assert "sweep:" not in done.stdout  # it stopped before looking for work to do
     for name in ("results", "checkpoints"):
-        assert list((shared_tmp / name).iterdir()) == []
+        assert [p for p in (shared_tmp / name).rglob("*") if p.is_file()] == []
 
 
 # --------------------------------------------------------------------------- a killed sweep
@@ -280,7 +286,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_mid_cell_resumes_and_keeps_every_finished_row(tmp_path):
+def test_a_sweep_killed_mid_run_resumes_and_keeps_every_finished_row(tmp_path):
     results, checkpoints = tmp_path / "sweep.csv", tmp_path / "checkpoints"
     command = [
         sys.executable, "-m", "dham_lib", "sweep", "--models", "cnn", "--snr-db", "clean",
@@ -294,8 +300,8 @@ def test_a_sweep_killed_mid_cell_resumes_and_keeps_every_finished_row(tmp_path):
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "no row in 300 s"
         time.sleep(0.05)
-    time.sleep(1.0)  # well into the second cell, which takes seconds
-    assert len(_rows(results)) == 1, "the second cell finished before the kill"
+    time.sleep(1.0)  # well into the second run, which takes seconds
+    assert len(_rows(results)) == 1, "the second run finished before the kill"
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
@@ -304,10 +310,10 @@ def test_a_sweep_killed_mid_cell_resumes_and_keeps_every_finished_row(tmp_path):
     assert len(first) == 1 and first[0]["seed"] == "0"
     saved = sorted(checkpoints.glob("*.pt"))
     assert len(saved) == 1
-    load_checkpoint(saved[0])  # the finished cell's model is whole (its sha256 checks)
+    load_checkpoint(saved[0])  # the finished run's model is whole (its sha256 checks)
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    assert "1 of 3 cells already in sweep.csv" in resumed.stdout
+    assert "1 of 3 runs already in sweep/" in resumed.stdout
     rows = _rows(results)
     assert [row["seed"] for row in rows] == ["0", "1", "2"]
     assert rows[0] == first[0]  # the finished row was kept as it was, not rerun
