@@ -19,34 +19,58 @@ from pathlib import Path
 
 import pandas as pd
 
-from dham_lib.models import build_model
-from dham_lib.study.experiments import Cell, fit_cell, make_dataset
-from dham_lib.train import evaluate, seed_everything
+from dham_lib.models import MODELS
+from dham_lib.study.runs import Run, make_dataset, make_run
+from dham_lib.train import EpochSchedule, evaluate, fit, seed_everything
 
 
-def crossed_model(cell: Cell, attention_seed: int):
-    """``cell``'s model, built from ``cell.seed``, with the attention network's initial
+def crossed_model(run: Run, attention_seed: int):
+    """``run``'s model, built from ``run.seed``, with the attention network's initial
     weights drawn from ``attention_seed`` instead."""
     seed_everything(attention_seed)
-    donor = build_model(cell.model, **cell.model_kwargs())
-    seed_everything(cell.seed)
-    model = build_model(cell.model, **cell.model_kwargs())
+    donor = MODELS[run.model](run.settings)
+    seed_everything(run.seed)
+    model = MODELS[run.model](run.settings)
     model.attention.load_state_dict(donor.attention.state_dict())
     return model
 
 
-def crossed_run(cell: Cell, attention_seed: int) -> dict:
-    """Train ``cell`` with its attention network's initial weights drawn from ``attention_seed``."""
-    model = crossed_model(cell, attention_seed)
-    train_set, val_set = make_dataset(cell, "train"), make_dataset(cell, "val")
-    history = fit_cell(cell, model, train_set, val_set, progress=False)
+def run_schedule(run: Run) -> EpochSchedule:
+    """The run's training batches, epoch by epoch, as ``study.runs.train_run`` draws them."""
+    t = run.train
+    return EpochSchedule(
+        make_dataset(run, "train"),
+        t.batch_size,
+        run.seed,
+        t.curriculum,
+        t.canvas_curriculum,
+        t.canvas_curriculum_start,
+    )
+
+
+def crossed_run(run: Run, attention_seed: int) -> dict:
+    """Train ``run`` with its attention network's initial weights drawn from ``attention_seed``
+    (``train_run``'s recipe: its schedule, epochs, learning rates and seed)."""
+    model = crossed_model(run, attention_seed)
+    val_set = make_dataset(run, "val")
+    t = run.train
+    history = fit(
+        model,
+        run_schedule(run),
+        val_set,
+        epochs=t.epochs,
+        lr=t.lr,
+        attention_lr=t.attention_lr,
+        seed=run.seed,
+        progress=False,
+    )
     scores = evaluate(model, val_set)
     return {
-        "width": cell.width,
-        "snr_db": cell.snr_db,
+        "width": run.settings.width,
+        "snr_db": run.data.snr_db,
         "attention_seed": attention_seed,
-        "rest_seed": cell.seed,
-        "epochs": cell.epochs,
+        "rest_seed": run.seed,
+        "epochs": t.epochs,
         "val_acc": scores["acc"],
         "val_iou": scores["iou"],
         "val_centre_error": scores["centre_error"],
@@ -73,8 +97,8 @@ def main() -> None:
             ).any()
         ):
             continue
-        cell = Cell(model="dham", width=args.width, epochs=args.epochs, seed=rest_seed)
-        row = crossed_run(cell, attention_seed)
+        run = make_run("dham", rest_seed, width=args.width, epochs=args.epochs)
+        row = crossed_run(run, attention_seed)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         partial = args.out.with_name(args.out.name + ".partial")
         done.to_csv(partial, index=False)

@@ -22,31 +22,28 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from lock_on_init import crossed_model  # the same crossed start as the crossed runs
+from lock_on_init import crossed_model, run_schedule  # the crossed runs' start and batches
 
 from dham_lib.metrics import box_centre_error
-from dham_lib.study.experiments import Cell, make_dataset
+from dham_lib.study.runs import Run, make_run
 from dham_lib.train import parameter_groups
 
 
-def _batches(cell: Cell):
+def _batches(run: Run):
     """The training batches of ``fit``, epoch after epoch: each epoch's canvases redrawn
     from ``seed * 10,000 + epoch`` and shuffled by the same seed."""
-    train_set = make_dataset(cell, "train")
+    schedule = run_schedule(run)
     for epoch in itertools.count(1):
-        epoch_seed = cell.seed * 10_000 + epoch
-        yield from train_set.variant(seed=epoch_seed).batches(
-            cell.batch_size, shuffle=True, seed=epoch_seed
-        )
+        yield from schedule(epoch)
 
 
 def probe(attention_seed: int, slope: float, steps: int, width: int = 2) -> list[dict]:
     """The first ``steps`` Adam steps of one run; one dict per step."""
-    cell = Cell(model="dham", width=width, seed=0, attention_slope=slope)
-    model = crossed_model(cell, attention_seed)
-    optimiser = torch.optim.Adam(parameter_groups(model, cell.lr, cell.attention_lr))
+    run = make_run("dham", 0, width=width, attention_slope=slope)
+    model = crossed_model(run, attention_seed)
+    optimiser = torch.optim.Adam(parameter_groups(model, run.train.lr, run.train.attention_lr))
     net, rows = model.attention, []
-    for step, (canvases, labels, true_boxes) in enumerate(itertools.islice(_batches(cell), steps)):
+    for step, (canvases, labels, true_boxes) in enumerate(itertools.islice(_batches(run), steps)):
         prediction = model(canvases)
         loss = F.cross_entropy(prediction.logits, labels)
         optimiser.zero_grad(set_to_none=True)
