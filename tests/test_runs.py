@@ -352,3 +352,22 @@ def test_a_setting_added_to_its_config_reaches_the_command_line_and_the_record(
     run = run_from_json(record["run"])
     assert run.train.warm_up == 3 and run == make_run("cnn", warm_up=3, test_size=8)
     assert runs.runs_table([record])["warm_up"].tolist() == [3]
+
+
+def test_a_record_written_before_a_setting_existed_still_counts_as_its_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "train_run", fake_train_run)
+    run = make_run("oracle", 0, test_size=8)
+    runs.sweep([run], tmp_path / "t.csv", progress=False)
+    # The setting arrives later, with a default: the old record reads back with it.
+    monkeypatch.setattr(runs, "TrainConfig", TrainConfigWithWarmUp)
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: pytest.fail("retrained"))
+    later = make_run("oracle", 0, test_size=8)
+    assert later.train.warm_up == 0 and runs.run_name(later) != runs.run_name(run)
+    assert len(runs.sweep([later], tmp_path / "t.csv", progress=False)) == 1
+
+
+def test_the_literatures_cluttered_canvases_keep_the_native_digit():
+    run = make_run("oracle", 0, background="mnist_cluttered", canvas=60, test_size=16)
+    canvases, _, boxes = runs.make_dataset(run, "test").batch(range(16))
+    assert canvases.shape == (16, 1, 60, 60) and 0 <= canvases.min() <= canvases.max() <= 1
+    torch.testing.assert_close(boxes[:, 2] - boxes[:, 0], torch.full((16,), 27.0))

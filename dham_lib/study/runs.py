@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 import dham_lib
 from dham_lib import _checks
 from dham_lib.checkpoints import save_checkpoint
-from dham_lib.data import BACKGROUNDS, SOURCES, TranslatedMNIST, load_mnist
+from dham_lib.data import BACKGROUNDS, SOURCES, TranslatedMNIST, cluttered_mnist, load_mnist
 from dham_lib.models import MODELS
 from dham_lib.settings import as_json, setting
 from dham_lib.study.executors import Failure, InProcess, read_record, write_record
@@ -223,7 +223,9 @@ def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedM
     """The run's ``"train"``, ``"val"`` or ``"test"`` set on canvases of side ``canvas``
     (default the run's). The digits keep the pixel size they have on the original's
     120-pixel canvas, 29 to 48 pixels, whatever the side: a larger canvas is more empty
-    background around the same digits. The training digits are those of
+    background around the same digits; with ``background="mnist_cluttered"``, the
+    literature's cluttered MNIST instead (``dham_lib.data.cluttered_mnist``: native 28-px
+    digits, 60 or 100 px canvases). The training digits are those of
     ``run.data.train_split``; ``run.data.test_size`` caps validation and test."""
     _checks.option("split", split, ("train", "val", "test"))
     data = run.data
@@ -232,6 +234,9 @@ def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedM
     )
     size = data.train_size if split == "train" else data.test_size
     side = data.canvas if canvas is None else canvas
+    seed = {"train": run.seed, "val": VAL_SEED, "test": TEST_SEED}[split]
+    if data.background == "mnist_cluttered":  # the literature's protocol: native digits
+        return cluttered_mnist(images[:size], labels[:size], canvas=side, seed=seed)
     ratio = REFERENCE_CANVAS / side
     return TranslatedMNIST(
         images[:size],
@@ -240,7 +245,7 @@ def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedM
         scale=(SCALE[0] * ratio, SCALE[1] * ratio),
         snr_db=data.snr_db,
         background=data.background,
-        seed={"train": run.seed, "val": VAL_SEED, "test": TEST_SEED}[split],
+        seed=seed,
     )
 
 
@@ -346,8 +351,11 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
         "train_seconds": history["seconds"][-1],
         "seconds_to_90": reached[0] if reached else math.nan,
     }
-    for side in LARGER_CANVASES:
-        scores[f"acc_canvas{side}"] = evaluate(model, make_dataset(run, "test", side))["acc"]
+    for side in LARGER_CANVASES:  # the literature's canvases come in their two sizes only
+        larger = run.data.background != "mnist_cluttered"
+        scores[f"acc_canvas{side}"] = (
+            evaluate(model, make_dataset(run, "test", side))["acc"] if larger else math.nan
+        )
     if partial is not None:
         partial.unlink(missing_ok=True)
     return model, make_record(run, scores, history, device.type)
@@ -407,16 +415,16 @@ def records_folder(table: str | os.PathLike) -> Path:
 
 def read_records(folder: str | os.PathLike, report: bool = False) -> list[dict]:
     """Every whole record in ``folder``, in name order; a broken one (truncated, corrupt,
-    another run than its name says) is left out, and named with ``report``."""
+    another name inside than outside, a config that does not read) is left out, and named
+    with ``report``. A record keeps the name it was written under: a setting added to a
+    config later changes new runs' names, not the old records' (their runs match by config)."""
     records = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
             record = read_record(path)
-            if (
-                record.get("name") != path.stem
-                or run_name(run_from_json(record["run"])) != path.stem
-            ):
+            if record.get("name") != path.stem:
                 raise ValueError(f"{path} holds another run than its name says")
+            run_from_json(record["run"])  # a config this library can read
         except (OSError, ValueError, KeyError, TypeError) as error:
             if report:
                 print(f"sweep: a broken record is ignored and its run runs again: {error}")
@@ -488,8 +496,10 @@ def sweep(
     if not 0 <= index < count:
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     runs = runs[index::count]
-    done = {record["name"] for record in read_records(folder, report=True)}
-    todo = [run for run in runs if run_name(run) not in done]
+    # Done is matched by config, not by name: a record written before a setting existed
+    # reads back with the setting's default and still counts as its run.
+    done = {run_from_json(record["run"]) for record in read_records(folder, report=True)}
+    todo = [run for run in runs if run not in done]
     print(f"sweep: {len(runs) - len(todo)} of {len(runs)} runs already in {folder.name}/")
     executor = InProcess() if executor is None else executor
     outcomes = executor.map(
