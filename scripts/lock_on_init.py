@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from dham_lib.models import MODELS
-from dham_lib.study.runs import Run, make_dataset, make_run
-from dham_lib.train import EpochSchedule, evaluate, fit, seed_everything
+from dham_lib.study.runs import Run, make_dataset, make_run, run_schedule
+from dham_lib.train import evaluate, fit, seed_everything
 
 
 def crossed_model(run: Run, attention_seed: int):
@@ -33,19 +33,6 @@ def crossed_model(run: Run, attention_seed: int):
     model = MODELS[run.model](run.settings)
     model.attention.load_state_dict(donor.attention.state_dict())
     return model
-
-
-def run_schedule(run: Run) -> EpochSchedule:
-    """The run's training batches, epoch by epoch, as ``study.runs.train_run`` draws them."""
-    t = run.train
-    return EpochSchedule(
-        make_dataset(run, "train"),
-        t.batch_size,
-        run.seed,
-        t.curriculum,
-        t.canvas_curriculum,
-        t.canvas_curriculum_start,
-    )
 
 
 def crossed_run(run: Run, attention_seed: int) -> dict:

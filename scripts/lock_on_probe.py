@@ -22,10 +22,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from lock_on_init import crossed_model, run_schedule  # the crossed runs' start and batches
+from lock_on_init import crossed_model  # the crossed runs' start
 
 from dham_lib.metrics import box_centre_error
-from dham_lib.study.runs import Run, make_run
+from dham_lib.study.runs import Run, make_run, run_schedule
 from dham_lib.train import parameter_groups
 
 

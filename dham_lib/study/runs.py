@@ -264,6 +264,20 @@ def evaluate_canvases(model, run: Run, sides=(120, 160, 200), batch_size: int = 
     ]
 
 
+def run_schedule(run: Run) -> EpochSchedule:
+    """The run's training batches, epoch by epoch (``dham_lib.train.EpochSchedule``): its
+    training digits, batch size, seed and curricula."""
+    t = run.train
+    return EpochSchedule(
+        make_dataset(run, "train"),
+        t.batch_size,
+        run.seed,
+        t.curriculum,
+        t.canvas_curriculum,
+        t.canvas_curriculum_start,
+    )
+
+
 def _partial_path(folder: Path | None, run: Run) -> Path | None:
     return None if folder is None else Path(folder) / f"{run_name(run)}.partial.pt"
 
@@ -311,24 +325,16 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
     the run ends, and a run killed midway resumes after its last finished epoch.
     """
     device = choose_device(device)
-    train_set, test_set = make_dataset(run, "train"), make_dataset(run, "test")
+    test_set = make_dataset(run, "test")
     held_out = run.data.train_split == "train"
     watched = make_dataset(run, "val") if held_out else test_set
     seed_everything(run.seed)  # the initial weights are drawn when the model is built
     model = MODELS[run.model](run.settings)
     partial = _partial_path(resume_dir, run)
     t = run.train
-    schedule = EpochSchedule(
-        train_set,
-        t.batch_size,
-        run.seed,
-        t.curriculum,
-        t.canvas_curriculum,
-        t.canvas_curriculum_start,
-    )
     history = fit(
         model,
-        schedule,
+        run_schedule(run),
         watched,
         epochs=t.epochs,
         lr=t.lr,
