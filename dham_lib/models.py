@@ -221,11 +221,26 @@ class GlimpseClassifier(nn.Module):
         return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1)))))
 
 
-LEARNING = "the glimpse classifier (dham_lib.models.CLASSIFIERS)"
+@dataclasses.dataclass(frozen=True)
+class PlainCNNConfig:
+    """What every model has: its input channels and classes; all the plain CNN has."""
+
+    in_channels: int = setting(1, "image channels")
+    num_classes: int = setting(10, "classes")
 
 
 @dataclasses.dataclass(frozen=True)
-class DHAMConfig:
+class OracleConfig(PlainCNNConfig):
+    """What every model that classifies a glimpse has; all the oracle has."""
+
+    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
+    classifier: str = setting(
+        "course", "the glimpse classifier (models.CLASSIFIERS)", tuple(CLASSIFIERS)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DHAMConfig(OracleConfig):
     """DHAM's settings (notebooks 04-06): see :class:`DHAMClassifier` and :class:`AttentionNet`."""
 
     width: int = setting(16, "attention convolutions' channels")
@@ -233,69 +248,35 @@ class DHAMConfig:
     norm: int = setting(2, "the scale's norm: L1 or L2", (1, 2))
     temperature: float = setting(1.0, "the spatial softmax's temperature")
     stride: int = setting(2, "the attention map's stride")
-    in_channels: int = setting(1, "image channels")
-    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
     uniform_start: bool = setting(True, "start from a uniform PMF (last attention conv at 0)")
-    num_classes: int = setting(10, "classes")
-    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
     attention_init: str = setting("torch", "the first attention conv's start", ("torch", "ink"))
     attention_slope: float = setting(0.0, "negative slope of the attention net's leaky ReLU")
     attention_depth: int = setting(2, "the attention network's convolutions")
 
 
 @dataclasses.dataclass(frozen=True)
-class STNConfig:
-    """The affine STN's settings (notebook 07): see :class:`STNClassifier`."""
-
-    in_channels: int = setting(1, "image channels")
-    canvas: int = setting(120, "canvas side in pixels")
-    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
-    num_classes: int = setting(10, "classes")
-    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
-    transform: str = setting("affine", "the STN's transform", ("affine", "zoom"))
-    pool: int = setting(1, "the localisation network's input average-pooling")
-    start_scale: float = setting(1.0, "the STN's first glimpse, a share of the canvas")
-
-
-@dataclasses.dataclass(frozen=True)
-class ZoomSTNConfig:
+class ZoomSTNConfig(OracleConfig):
     """The zoom STN's settings (notebook 07): see :class:`ZoomSTN`."""
 
-    in_channels: int = setting(1, "image channels")
     canvas: int = setting(120, "canvas side in pixels")
-    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
-    num_classes: int = setting(10, "classes")
-    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
     start_scale: float = setting(1.0, "the STN's first glimpse, a share of the canvas")
 
 
 @dataclasses.dataclass(frozen=True)
-class PlainCNNConfig:
-    """The plain CNN's settings (notebook 07): see :class:`PlainCNN`."""
+class STNConfig(ZoomSTNConfig):
+    """The affine STN's settings (notebook 07): see :class:`STNClassifier`."""
 
-    in_channels: int = setting(1, "image channels")
-    num_classes: int = setting(10, "classes")
+    transform: str = setting("affine", "the STN's transform", ("affine", "zoom"))
+    pool: int = setting(1, "the localisation network's input average-pooling")
 
 
 @dataclasses.dataclass(frozen=True)
-class PooledCNNConfig:
+class PooledCNNConfig(PlainCNNConfig):
     """The translation-invariant CNN's settings (notebook 07): see :class:`PooledCNN`."""
 
-    in_channels: int = setting(1, "image channels")
     width: int = setting(16, "the pooled CNN's first convolution's channels")
     stages: int = setting(5, "the pooled CNN's conv + pool stages")
-    num_classes: int = setting(10, "classes")
     batch_norm: bool = setting(False, "a BatchNorm after each of the pooled CNN's convolutions")
-
-
-@dataclasses.dataclass(frozen=True)
-class OracleConfig:
-    """The oracle's settings (notebook 07): see :class:`OracleClassifier`."""
-
-    in_channels: int = setting(1, "image channels")
-    glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
-    num_classes: int = setting(10, "classes")
-    classifier: str = setting("course", LEARNING, tuple(CLASSIFIERS))
 
 
 class DHAMClassifier(Configured):
