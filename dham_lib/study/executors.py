@@ -11,11 +11,11 @@ finish, in any order:
   and yields the results as they come back. A worker that dies (killed, out of memory, a
   lost node) is retried by Ray up to ``max_retries`` times; a task that raises is not
   retried, and its outcome is a :class:`Failure` naming the error, so that the caller
-  can report it at the end while keeping every cell that finished. Ray is imported
+  can report it at the end while keeping every run that finished. Ray is imported
   only when a ``RayExecutor`` is made, so the course imports, and runs on Colab,
   without it (``pip install -e '.[cluster]'`` installs it).
 
-``write_record`` and ``read_records`` keep small JSON files, one per finished cell, each
+``write_record`` and ``read_record`` keep small JSON files, one per finished run, each
 written to a temporary name, flushed to disk and renamed into place (atomic on one file
 system), with a checksum of its content: a file is either whole or detected as broken.
 """
@@ -211,23 +211,3 @@ def read_record(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict) or record.get("sha256") != _checksum(payload):
         raise ValueError(f"{path} fails its checksum (corrupt)")
     return payload
-
-
-def read_records(folder: str | os.PathLike, pattern: str = "*.json"):
-    """Every record in ``folder`` matching ``pattern``: ``(good, bad)``, where ``good``
-    lists ``(path, payload)`` in name order and ``bad`` lists ``(path, reason)``.
-    Temporary files of writes in progress (or killed) are not records and are skipped."""
-    good, bad = [], []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return good, bad
-    for path in sorted(folder.glob(pattern)):
-        if path.name.startswith("."):
-            continue
-        try:
-            good.append((path, read_record(path)))
-        except FileNotFoundError:  # merged and removed by another process meanwhile
-            continue
-        except (OSError, ValueError) as error:
-            bad.append((path, str(error)))
-    return good, bad
