@@ -1,5 +1,5 @@
-"""Where a sweep's cells run: in this process, or as tasks of a Ray cluster; and the
-one-file-per-cell records that make a finished cell safe the moment it ends.
+"""Where a sweep's runs train: in this process, or as tasks of a Ray cluster; and the
+one-file-per-run records that make a finished run safe the moment it ends.
 
 An executor has one method, ``map(function, items, names=None, **kwargs)``, which calls
 ``function(item, **kwargs)`` for every item and yields ``(item, outcome)`` pairs as they
