@@ -145,10 +145,9 @@ def mean_interval(
     interval knows nothing of. The error bars of notebooks 05 and 07."""
     from scipy import stats
 
-    if n < 2:
+    if n < 2 or std == 0:  # scipy's t wants a spread
         return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
-    low, high = mean - half, mean + half
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=std / math.sqrt(n))
     return (max(low, 0.0), min(high, 1.0)) if share else (low, high)
 
 
