@@ -97,15 +97,6 @@ def nbgrader(*args: str, root: Path) -> None:
         raise RuntimeError(f"nbgrader {args[0]} failed:\n{done.stdout}{done.stderr}")
 
 
-def course_folder(notebooks: list[Path], root: Path) -> Path:
-    """Lay out an nbgrader course folder holding the teacher notebooks as its source."""
-    source = root / "source" / ASSIGNMENT
-    source.mkdir(parents=True)
-    for path in notebooks:
-        shutil.copy(path, source / path.name)
-    return root
-
-
 def point_badge_at_student_copy(nb, name: str) -> None:
     """The first cell's Colab badge opens the student copy (and links to no solutions)."""
     from dham_lib.course.colab import colab_url
@@ -124,21 +115,37 @@ def relink_one_folder_deeper(nb) -> None:
             cell.source = cell.source.replace("](../", "](../../")
 
 
+def release(notebooks: list[Path], root: Path) -> Path:
+    """Lay out an nbgrader course folder in ``root`` with ``notebooks`` as its source and run
+    ``nbgrader generate_assignment`` there; returns ``root``, whose gradebook an ``nbgrader
+    autograde`` there then uses."""
+    source = root / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    for path in notebooks:
+        shutil.copy(path, source / path.name)
+    nbgrader("generate_assignment", ASSIGNMENT, "--force", root=root)
+    return root
+
+
+def student_copies(notebooks: list[Path], root: Path, out: Path) -> list[Path]:
+    """Write the student edition of ``notebooks``, released in the course folder ``root``,
+    into ``out``, each badge opening its own copy; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in notebooks:
+        nb = nbformat.read(root / "release" / ASSIGNMENT / path.name, as_version=4)
+        point_badge_at_student_copy(nb, path.name)
+        relink_one_folder_deeper(nb)
+        target = out / path.name
+        nbformat.write(nb, target)
+        written.append(target)
+    return written
+
+
 def generate(notebooks: list[Path], out: Path) -> list[Path]:
     """Write the student edition of ``notebooks`` into ``out``; returns the files written."""
     with tempfile.TemporaryDirectory(prefix="dham-nbgrader-") as scratch:
-        root = course_folder(notebooks, Path(scratch))
-        nbgrader("generate_assignment", ASSIGNMENT, "--force", root=root)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for path in notebooks:
-            nb = nbformat.read(root / "release" / ASSIGNMENT / path.name, as_version=4)
-            point_badge_at_student_copy(nb, path.name)
-            relink_one_folder_deeper(nb)
-            target = out / path.name
-            nbformat.write(nb, target)
-            written.append(target)
-    return written
+        return student_copies(notebooks, release(notebooks, Path(scratch)), out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,14 +2,23 @@
 
 - ``notebooks/student/`` is exactly what ``make student`` generates now;
 - no solution code is left in it, and it carries no outputs;
-- each check cell fails on the blank answer and passes on the teacher's;
 - ``nbgrader autograde`` gives the teacher edition, submitted as a student's, full
-  marks, and the blank student edition zero.
+  marks (nbval, `make test`'s second command, runs it too, but neither nbgrader's
+  executor nor its grading rule: a check cell scores 0 on an error, any stderr output or a
+  numeric result);
+- the blank student edition scores zero: each blank answer raises NotImplementedError at
+  its stub, and every check cell then fails. Where the code proves it (the check reads a
+  name that only its answer binds, and names enter the notebook's namespace through its
+  own code alone), the blank copy is not run; the other checks, which hand a stub function
+  to a checker, run in the blank copy, as far as the last of them.
+
+Each teacher notebook thus runs twice in `make test`: under nbval and under nbgrader.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 import shutil
 import sys
@@ -18,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 from jupyter_client.manager import start_new_kernel
 
 from dham_lib.course.colab import colab_url
@@ -29,8 +39,10 @@ import student_edition as edition  # noqa: E402 (a script, not a package)
 
 STUDENT_DIR = NOTEBOOK_DIR / "student"
 IDS = [path.name for path in NOTEBOOKS]
-# What nbgrader puts in place of each answer (one per exercise, counted generously).
-STUB = Counter({"# YOUR CODE HERE": 99, "raise NotImplementedError()": 99})
+# What nbgrader puts in place of each answer, and its lines (one per exercise, counted
+# generously).
+STUB = "raise NotImplementedError()"
+STUB_LINES = Counter({"# YOUR CODE HERE": 99, STUB: 99})
 
 
 def _student(path: Path):
@@ -70,8 +82,15 @@ def test_every_teacher_notebook_has_a_student_copy_and_nothing_else():
     assert sorted(p.name for p in STUDENT_DIR.glob("*.ipynb")) == IDS
 
 
-def test_committed_student_edition_is_what_make_student_generates(tmp_path):
-    written = edition.generate(NOTEBOOKS, tmp_path)
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    """An nbgrader course folder of the teacher notebooks after ``generate_assignment``: the
+    student edition's release, and the gradebook that ``autograde`` grades against."""
+    return edition.release(NOTEBOOKS, tmp_path_factory.mktemp("course"))
+
+
+def test_committed_student_edition_is_what_make_student_generates(released, tmp_path):
+    written = edition.student_copies(NOTEBOOKS, released, tmp_path)
     for path in written:
         committed = (STUDENT_DIR / path.name).read_text(encoding="utf-8")
         assert path.read_text(encoding="utf-8") == committed, (
@@ -149,7 +168,7 @@ def test_every_prompt_names_the_variables_its_check_reads(path):
 def test_no_solution_code_and_no_outputs_in_the_student_copy(path):
     teacher, student = _teacher(path), _student(path)
     # Every student line is a line the teacher wrote outside a solution, or the stub.
-    allowed = _code_lines(teacher, solutions=False) + STUB
+    allowed = _code_lines(teacher, solutions=False) + STUB_LINES
     extra = _code_lines(student, solutions=False) - allowed
     assert not extra, f"{path.name}: lines not in the teacher's non-solution code: {extra}"
     assert _code_lines(teacher, solutions=True), f"{path.name}: no solution to hide"
@@ -160,71 +179,286 @@ def test_no_solution_code_and_no_outputs_in_the_student_copy(path):
     assert f"/notebooks/{path.name})" not in student.cells[0].source  # no link to solutions
 
 
-def _fails(client, source: str, where: str) -> str:
-    """Run ``source``, which must fail; return the error's text."""
-    with pytest.raises(RuntimeError) as error:
-        _run_cell(client, source, where)
-    return str(error.value)
+# --------------------------------------------- grading: the last two points of the docstring
+
+# What the kernel binds before the first cell runs (and ``_``, ``_3``, ... as cells run).
+KERNEL_NAMES = frozenset(dir(builtins)) | {"In", "Out", "get_ipython", "exit", "quit", "display"}
+# Calls that may bind names that no assignment shows: after one, the code proves nothing.
+NAMESPACE_WRITERS = frozenset({"globals", "locals", "vars", "exec", "eval"})
+# IPython magics (get_ipython().run_line_magic(name, ...)) that run no Python code.
+INERT_MAGICS = frozenset({"matplotlib", "pip", "cd", "env", "config"})
+TO_PYTHON = TransformerManager()  # IPython's own: magics become get_ipython() calls
+# Nodes whose evaluation always evaluates all their parts: no `and`, `or`, `x if c else y`,
+# chained comparison, assert message, lambda, comprehension or compound statement, whose
+# parts may be skipped.
+EVALUATES_ALL_ITS_PARTS = (
+    *(ast.Expr, ast.Assign, ast.Call, ast.keyword, ast.Starred),
+    *(ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Set, ast.Dict),
+    *(ast.BinOp, ast.UnaryOp, ast.JoinedStr, ast.FormattedValue),
+)
+
+
+def _grading(nb, role: str) -> list[int]:
+    """The cells nbgrader's metadata gives ``role``: "grade" (the checks) or "solution"."""
+    return [i for i, cell in enumerate(nb.cells) if cell.metadata.get("nbgrader", {}).get(role)]
+
+
+def _statements(source: str) -> list[ast.stmt]:
+    """The top-level statements of a code cell, its magics written as IPython runs them."""
+    return ast.parse(TO_PYTHON.transform_cell(source)).body
+
+
+def _bound(statements: list[ast.stmt]) -> set[str]:
+    """Every name ``statements`` may bind, anywhere in them (counting too many is safe)."""
+    names = set()
+    for node in (node for statement in statements for node in ast.walk(statement)):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+        elif isinstance(node, ast.alias):  # import a.b as c
+            names.add((node.asname or node.name).split(".")[0])
+        else:  # def, class, `except ... as`, match captures
+            names.update(getattr(node, key, None) for key in ("name", "rest"))
+    return {name for name in names if isinstance(name, str)}
+
+
+def _evaluated(node: ast.AST):
+    """``node`` and every node that evaluating it always evaluates."""
+    yield node
+    if isinstance(node, EVALUATES_ALL_ITS_PARTS):
+        for child in ast.iter_child_nodes(node):
+            yield from _evaluated(child)
+
+
+def _writes_namespace(statements: list[ast.stmt]) -> bool:
+    """Whether ``statements`` may bind names out of sight: a star import, ``globals()``,
+    ``exec``, a magic that runs Python code (``%run``, ``%time``...)."""
+    for node in (node for statement in statements for node in ast.walk(statement)):
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            return True
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in NAMESPACE_WRITERS:
+            return True
+        magic = getattr(node.func, "attr", None) if isinstance(node, ast.Call) else None
+        if magic in ("run_line_magic", "run_cell_magic"):
+            name = (
+                node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+            )
+            if name not in INERT_MAGICS:
+                return True
+    return False
+
+
+def _is_stub_function(statement: ast.stmt) -> bool:
+    """Whether ``statement`` defines a function whose body is the stub after a docstring."""
+    if not isinstance(statement, ast.FunctionDef) or statement.decorator_list:
+        return False
+    *docstring, last = statement.body
+    constants = [
+        isinstance(line, ast.Expr) and isinstance(line.value, ast.Constant) for line in docstring
+    ]
+    return ast.unparse(last) == STUB and all(constants)
+
+
+def _before_the_stub(statements: list[ast.stmt]) -> list[ast.stmt] | None:
+    """The statements of a blank answer that run before it raises NotImplementedError: its
+    stub at the top level, or a call there of a function whose body is the stub; None if
+    the cell may run to its end."""
+    stubs = set()
+    for k, statement in enumerate(statements):
+        calls = [node.func for node in _evaluated(statement) if isinstance(node, ast.Call)]
+        if ast.unparse(statement) == STUB or stubs & {getattr(f, "id", None) for f in calls}:
+            return statements[:k]
+        if _is_stub_function(statement):
+            stubs.add(statement.name)
+        else:
+            stubs -= _bound([statement])
+    return None
+
+
+def _unbound_read(statements: list[ast.stmt], bound: set[str]) -> str | None:
+    """A name that ``statements`` always read and that nothing binds before (neither
+    ``bound``, nor they, nor the kernel): a NameError there at the latest; None if none."""
+    bound = set(bound)
+    for statement in statements:
+        if _writes_namespace([statement]):
+            return None
+        binds = _bound([statement])
+        reads = [
+            node.id
+            for node in _evaluated(statement)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+        ]
+        known = bound | binds | KERNEL_NAMES
+        unbound = [name for name in reads if name not in known and not name.startswith("_")]
+        if unbound:
+            return unbound[0]
+        bound |= binds
+    return None
+
+
+def _name_errors(nb) -> dict[int, str | None]:
+    """For each check cell of the blank edition ``nb``, the name it reads that nothing run
+    before it has bound, so that run top to bottom on past errors (as nbgrader runs a
+    submission) it fails there if not sooner; None where the code alone does not prove it.
+
+    Counts every name a cell may bind, and only what runs of an answer before its stub;
+    assumes that names enter the notebook's namespace through its own code alone."""
+    checks, answers = set(_grading(nb, "grade")), set(_grading(nb, "solution"))
+    proofs, bound = {}, set()
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        statements = _statements(cell.source)
+        if i in checks:
+            proofs[i] = None if bound is None else _unbound_read(statements, bound)
+        if i in answers and _before_the_stub(statements) is not None:
+            statements = _before_the_stub(statements)
+        if bound is not None:
+            bound = None if _writes_namespace(statements) else bound | _bound(statements)
+    return proofs
+
+
+def _run_on_past_errors(nb, through: int) -> dict[int, str]:
+    """Run the student copy ``nb`` top to bottom as far as cell ``through`` in a fresh
+    kernel, on past errors as nbgrader's autograde does; returns each failed cell's error."""
+    errors = {}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(STUDENT_DIR))
+    try:
+        for i, cell in enumerate(nb.cells[: through + 1]):
+            if cell.cell_type == "code":
+                try:
+                    _run_cell(client, cell.source, f"cell {i}")
+                except RuntimeError as error:
+                    errors[i] = str(error)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_each_blank_answer_stops_at_its_stub(path):
+    """So that nothing of the blank answer after its solution's place runs."""
+    student = _student(path)
+    for i in _grading(student, "solution"):
+        assert _before_the_stub(_statements(student.cells[i].source)) is not None, (
+            f"notebooks/student/{path.name}, cell {i}: the answer may run to its end; its "
+            f"stub ({STUB}) must be at the top level, or in a function called there"
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_each_check_fails_on_the_blank_answer_and_passes_on_the_teachers(path, monkeypatch):
-    """One fresh kernel runs the teacher notebook top to bottom; at each exercise it first
-    runs the student's blank cell and the check (which must fail), then the teacher's
-    answer and the check again (which must pass)."""
+def test_every_check_fails_on_the_blank_edition(path, monkeypatch):
+    """What nbgrader's autograde gives the blank edition, 0: every check cell fails."""
     monkeypatch.setenv("DHAM_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    teacher, student = _teacher(path), _student(path)
-    pairs = dict(edition.exercises(teacher))
-    checks = set(pairs.values())
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(NOTEBOOK_DIR))
-    try:
-        for i, cell in enumerate(teacher.cells):
-            if cell.cell_type != "code" or i in checks:
-                continue
-            where = f"{path.name}, cell {i}"
-            if i not in pairs:
-                _run_cell(client, cell.source, where)
-                continue
-            check = teacher.cells[pairs[i]].source
-            assert "NotImplementedError" in _fails(client, student.cells[i].source, where)
-            _fails(client, check, f"{where}: the check after the blank answer")
-            _run_cell(client, cell.source, where)
-            _run_cell(client, check, f"{where}: the check after the teacher's answer")
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    student = _student(path)
+    proofs = _name_errors(student)
+    unproven = [i for i, name in proofs.items() if name is None]
+    if unproven:
+        errors = _run_on_past_errors(student, through=max(unproven))
+        passed = [i for i in proofs if i <= max(unproven) and i not in errors]
+        assert not passed, f"notebooks/student/{path.name}: check cells {passed} pass blank"
 
 
-def _scores(root: Path) -> dict[str, tuple[float, float]]:
-    from nbgrader.api import Gradebook
+def _notebook(cells: list[tuple[str, str]]):
+    """A notebook of code cells ``(source, nbgrader role: "solution", "grade" or "")``."""
+    return nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(source, metadata={"nbgrader": {role: True}} if role else {})
+            for source, role in cells
+        ]
+    )
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        submissions = {s: gradebook.find_submission(edition.ASSIGNMENT, s) for s in SUBMITTERS}
-        return {s: (sub.score, sub.max_score) for s, sub in submissions.items()}
+
+def _run_in_python(nb) -> dict[int, BaseException]:
+    """Run ``nb``'s cells in one namespace, on past errors; returns each cell's error."""
+    namespace, errors = {}, {}
+    for i, cell in enumerate(nb.cells):
+        try:
+            exec(compile(cell.source, f"cell {i}", "exec"), namespace)
+        except Exception as error:  # noqa: BLE001 (an error is the outcome here)
+            errors[i] = error
+    return errors
 
 
-SUBMITTERS = {"teacher": NOTEBOOK_DIR, "blank": STUDENT_DIR}
+GIVEN_AND_ANSWER = ("given = 1\n" + STUB + "\nanswer = 2", "solution")
+FUNCTION_ANSWER = (f'def mine(x):\n    """Doc."""\n    {STUB}\n\n\nresult = mine(1)', "solution")
+PROVER_CASES = {  # cells, and the name each check's proof names (None: it passes blank)
+    "the answer's name": ([GIVEN_AND_ANSWER, ("print(answer)", "grade")], ["answer"]),
+    "a given": ([GIVEN_AND_ANSWER, ("print(given)", "grade")], [None]),
+    "bound before": ([("answer = 2", ""), GIVEN_AND_ANSWER, ("print(answer)", "grade")], [None]),
+    "after `or`": ([GIVEN_AND_ANSWER, ("print(True or answer)", "grade")], [None]),
+    "chained": ([GIVEN_AND_ANSWER, ("print(2 < 1 < answer)", "grade")], [None]),
+    "an assert": ([GIVEN_AND_ANSWER, ("assert True, answer", "grade")], [None]),
+    "walrus": ([GIVEN_AND_ANSWER, ("print((answer := 2), answer)", "grade")], [None]),
+    "after a call": ([FUNCTION_ANSWER, ("print(mine)\nprint(result)", "grade")], ["result"]),
+    "a checker": ([FUNCTION_ANSWER, ("print(callable(mine))", "grade")], [None]),
+    "globals()": ([("globals()['answer'] = 2", ""), GIVEN_AND_ANSWER, ("answer", "grade")], [None]),
+    "global": (
+        [
+            ("def f():\n    global answer\n    answer = 2\n\n\nf()", ""),
+            GIVEN_AND_ANSWER,
+            ("answer", "grade"),
+        ],
+        [None],
+    ),
+}
+
+
+@pytest.mark.parametrize("cells, names", PROVER_CASES.values(), ids=PROVER_CASES)
+def test_the_blank_proof_names_exactly_the_name_errors_python_raises(cells, names):
+    """Where the proof names a name, Python's run of the cells stops the check with a
+    NameError on it; where it names none, the check passes, so the proof had to abstain."""
+    nb = _notebook(cells)
+    proofs = _name_errors(nb)
+    assert list(proofs.values()) == names
+    errors = _run_in_python(nb)
+    for check, name in proofs.items():
+        if name is None:
+            assert check not in errors, f"an abstention that was not needed: {errors[check]!r}"
+        else:
+            assert isinstance(errors[check], NameError) and f"'{name}'" in str(errors[check])
+
+
+@pytest.mark.parametrize(
+    "source, writes",
+    [
+        ("%matplotlib inline\n!ls", False),
+        ("%time answer = 2", True),
+        ("from math import *", True),
+        ("exec('answer = 2')", True),
+    ],
+)
+def test_only_code_that_may_bind_names_out_of_sight_stops_the_proof(source, writes):
+    assert _writes_namespace(_statements(source)) is writes
 
 
 @pytest.mark.slow
-def test_autograde_full_marks_for_the_teacher_and_zero_for_the_blank(tmp_path, monkeypatch):
+def test_autograde_gives_the_teacher_edition_full_marks(released, monkeypatch):
+    """The teacher edition submitted as a student's; nbgrader runs and grades it."""
+    from nbgrader.api import Gradebook
+
     monkeypatch.setenv("DHAM_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    root = edition.course_folder(NOTEBOOKS, tmp_path)
-    edition.nbgrader("generate_assignment", edition.ASSIGNMENT, "--force", root=root)
-    for student, folder in SUBMITTERS.items():
-        submitted = root / "submitted" / student / edition.ASSIGNMENT
-        submitted.mkdir(parents=True)
-        for path in NOTEBOOKS:
-            shutil.copy(folder / path.name, submitted / path.name)
+    submitted = released / "submitted" / "teacher" / edition.ASSIGNMENT
+    submitted.mkdir(parents=True)
+    for path in NOTEBOOKS:
+        shutil.copy(path, submitted / path.name)
     # Raises with nbgrader's output if it fails.
     edition.nbgrader(
-        "autograde", edition.ASSIGNMENT, "--force", "--ExecutePreprocessor.timeout=600", root=root
+        "autograde",
+        edition.ASSIGNMENT,
+        "--force",
+        "--ExecutePreprocessor.timeout=600",
+        root=released,
     )
     exercises = sum(len(edition.exercises(_teacher(path))) for path in NOTEBOOKS)
-    assert _scores(root) == {"teacher": (exercises, exercises), "blank": (0.0, exercises)}
+    with Gradebook(f"sqlite:///{released / 'gradebook.db'}") as gradebook:
+        teacher = gradebook.find_submission(edition.ASSIGNMENT, "teacher")
+        assert (teacher.score, teacher.max_score) == (exercises, exercises)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
