@@ -1,10 +1,9 @@
-"""Reading results back as pandas tables: means over seeds, the width verdict.
+"""Reading results back as pandas tables: means over seeds, intervals, the width verdict.
 
-``load_results`` reads a table that :func:`dham_lib.study.runs.sweep` exported (one row per
-run, flat columns; a clean canvas has ``snr_db = inf``, an infinite SNR; a setting that a
-model lacks is NaN); ``summarise`` averages over seeds, and ``narrowest_widths`` answers the
-original's claim: for each SNR, the narrowest attention width whose accuracy reaches a
-fraction of the oracle's at that SNR (notebook 05). ``report`` prints it all for a folder.
+``load_results`` reads a table that :func:`dham_lib.study.runs.sweep` exported (a row per run,
+flat columns; a clean canvas has ``snr_db = inf``; a setting a model lacks is NaN).
+``narrowest_widths`` answers the original's claim per SNR (notebook 05); ``report`` prints
+it all for a folder.
 """
 
 from __future__ import annotations
@@ -38,17 +37,6 @@ SWEEP_FILES = ("sweep_validated.csv", "sweep.csv")
 _RUN_COLUMNS = {"model", "seed", "snr_db", "test_acc"}
 
 
-def int_settings() -> list[str]:
-    """The settings whose values are ints, by their config dataclasses' field types."""
-    configs = [DataConfig, TrainConfig, *(model.Config for model in MODELS.values())]
-    return [
-        name
-        for config in configs
-        for name, kind in typing.get_type_hints(config).items()
-        if kind in (int, int | None)
-    ]
-
-
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """The runs of a results table, one row each; raises if it is missing."""
     if not os.path.exists(path):
@@ -56,9 +44,12 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.read_csv(path)
     if "width" not in frame:  # a table of models without a width setting
         frame["width"] = np.nan
-    for name in set(int_settings()) & set(frame.columns):
-        # Whole numbers stay whole where a model lacks the setting (pandas' missing int).
-        frame[name] = frame[name].astype("Int64")
+    configs = [DataConfig, TrainConfig, *(model.Config for model in MODELS.values())]
+    for config in configs:
+        for name, kind in typing.get_type_hints(config).items():
+            if name in frame and kind in (int, int | None):
+                # Whole numbers stay whole where a model lacks the setting (pandas' missing int).
+                frame[name] = frame[name].astype("Int64")
     frame["snr_db"] = frame["snr_db"].fillna(CLEAN)  # an empty SNR field is a clean canvas
     return frame
 
@@ -85,13 +76,15 @@ def summarise(
     return summary.reset_index()
 
 
-def _dham_against_oracle(frame: pd.DataFrame, fraction: float, metric: str = "test_acc"):
-    """DHAM's runs at SNRs the oracle has run at, and the oracle's mean ``metric`` per SNR."""
+def _dham_runs(frame: pd.DataFrame, fraction: float, metric: str = "test_acc") -> pd.DataFrame:
+    """DHAM's runs at SNRs the oracle has run at, with ``bar`` (``fraction`` of the oracle's
+    mean ``metric`` at the run's SNR) and ``locked`` (whether the run reached it)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     oracle = frame[frame["model"] == "oracle"].groupby("snr_db")[metric].mean()
     dham = frame[(frame["model"] == "dham") & frame["snr_db"].isin(oracle.index)]
-    return dham, oracle
+    bar = fraction * dham["snr_db"].map(oracle)
+    return dham.assign(bar=bar, locked=dham[metric] >= bar)
 
 
 def narrowest_widths(
@@ -100,20 +93,19 @@ def narrowest_widths(
     """For each SNR, the narrowest DHAM width whose accuracy over seeds reaches
     ``fraction`` of the oracle's mean accuracy at that SNR (None if no width tried does).
 
-    ``statistic="mean"`` asks that the width works on average over seeds (reliably);
-    ``"best"`` that its best seed does, i.e. that the width *can* work, whatever the
-    luck of training. Keys are the SNRs in dB (``inf`` for clean, first) that have both
-    DHAM and oracle results; an SNR whose oracle has not run yet is left out.
+    ``statistic="mean"``: the width works on average over seeds; ``"best"``: its best seed
+    does (the width *can* work). Keys: the SNRs in dB (``inf``, clean, first) with both DHAM
+    and oracle results (notebook 05).
     """
     _checks.option("statistic", statistic, ("mean", "best"))
-    dham, oracle = _dham_against_oracle(frame, fraction)
-    score = dham.groupby(["snr_db", "width"])["test_acc"].agg(
-        "mean" if statistic == "mean" else "max"
+    dham = _dham_runs(frame, fraction)
+    score = dham.groupby(["snr_db", "width"]).agg(
+        score=("test_acc", "mean" if statistic == "mean" else "max"), bar=("bar", "first")
     )
     verdict = {}
     for snr in sorted(dham["snr_db"].unique(), reverse=True):
         widths = score.loc[snr]
-        hits = widths.index[widths >= fraction * oracle[snr]]
+        hits = widths.index[widths["score"] >= widths["bar"]]
         verdict[float(snr)] = int(hits.min()) if len(hits) else None
     return verdict
 
@@ -122,16 +114,12 @@ def runs_reaching(
     frame: pd.DataFrame, fraction: float = 0.9, group: str = "snr_db"
 ) -> dict[float, tuple[int, int]]:
     """How many single DHAM runs reached ``fraction`` of the oracle's mean accuracy at
-    their SNR: ``{key: (reached, runs)}`` per SNR (``group="snr_db"``, clean first) or
-    per attention width (``group="width"``), over everything else in ``frame``.
-
-    A run far below it is one whose attention never locked on to the digit, so this
-    counts lock-on failures, which a mean over seeds would blur. Runs at an SNR
-    without an oracle result are left out.
+    their SNR (:func:`locked_on`): ``{key: (reached, runs)}`` per SNR (``group="snr_db"``,
+    clean first) or per attention width (``group="width"``); notebook 05.
     """
     _checks.option("group", group, ("snr_db", "width"))
-    dham, _ = _dham_against_oracle(frame, fraction)
-    counts = locked_on(frame, fraction).groupby(dham[group]).agg(["sum", "count"])
+    dham = _dham_runs(frame, fraction)
+    counts = dham["locked"].groupby(dham[group]).agg(["sum", "count"])
     order = sorted(counts.index, reverse=group == "snr_db")
     return {key: (int(counts.loc[key, "sum"]), int(counts.loc[key, "count"])) for key in order}
 
@@ -139,10 +127,9 @@ def runs_reaching(
 def mean_interval(
     mean: float, std: float, n: int, level: float = 0.95, share: bool = False
 ) -> tuple[float, float]:
-    """The ``level`` interval of a mean over ``n`` seeds from their ``std`` (Student's t),
-    for a summary that kept only those; ``(mean, mean)`` for a single seed, which has no
-    spread to judge by. With ``share`` (an accuracy, an IoU) it stops at 0 and 1, which a t
-    interval knows nothing of. The error bars of notebooks 05 and 07."""
+    """The ``level`` interval (Student's t) of a mean over ``n`` seeds from their ``std``;
+    ``(mean, mean)`` for one seed or no spread. With ``share`` (an accuracy, an IoU) it
+    stops at 0 and 1. The error bars of notebooks 05 and 07."""
     from scipy import stats
 
     if n < 2 or std == 0:  # scipy's t wants a spread
@@ -154,11 +141,9 @@ def mean_interval(
 def bootstrap_interval(
     values, level: float = 0.95, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (NaNs left out), seeded.
-
-    One value gives a zero-width interval and none gives ``(nan, nan)``: with few seeds
-    the interval is as wide as their spread, no wider, so read it beside ``n``.
-    """
+    """Percentile bootstrap interval of the mean of ``values`` (NaNs left out), seeded;
+    ``(nan, nan)`` for none. With few seeds it is no wider than their spread: read it beside
+    ``n``."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
@@ -170,13 +155,9 @@ def bootstrap_interval(
 
 
 def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
-    """The difference of the means of two sets of runs, ``mean(a) - mean(b)``, with its
-    ``level`` interval (Welch's t: the two spreads need not be equal); NaNs left out.
-
-    ``(difference, low, high)``; with fewer than two runs on either side there is no spread
-    to judge by and the interval is NaN. Notebook 07 reads a comparison of models by it:
-    a difference counts when its interval leaves out 0.
-    """
+    """``(mean(a) - mean(b), low, high)``: the difference of two sets of runs' means with
+    its ``level`` interval (Welch's t), NaNs left out; a NaN interval with fewer than two
+    runs on either side."""
     from scipy import stats
 
     a, b = (np.asarray(values, dtype=float) for values in (a, b))
@@ -193,14 +174,12 @@ def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]
 def differences_from(
     frame: pd.DataFrame, reference: str = "dham", metric: str = "test_acc"
 ) -> pd.DataFrame:
-    """``metric`` of the ``reference`` model's runs minus each other model's (and width's),
-    with Welch's interval (:func:`difference_interval`) and a verdict in words.
+    """``metric`` of the ``reference`` model's runs minus each other (model, width)'s, with
+    :func:`difference_interval` and a verdict (notebook 07).
 
-    ``frame``: the runs of one comparison, a row per run, with one setting of the
-    reference model. Columns: model, width, difference, low, high, runs (of the other
-    model), verdict ("a tie" when the interval holds 0, else "<reference> ahead" or
-    "<reference> behind"; "no interval (one run)" when either side has a single run).
-    Notebook 07 reads its comparisons by it.
+    ``frame``: a row per run, one setting of the reference model. Columns: model, width,
+    difference, low, high, runs (of the other model), verdict ("a tie", "<reference> ahead",
+    "<reference> behind" or "no interval (one run)").
     """
     mine = frame.loc[frame["model"] == reference, metric]
     rows = []
@@ -233,8 +212,7 @@ def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_ac
     """Whether each DHAM run locked on: its ``metric`` reached ``fraction`` of the oracle's
     mean at its SNR (a run far below never found the digit). Indexed like ``frame``'s DHAM
     runs at SNRs where the oracle has run."""
-    dham, oracle = _dham_against_oracle(frame, fraction, metric)
-    return dham[metric] >= fraction * dham["snr_db"].map(oracle)
+    return _dham_runs(frame, fraction, metric)["locked"]
 
 
 def lock_on_summary(
@@ -247,14 +225,12 @@ def lock_on_summary(
     """Per DHAM group (``by``: width and SNR, or e.g. canvas and canvas curriculum): lock-on
     failures apart from accuracy once locked on (notebooks 05 and 07).
 
-    Columns: the ``by`` columns, ``runs``, ``failures`` and the failure rate with its
-    Wilson interval (``fail_rate``, ``fail_low``, ``fail_high``); the mean ``metric`` over
-    every run and over the runs that locked on, each with a bootstrap interval (``acc``,
-    ``acc_low``, ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``). A
-    mean of one 93% run and one 12% run is no cell value; the two numbers together are.
+    Columns: the ``by`` columns, ``runs``, ``failures``, the failure rate with its Wilson
+    interval (``fail_rate``, ``fail_low``, ``fail_high``); the mean ``metric`` of every run
+    and of the runs that locked on, with bootstrap intervals (``acc``, ``acc_low``,
+    ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``).
     """
-    dham, _ = _dham_against_oracle(frame, fraction)
-    dham = dham.assign(locked=locked_on(frame, fraction, metric))
+    dham = _dham_runs(frame, fraction, metric)
     rows = []
     for key, runs in dham.groupby(list(by)):
         failures = int((~runs["locked"]).sum())
@@ -284,9 +260,7 @@ def lock_on_summary(
 
 
 def lock_on_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of :func:`lock_on_summary`: per group (its columns before ``runs``),
-    the failed runs with their Wilson interval and the accuracy of the runs that locked on
-    with its bootstrap interval, in % (notebooks 05 and 07)."""
+    """A Markdown table of :func:`lock_on_summary`, in % (notebooks 05 and 07)."""
     if table.empty:
         raise ValueError("table must hold at least one row")
 
@@ -316,50 +290,45 @@ def lock_on_markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
+def _logit_term(formula: str, term: str, data: pd.DataFrame) -> tuple[float, ...]:
+    """A logistic regression's coefficient of ``term``: ``(estimate, low, high, p)``, 95%."""
+    import statsmodels.formula.api as smf
+
+    fit = smf.logit(formula, data=data).fit(disp=False)
+    low, high = fit.conf_int().loc[term]
+    return float(fit.params[term]), float(low), float(high), float(fit.pvalues[term])
+
+
 def width_trend_test(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc"):
     """Does width help lock-on more as the SNR falls? A logistic regression on noisy runs.
 
-    ``locked ~ log2(width) * snr_db`` over DHAM's runs at finite SNRs (statsmodels). The
-    original's claim predicts a negative interaction: the gain per doubling of width grows
-    as the SNR falls. Returns a dict: ``interaction`` (its coefficient), ``low``, ``high``
-    (95% interval), ``p_value`` (two-sided), ``runs``, ``failures``; the width's effect on
-    its own, from ``locked ~ log2(width) + snr_db`` (``width_effect``, ``width_low``,
-    ``width_high``, ``width_p``: does width help at every SNR alike?); and ``verdict``, two
-    sentences in plain words. With no failure at all there is nothing to fit, and it says so.
+    ``locked ~ log2(width) * snr_db`` over DHAM's runs at finite SNRs (statsmodels); the
+    original's claim predicts a negative interaction. Returns a dict: ``interaction``,
+    ``low``, ``high`` (95% interval), ``p_value``, ``runs``, ``failures``; the width's own
+    effect from ``locked ~ log2(width) + snr_db`` (``width_effect``, ``width_low``,
+    ``width_high``, ``width_p``); ``verdict``, two sentences (notebook 05). With no failure
+    (or no success) there is nothing to fit, and the verdict says so.
     """
-    import statsmodels.formula.api as smf
-
-    dham, _ = _dham_against_oracle(frame, fraction)
-    data = dham.assign(locked=locked_on(frame, fraction, metric).astype(int))
-    data = data[np.isfinite(data["snr_db"])].assign(log2_width=lambda d: np.log2(d["width"]))
+    data = _dham_runs(frame, fraction, metric)
+    data = data[np.isfinite(data["snr_db"])].assign(
+        locked=lambda d: d["locked"].astype(int), log2_width=lambda d: np.log2(d["width"])
+    )
     failures = int((data["locked"] == 0).sum())
     result = {"runs": len(data), "failures": failures}
     if failures == 0 or failures == len(data):
         verdict = "every run" if failures == 0 else "no run"
         return {**result, "verdict": f"Nothing to test: {verdict} locked on at the noisy SNRs."}
-    fit = smf.logit("locked ~ log2_width * snr_db", data=data).fit(disp=False)
-    name = "log2_width:snr_db"
-    low, high = fit.conf_int().loc[name]
-    result.update(
-        interaction=float(fit.params[name]),
-        low=float(low),
-        high=float(high),
-        p_value=float(fit.pvalues[name]),
-    )
+    interaction = _logit_term("locked ~ log2_width * snr_db", "log2_width:snr_db", data)
+    own = _logit_term("locked ~ log2_width + snr_db", "log2_width", data)
+    result.update(zip(("interaction", "low", "high", "p_value"), interaction, strict=True))
+    result.update(zip(("width_effect", "width_low", "width_high", "width_p"), own, strict=True))
+    (_, low, high, _), (_, width_low, width_high, _) = interaction, own
     if high < 0:
         words = "supports the claim: each doubling of width helps lock-on more at lower SNR"
     elif low > 0:
         words = "contradicts the claim: width helps lock-on less as the SNR falls"
     else:
         words = "cannot tell: the interval of the width-by-SNR effect includes zero"
-    additive = smf.logit("locked ~ log2_width + snr_db", data=data).fit(disp=False)
-    width_low, width_high = additive.conf_int().loc["log2_width"]
-    result.update(
-        width_effect=float(additive.params["log2_width"]),
-        width_low=float(width_low),
-        width_high=float(width_high),
-        width_p=float(additive.pvalues["log2_width"]),
-    )
     if width_low > 0:
         alone = "wider networks lock on more often"
     elif width_high < 0:
