@@ -231,10 +231,16 @@ def _evaluated(node: ast.AST):
             yield from _evaluated(child)
 
 
-def _writes_namespace(statements: list[ast.stmt]) -> bool:
-    """Whether ``statements`` may bind names out of sight: a star import, ``globals()``,
-    ``exec``, a magic that runs Python code (``%run``, ``%time``...)."""
-    for node in (node for statement in statements for node in ast.walk(statement)):
+def _writes_namespace(source: str, bound: set[str]) -> bool:
+    """Whether the code cell ``source`` may bind names out of sight, given the names
+    ``bound`` before it: a star import, ``globals()``, ``exec``, a magic that runs Python
+    code (``%run``, ``%time``...), or a one-line cell that IPython may run as a magic
+    (automagic: its first name is a magic's, and not bound)."""
+    python = TO_PYTHON.transform_cell(source)
+    first_name = re.match(r"\s*([A-Za-z_]\w*)", python)
+    if len(python.splitlines()) == 1 and first_name and first_name[1] not in bound | KERNEL_NAMES:
+        return True
+    for node in ast.walk(ast.parse(python)):
         if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
             return True
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in NAMESPACE_WRITERS:
@@ -260,15 +266,15 @@ def _is_stub_function(statement: ast.stmt) -> bool:
     return ast.unparse(last) == STUB and all(constants)
 
 
-def _before_the_stub(statements: list[ast.stmt]) -> list[ast.stmt] | None:
-    """The statements of a blank answer that run before it raises NotImplementedError: its
-    stub at the top level, or a call there of a function whose body is the stub; None if
+def _stub_at(statements: list[ast.stmt]) -> int | None:
+    """The index of the top-level statement of a blank answer that raises
+    NotImplementedError: its stub, or a call of a function whose body is the stub; None if
     the cell may run to its end."""
     stubs = set()
     for k, statement in enumerate(statements):
         calls = [node.func for node in _evaluated(statement) if isinstance(node, ast.Call)]
         if ast.unparse(statement) == STUB or stubs & {getattr(f, "id", None) for f in calls}:
-            return statements[:k]
+            return k
         if _is_stub_function(statement):
             stubs.add(statement.name)
         else:
@@ -281,8 +287,6 @@ def _unbound_read(statements: list[ast.stmt], bound: set[str]) -> str | None:
     ``bound``, nor they, nor the kernel): a NameError there at the latest; None if none."""
     bound = set(bound)
     for statement in statements:
-        if _writes_namespace([statement]):
-            return None
         binds = _bound([statement])
         reads = [
             node.id
@@ -309,13 +313,19 @@ def _name_errors(nb) -> dict[int, str | None]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
+        if bound is not None and _writes_namespace(cell.source, bound):
+            bound = None
         statements = _statements(cell.source)
         if i in checks:
             proofs[i] = None if bound is None else _unbound_read(statements, bound)
-        if i in answers and _before_the_stub(statements) is not None:
-            statements = _before_the_stub(statements)
+        if i in answers and (stub := _stub_at(statements)) is not None:
+            # What runs before the stub raises: the statements above it, any `:=` in its own.
+            walrus = [
+                node for node in ast.walk(statements[stub]) if isinstance(node, ast.NamedExpr)
+            ]
+            statements = statements[:stub] + walrus
         if bound is not None:
-            bound = None if _writes_namespace(statements) else bound | _bound(statements)
+            bound |= _bound(statements)
     return proofs
 
 
@@ -342,7 +352,7 @@ def test_each_blank_answer_stops_at_its_stub(path):
     """So that nothing of the blank answer after its solution's place runs."""
     student = _student(path)
     for i in _grading(student, "solution"):
-        assert _before_the_stub(_statements(student.cells[i].source)) is not None, (
+        assert _stub_at(_statements(student.cells[i].source)) is not None, (
             f"notebooks/student/{path.name}, cell {i}: the answer may run to its end; its "
             f"stub ({STUB}) must be at the top level, or in a function called there"
         )
@@ -385,7 +395,8 @@ def _run_in_python(nb) -> dict[int, BaseException]:
 
 
 GIVEN_AND_ANSWER = ("given = 1\n" + STUB + "\nanswer = 2", "solution")
-FUNCTION_ANSWER = (f'def mine(x):\n    """Doc."""\n    {STUB}\n\n\nresult = mine(1)', "solution")
+STUB_FUNCTION = f'def mine(x):\n    """Doc."""\n    {STUB}\n\n'
+FUNCTION_ANSWER = (STUB_FUNCTION + "\nresult = mine(1)", "solution")
 PROVER_CASES = {  # cells, and the name each check's proof names (None: it passes blank)
     "the answer's name": ([GIVEN_AND_ANSWER, ("print(answer)", "grade")], ["answer"]),
     "a given": ([GIVEN_AND_ANSWER, ("print(given)", "grade")], [None]),
@@ -396,6 +407,10 @@ PROVER_CASES = {  # cells, and the name each check's proof names (None: it passe
     "walrus": ([GIVEN_AND_ANSWER, ("print((answer := 2), answer)", "grade")], [None]),
     "after a call": ([FUNCTION_ANSWER, ("print(mine)\nprint(result)", "grade")], ["result"]),
     "a checker": ([FUNCTION_ANSWER, ("print(callable(mine))", "grade")], [None]),
+    "`:=` before the stub": (
+        [(STUB_FUNCTION + "\nprint((answer := 2), mine(answer))", "solution"), ("answer", "grade")],
+        [None],
+    ),
     "globals()": ([("globals()['answer'] = 2", ""), GIVEN_AND_ANSWER, ("answer", "grade")], [None]),
     "global": (
         [
@@ -430,10 +445,12 @@ def test_the_blank_proof_names_exactly_the_name_errors_python_raises(cells, name
         ("%time answer = 2", True),
         ("from math import *", True),
         ("exec('answer = 2')", True),
+        ("history", True),  # automagic: %history
+        ("print(answer)", False),
     ],
 )
 def test_only_code_that_may_bind_names_out_of_sight_stops_the_proof(source, writes):
-    assert _writes_namespace(_statements(source)) is writes
+    assert _writes_namespace(source, bound=set()) is writes
 
 
 @pytest.mark.slow
