@@ -1,12 +1,9 @@
 """The command line: ``python -m dham_lib train|sweep|report|export ...`` (``--help`` on each).
 
-Every setting's option is generated from its config dataclass (its type, default, help and
-choices: ``dham_lib.models``' model configs, ``runs.DataConfig``, ``runs.TrainConfig``), so
-a new setting appears here by being added there. An option names the setting of that name
-in every config that has it; a sweep's axes (models, widths, SNRs, seeds) take lists.
-``train`` writes into its output folder the run's record (``record.json``), a checkpoint
-(with its ``.sha256``) and figures; ``sweep`` trains a grid of runs, one record each,
-beside a table that it exports; ``export`` regenerates tables from their records.
+Every setting's option is generated from its config dataclass (type, default, help, choices:
+the model configs, ``runs.DataConfig``, ``runs.TrainConfig``), so a new setting appears here
+by being added there; an option sets the setting of that name in every config that has it.
+A sweep's axes (models, widths, SNRs, seeds) take lists.
 """
 
 from __future__ import annotations
@@ -55,30 +52,18 @@ def _number(text: str) -> float:
     return int(value) if value.is_integer() else value
 
 
-def _amount(positive: bool):
-    """A type for a number > 0 (``positive``) or >= 0: a Ray task's CPUs or GPUs."""
+def _at_least(minimum: int, convert=int, strict: bool = False):
+    """A type for an int (or, with ``convert=_number``, a number) >= ``minimum`` (> if
+    ``strict``)."""
 
     def parse(text: str) -> float:
-        value = _number(text)
-        if value < 0 or (positive and value == 0):
-            raise argparse.ArgumentTypeError(
-                f"expected a number {'>' if positive else '>='} 0, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
-def _integer(minimum: int):
-    """A type for an int >= ``minimum``."""
-
-    def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        if value < minimum or (strict and value == minimum):
+            kind, sign = "an integer" if convert is int else "a number", ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"expected {kind} {sign} {minimum}, got {text!r}")
         return value
 
     return parse
@@ -126,18 +111,34 @@ def _option(name: str, field: dataclasses.Field, kind) -> dict:
     elif base == {bool}:
         keywords["type"] = _flag
     elif base == {int}:
-        keywords["type"] = _integer(field.metadata.get("minimum", 1))
+        keywords["type"] = _at_least(field.metadata.get("minimum", 1))
     elif base == {float}:
         keywords["type"] = _number
     elif typing.get_origin(kind) is tuple:
-        keywords.update(type=_integer(1), nargs=len(typing.get_args(kind)))
+        keywords.update(type=_at_least(1), nargs=len(typing.get_args(kind)))
     if choices is not None:
         keywords["choices"] = choices
     return keywords
 
 
+def _add(group, name: str, keywords: dict, axes: bool, default=argparse.SUPPRESS) -> None:
+    """The option of setting ``name``; with ``axes``, a sweep's axis takes a list."""
+    if axes and name in AXES:
+        keywords["help"] = keywords["help"].split(" (default")[0] + " (%(default)s)"
+        group.add_argument(
+            AXES[name], dest=name, nargs="+", default=AXIS_DEFAULTS[name], **keywords
+        )
+    else:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default, **keywords)
+
+
 def add_setting_options(parser: argparse.ArgumentParser, axes: bool) -> None:
     """An option per setting, in groups; with ``axes``, a sweep's axes take lists."""
+    # The run's model and seed are no config's field.
+    run = parser.add_argument_group("run")
+    _add(run, "model", {"choices": list_models(), "help": "model (default: dham)"}, axes, "dham")
+    seed = {"type": _at_least(0), "help": "initial weights and training canvases (default: 0)"}
+    _add(run, "seed", seed, axes, 0)
     groups = {
         "data": parser.add_argument_group("data"),
         "training": parser.add_argument_group("training"),
@@ -146,14 +147,7 @@ def add_setting_options(parser: argparse.ArgumentParser, axes: bool) -> None:
     data, train = set(runs._fields(runs.DataConfig)), set(runs._fields(runs.TrainConfig))
     for name, (field, kind) in setting_fields().items():
         group = groups["data" if name in data else "training" if name in train else "model"]
-        keywords = _option(name, field, kind)
-        if axes and name in AXES:
-            keywords.update(nargs="+", default=AXIS_DEFAULTS[name])
-            keywords["help"] = keywords["help"].split(" (default")[0] + " (%(default)s)"
-            group.add_argument(AXES[name], dest=name, **keywords)
-        else:
-            flag = "--" + name.replace("_", "-")
-            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, **keywords)
+        _add(group, name, _option(name, field, kind), axes)
     running = parser.add_argument_group("running")
     running.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
     running.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -220,13 +214,8 @@ def run_sweep(args: argparse.Namespace):
     """Train the grid of runs that the options describe, resumably."""
     settings = given_settings(args, tuple(AXES))
     grid = _checked(runs.grid(args.model, args.width, args.snr_db, args.seed, **settings))
-    executor = make_executor(
-        args.executor,
-        address=args.address,
-        num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus,
-        max_retries=args.max_retries,
-    )
+    cluster = {name: getattr(args, name) for name in ("address", "num_cpus", "num_gpus")}
+    executor = make_executor(args.executor, max_retries=args.max_retries, **cluster)
     return runs.sweep(
         grid,
         args.out,
@@ -250,27 +239,26 @@ def run_export(args: argparse.Namespace) -> list[Path]:
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    cluster = parser.add_argument_group(
-        "where the runs train (ray: pip install -e '.[cluster]' first)"
-    )
-    cluster.add_argument(
+    """Where a sweep's runs train: here, or as the tasks of a Ray cluster."""
+    cluster = parser.add_argument_group("where the runs train (ray: pip install -e '.[cluster]')")
+    add = cluster.add_argument
+    add(
         "--executor",
         choices=EXECUTORS,
         default="local",
-        help="local: one run after the other in this process; ray: each run a task of a "
-        "Ray cluster (%(default)s)",
+        help="local: one run after the other "
+        "in this process; ray: each run a task of a Ray cluster (%(default)s)",
     )
-    cluster.add_argument(
+    add(
         "--address",
-        default=None,
-        help="Ray cluster to join: 'auto' (the one `ray start` started on this machine) or "
+        help="Ray cluster to join: 'auto' (the one `ray start` started here) or "
         "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
     )
-    cluster.add_argument("--num-cpus", type=_amount(True), default=1, help="CPUs per Ray task (1)")
-    cluster.add_argument("--num-gpus", type=_amount(False), default=0, help="GPUs per Ray task (0)")
-    cluster.add_argument(
+    add("--num-cpus", type=_at_least(0, _number, strict=True), default=1, help="CPUs per task (1)")
+    add("--num-gpus", type=_at_least(0, _number), default=0, help="GPUs per task (0)")
+    add(
         "--max-retries",
-        type=_integer(0),
+        type=_at_least(0),
         default=3,
         help="times Ray reruns a run whose worker died; a run that raises is reported (3)",
     )
@@ -289,8 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="train one run and write its record, checkpoint and figures",
         description="Train one run; write record.json, checkpoint.pt and figures into --out.",
     )
-    train.add_argument("--model", choices=list_models(), default="dham", help="(dham)")
-    train.add_argument("--seed", type=_integer(0), default=0, help="initial weights, canvases")
     add_setting_options(train, axes=False)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
@@ -301,23 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every run of the grid that has no record yet in the folder beside "
         "--out (a CSV named after it), then export --out from the records; kill it at any "
         "time and run the same command to resume.",
-    )
-    # The two axes that are no config's field: the run's model and its seed.
-    sweep.add_argument(
-        "--models",
-        dest="model",
-        nargs="+",
-        choices=list_models(),
-        default=AXIS_DEFAULTS["model"],
-        help="models to train (%(default)s)",
-    )
-    sweep.add_argument(
-        "--seeds",
-        dest="seed",
-        nargs="+",
-        type=_integer(0),
-        default=AXIS_DEFAULTS["seed"],
-        help="seeds: initial weights and training canvases (%(default)s)",
     )
     add_setting_options(sweep, axes=True)
     sweep.add_argument("--out", required=True, help="the table (CSV); records go beside it")
@@ -346,9 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="regenerate a folder's tables (CSV) from the records beside them",
         description="For every folder of records in RESULTS, write the table named after it.",
     )
-    export.add_argument(
-        "results", help="folder holding tables and their records, e.g. data/results"
-    )
+    export.add_argument("results", help="folder of tables and their records, e.g. data/results")
     export.set_defaults(handler=run_export)
     return parser
 
