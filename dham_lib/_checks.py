@@ -41,10 +41,15 @@ def tensor(
     return value
 
 
-def positive(name: str, value) -> float:
-    """Check that ``value`` is a real number greater than 0."""
+def _real(name: str, value) -> None:
+    """Check that ``value`` is an int or a float (a bool is not a number here)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+
+
+def positive(name: str, value) -> float:
+    """Check that ``value`` is a finite real number greater than 0."""
+    _real(name, value)
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return float(value)
@@ -52,8 +57,7 @@ def positive(name: str, value) -> float:
 
 def fraction(name: str, value) -> float:
     """Check that ``value`` is a real number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    _real(name, value)
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {value}")
     return float(value)
@@ -106,6 +110,24 @@ def same_shape(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> None
     if len(set(shapes)) != 1:
         listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
         raise ValueError(f"{', '.join(names)} must have the same shape, got {listed}")
+
+
+def same_batch(name: str, value, image: torch.Tensor, image_name: str) -> None:
+    """Check that ``value`` has the batch size of ``image``, naming both if not."""
+    if value.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"{name} must have the {image_name}'s batch size {image.shape[0]}, "
+            f"got shape {tuple(value.shape)}"
+        )
+
+
+def same_dtype_device(name: str, value, image: torch.Tensor, image_name: str) -> None:
+    """Check that ``value`` has the dtype and device of ``image``, naming both if not."""
+    if value.dtype != image.dtype or value.device != image.device:
+        raise TypeError(
+            f"{name} must match the {image_name}'s dtype and device ({image.dtype}, "
+            f"{image.device}), got ({value.dtype}, {value.device})"
+        )
 
 
 def writable_folder(name: str, folder: Path) -> Path:

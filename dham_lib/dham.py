@@ -62,11 +62,7 @@ class DHAM(nn.Module):
     ) -> tuple[torch.Tensor, AttentionParams]:
         _checks.tensor("image", image, ndim=4, finite=False)
         _, params = self.attention(logits)
-        if logits.shape[0] != image.shape[0]:
-            raise ValueError(
-                f"logits must have the image's batch size {image.shape[0]}, "
-                f"got shape {tuple(logits.shape)}"
-            )
+        _checks.same_batch("logits", logits, image, "image")
         glimpses = _sample_glimpses(image, *params, self.output_size, self.padding_mode)
         return glimpses, params
 

@@ -1,17 +1,10 @@
 """The classifiers the course trains and compares (derived in 04_clean_translated_mnist).
 
-Every model maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`:
-
-- ``DHAMClassifier``: attention convolutions -> DHAM glimpse -> small LeNet;
-- ``STNClassifier``: a localisation network -> affine glimpse -> the same LeNet;
-- ``PlainCNN``: a 4-layer CNN on the whole canvas, no glimpse (the baseline);
-- ``OracleClassifier``: the LeNet on the glimpse of the true box (the upper bound).
-
-Each model's settings live in its own frozen config dataclass (``DHAMConfig``, ...; the
-class's ``Config``), one field per setting with its default and help; ``model.settings``
-is that config and ``model.config`` the same as a JSON-able dict with the model's
-``name``, so that ``build_model(**model.config)`` rebuilds it (checkpoints rely on this).
-``MODELS`` is the registry, ``list_models()`` its names.
+Every model maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`. Each model's
+settings live in its own frozen config dataclass (its ``Config``): ``model.settings`` is
+that config, ``model.config`` it as a JSON-able dict with the model's ``name``, so that
+``build_model(**model.config)`` rebuilds it (checkpoints rely on this). ``MODELS`` is the
+registry, ``list_models()`` its names.
 """
 
 from __future__ import annotations
@@ -74,6 +67,7 @@ class Configured(nn.Module):
         if not isinstance(config, self.Config):
             raise TypeError(f"config must be a {self.Config.__name__}, got {type(config).__name__}")
         self.settings = updated(config, **settings)
+        self.in_channels = _checks.positive_int("in_channels", self.settings.in_channels)
 
     @property
     def config(self) -> dict:
@@ -81,29 +75,18 @@ class Configured(nn.Module):
 
 
 class AttentionNet(nn.Module):
-    """5x5 convolutions from the image to K attention logit maps: two, as in the original.
+    """``depth`` "same"-padded 5x5 convolutions (the original's two) from the image to K
+    attention logit maps: ``[B, C, H, W] -> [B, K, H', W']``.
 
-    ``[B, C, H, W] -> [B, K, H', W']``. "Same" padding keeps the map aligned with
-    the image (the original's unpadded convolutions shrank a 120-pixel image to a
-    112-pixel map). With ``stride = r > 1`` the image is first average-pooled by r,
-    so the map is ``ceil(H / r) x ceil(W / r)`` and costs about r^2 times less.
-    DHAM reads any map as spanning the whole image (its corner pixel centres are
-    normalised +-1), while a pooled pixel's centre sits (r - 1) / 2 image pixels
-    inside the corner: positions read off such a map are off by at most r / 2
-    image pixels. This model does not correct for it.
-
-    ``uniform_start=True`` zeroes the last convolution, so the first PMF is
-    uniform and the first glimpse covers most of the canvas (like an STN's
-    identity start); training then narrows it. ``init="ink"`` starts the first
-    convolution with non-negative weights (PyTorch's, made absolute) and zero biases,
-    so that every channel starts by responding to ink and none is silent on the digit
-    (``"torch"`` keeps PyTorch's initialisation). ``slope`` is the negative slope of the
-    activation between the convolutions: 0 is the original's ReLU; with a leaky ReLU a
-    channel that Adam's first, full-size steps push below zero everywhere still passes
-    a gradient and comes back (data/results/README.md, "lock-on"). ``depth`` counts the
-    convolutions: each one past the original's two is another ``width -> width`` 5x5
-    convolution and activation before the last (the original's "deeper or wider";
-    notebook 05's depth row).
+    Padding keeps the map aligned with the image (the original's shrank 120 px to 112).
+    ``stride = r > 1`` average-pools the image by r first (about r^2 times cheaper); DHAM
+    reads the map as spanning the image, so positions are then off by at most r / 2
+    image pixels, uncorrected. ``uniform_start`` zeroes the last convolution: the first
+    PMF is uniform and the first glimpse covers most of the canvas (an STN's identity
+    start). ``init="ink"`` makes the first convolution's weights non-negative and its
+    biases zero, so no channel starts silent on the digit. ``slope`` is the leaky ReLU's
+    (0: the original's ReLU); with a leak, a channel Adam's first steps push below zero
+    still passes a gradient and comes back (data/results/README.md, "lock-on").
     """
 
     def __init__(
@@ -150,17 +133,14 @@ class AttentionNet(nn.Module):
 
 
 # The glimpse classifiers: (channels of the two 5x5 convolutions, their padding, 2x2
-# max-pools before the FC layer, hidden units, dropout before the last layer). "course" is
-# the wider LeNet the course trained with so far; "original" the original DHAM's, the
-# PyTorch MNIST example's LeNet; "small" one in between; "compact" the course's
-# convolutions with a third pool and 32 hidden units, and "lean" the course's 7x7 map with
-# 24 and 32 channels and 32 hidden units: two ways to fit a checkpoint in 300 KB.
+# max-pools before the FC layer, hidden units, dropout before the last layer), and their
+# weights on a 28x28 glimpse. "compact" and "lean": two ways to fit a checkpoint in 300 KB.
 CLASSIFIERS = {
-    "course": ((32, 64), 2, 2, 128, 0.0),
-    "original": ((10, 20), 0, 2, 50, 0.5),
-    "small": ((16, 32), 0, 2, 64, 0.0),
-    "compact": ((32, 64), 2, 3, 32, 0.0),
-    "lean": ((24, 32), 2, 2, 32, 0.0),
+    "course": ((32, 64), 2, 2, 128, 0.0),  # the course's LeNet, 455k
+    "original": ((10, 20), 0, 2, 50, 0.5),  # the original DHAM's (PyTorch's MNIST example), 22k
+    "small": ((16, 32), 0, 2, 64, 0.0),  # 47k
+    "compact": ((32, 64), 2, 3, 32, 0.0),  # the course's with a third pool, 71k
+    "lean": ((24, 32), 2, 2, 32, 0.0),  # 70k
 }
 
 
@@ -175,14 +155,7 @@ class GlimpseClassifier(nn.Module):
     """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
 
     conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 [-> maxpool 2] -> FC ->
-    ReLU -> FC num_classes, sized by ``arch`` (:data:`CLASSIFIERS`): ``"course"`` has 32
-    and 64 channels with padding 2 (a 28x28 glimpse reaches the FC layer as 64 x 7 x 7)
-    and 128 hidden units, 455k weights; ``"original"`` 10 and 20 unpadded channels
-    (20 x 4 x 4), 50 hidden units and dropout 0.5 before the last layer, 22k weights;
-    ``"small"`` 16 and 32 unpadded channels, 64 hidden units, no dropout, 47k weights;
-    ``"compact"`` the course's convolutions, a third pool (64 x 3 x 3) and 32 hidden
-    units, 71k weights; ``"lean"`` 24 and 32 padded channels (32 x 7 x 7) and 32 hidden
-    units, 70k weights.
+    ReLU -> [dropout ->] FC num_classes, sized by ``arch`` (:data:`CLASSIFIERS`).
     """
 
     def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):
@@ -283,11 +256,8 @@ class DHAMClassifier(Configured):
     """AttentionNet -> DHAM -> GlimpseClassifier, trained by the class loss alone.
 
     All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
-    ``width`` is the attention convolutions' channel count (the seed claim: more
-    noise needs more of them) and ``attention_depth`` their number, ``k`` the number
-    of glimpses, ``norm`` 1 or 2 for the scale, ``stride`` the attention map's
-    subsampling (see AttentionNet; 2, as in the course's recipe). Its settings are
-    :class:`DHAMConfig`'s.
+    ``width`` is the attention convolutions' channels (the seed claim: more noise needs
+    more of them); the other settings are :class:`DHAMConfig`'s.
     """
 
     name, Config = "dham", DHAMConfig
@@ -296,7 +266,6 @@ class DHAMClassifier(Configured):
     def __init__(self, config: DHAMConfig | None = None, **settings):
         super().__init__(config, **settings)
         c = self.settings
-        self.in_channels = c.in_channels
         self.attention = AttentionNet(
             c.in_channels,
             c.width,
@@ -330,15 +299,13 @@ class DHAMClassifier(Configured):
 class STNClassifier(Configured):
     """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
 
-    The localisation network (three conv + ReLU + maxpool 2 stages, on the canvas
-    average-pooled by ``pool``) is pooled adaptively to a ``canvas // (8 pool)`` grid (what
-    a ``canvas``-sized input gives), so other canvas sizes still run. ``transform`` is
-    ``"affine"`` (six free parameters) or ``"zoom"``: a scale ``s`` and a shift ``(tx, ty)``,
-    the glimpse ``tx + s u, ty + s v`` of DHAM itself. The last layer starts at zero weight
-    and a bias that makes every first glimpse the centred ``start_scale`` times the
-    canvas: 1 is the identity of the STN paper, the whole canvas resampled; a smaller
-    start shows the classifier the digits at nearer their size, and the zoom STN
-    localises from 0.5 where it did not from 1 (data/results/README.md, "The STN").
+    The localisation network (three conv + ReLU + maxpool 2 stages on the canvas
+    average-pooled by ``pool``) ends in an adaptive pool to the ``canvas // (8 pool)`` grid
+    a ``canvas``-sized input gives, so other sizes still run. ``transform``: ``"affine"``
+    (six parameters) or ``"zoom"`` (``s, tx, ty``: DHAM's own glimpse). The last layer
+    starts at zero weight and a bias that makes every first glimpse the centred
+    ``start_scale`` times the canvas (1: the STN paper's identity); the zoom STN localises
+    from 0.5 where it did not from 1 (data/results/README.md, "The STN").
     """
 
     name, Config = "stn", STNConfig
@@ -350,17 +317,14 @@ class STNClassifier(Configured):
 
     def _build(self, c: STNConfig) -> None:
         """The localisation network and the classifier of the settings ``c``."""
-        canvas, pool, transform = c.canvas, c.pool, c.transform
-        in_channels, glimpse_size = c.in_channels, c.glimpse_size
-        if _checks.positive_int("canvas", canvas) < 28:
-            raise ValueError(f"canvas must be at least 28, got {canvas}")
-        self.in_channels = _checks.positive_int("in_channels", in_channels)
-        self.glimpse_size = _checks.size_pair("glimpse_size", glimpse_size)
-        self.transform = _checks.option("transform", transform, ("affine", "zoom"))
-        self.pool = _checks.positive_int("pool", pool)
-        self.grid = max(1, canvas // (8 * pool))
+        if _checks.positive_int("canvas", c.canvas) < 28:
+            raise ValueError(f"canvas must be at least 28, got {c.canvas}")
+        self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
+        self.transform = _checks.option("transform", c.transform, ("affine", "zoom"))
+        self.pool = _checks.positive_int("pool", c.pool)
+        self.grid = max(1, c.canvas // (8 * c.pool))
         s0 = _checks.positive("start_scale", c.start_scale)
-        start = [s0, 0.0, 0.0, 0.0, s0, 0.0] if transform == "affine" else [s0, 0.0, 0.0]
+        start = [s0, 0.0, 0.0, 0.0, s0, 0.0] if c.transform == "affine" else [s0, 0.0, 0.0]
         last = nn.Linear(32, len(start))
         nn.init.zeros_(last.weight)
         with torch.no_grad():
@@ -368,7 +332,7 @@ class STNClassifier(Configured):
         # Named "attention" like DHAM's attention network: the part that decides where
         # to look, which fit's attention_lr then tunes alike for both.
         self.attention = nn.Sequential(
-            *self._stage(in_channels, 8, 5),
+            *self._stage(c.in_channels, 8, 5),
             *self._stage(8, 16, 5),
             *self._stage(16, 16, 3),
             nn.AdaptiveAvgPool2d(self.grid),
@@ -378,7 +342,7 @@ class STNClassifier(Configured):
             last,
         )
         self.classifier = GlimpseClassifier(
-            in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
+            c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
         )
 
     @staticmethod
@@ -435,7 +399,24 @@ def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
     return torch.cat([xy.amin(dim=1), xy.amax(dim=1)], dim=1)
 
 
-class PlainCNN(Configured):
+class _WholeCanvas(Configured):
+    """A model of the whole canvas, without a glimpse: ``features`` then ``head``; its
+    canvas needs ``smallest`` pixels a side (``smallest_why`` says why, for the error)."""
+
+    smallest, smallest_why = 16, ""
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
+        _canvas(canvas, self.in_channels)
+        if min(canvas.shape[-2:]) < self.smallest:
+            raise ValueError(
+                f"canvas must be at least {self.smallest}x{self.smallest}{self.smallest_why}, "
+                f"got {tuple(canvas.shape)}"
+            )
+        return Prediction(self.head(self.features(canvas)), None, None)
+
+
+class PlainCNN(_WholeCanvas):
     """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels,
     then a LeNet-like head (FC 128 -> ReLU -> FC classes) on a 7x7 grid of features.
 
@@ -449,9 +430,7 @@ class PlainCNN(Configured):
 
     def __init__(self, config: PlainCNNConfig | None = None, **settings):
         super().__init__(config, **settings)
-        in_channels, num_classes = self.settings.in_channels, self.settings.num_classes
-        self.in_channels = _checks.positive_int("in_channels", in_channels)
-        channels = [in_channels, 16, 32, 64, 64]
+        channels = [self.in_channels, 16, 32, 64, 64]
         layers = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
@@ -460,18 +439,11 @@ class PlainCNN(Configured):
             nn.Flatten(),
             nn.Linear(64 * 7 * 7, 128),
             nn.ReLU(),
-            nn.Linear(128, _checks.positive_int("num_classes", num_classes)),
+            nn.Linear(128, _checks.positive_int("num_classes", self.settings.num_classes)),
         )
 
-    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
-        """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
-        _canvas(canvas, self.in_channels)
-        if min(canvas.shape[-2:]) < 16:
-            raise ValueError(f"canvas must be at least 16x16, got {tuple(canvas.shape)}")
-        return Prediction(self.head(self.features(canvas)), None, None)
 
-
-class PooledCNN(Configured):
+class PooledCNN(_WholeCanvas):
     """The translation-invariant baseline: ``stages`` x (conv3x3 + ReLU + maxpool 2), the
     channels doubling from ``width`` up to ``4 * width``, then a global max over positions
     and one linear layer; ``batch_norm`` puts a BatchNorm after each convolution, which
@@ -487,31 +459,18 @@ class PooledCNN(Configured):
     def __init__(self, config: PooledCNNConfig | None = None, **settings):
         super().__init__(config, **settings)
         c = self.settings
-        in_channels, width, stages, batch_norm = c.in_channels, c.width, c.stages, c.batch_norm
-        num_classes = c.num_classes
-        self.in_channels = _checks.positive_int("in_channels", in_channels)
-        _checks.positive_int("width", width)
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm must be True or False, got {batch_norm!r}")
-        self.stages = _checks.positive_int("stages", stages)
-        widths = [width * 2 ** min(i, 2) for i in range(stages)]
+        _checks.positive_int("width", c.width)
+        if not isinstance(c.batch_norm, bool):
+            raise TypeError(f"batch_norm must be True or False, got {c.batch_norm!r}")
+        stages = _checks.positive_int("stages", c.stages)
+        widths = [c.width * 2 ** min(i, 2) for i in range(stages)]
         layers = []
-        for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True):
-            norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+        for c_in, c_out in zip([c.in_channels, *widths[:-1]], widths, strict=True):
+            norm = [nn.BatchNorm2d(c_out)] if c.batch_norm else []
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), *norm, nn.ReLU(), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        self.head = nn.Linear(widths[-1], _checks.positive_int("num_classes", num_classes))
-        self.smallest = 2**stages
-
-    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
-        """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
-        _canvas(canvas, self.in_channels)
-        if min(canvas.shape[-2:]) < self.smallest:
-            raise ValueError(
-                f"canvas must be at least {self.smallest}x{self.smallest} for "
-                f"{self.stages} stages, got {tuple(canvas.shape)}"
-            )
-        return Prediction(self.head(self.features(canvas)), None, None)
+        self.head = nn.Linear(widths[-1], _checks.positive_int("num_classes", c.num_classes))
+        self.smallest, self.smallest_why = 2**stages, f" for {stages} stages"
 
 
 def forward_flops(model: nn.Module, canvas_size: tuple[int, int], in_channels: int = 1) -> int:
@@ -543,7 +502,6 @@ class OracleClassifier(Configured):
     def __init__(self, config: OracleConfig | None = None, **settings):
         super().__init__(config, **settings)
         c = self.settings
-        self.in_channels = _checks.positive_int("in_channels", c.in_channels)
         self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
         self.classifier = GlimpseClassifier(
             c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
@@ -560,11 +518,7 @@ class OracleClassifier(Configured):
                 f"true_box must have shape [{canvas.shape[0]}, 4] (one box per canvas), "
                 f"got {tuple(true_box.shape)}"
             )
-        if true_box.dtype != canvas.dtype or true_box.device != canvas.device:
-            raise TypeError(
-                f"true_box must match the canvas's dtype and device ({canvas.dtype}, "
-                f"{canvas.device}), got ({true_box.dtype}, {true_box.device})"
-            )
+        _checks.same_dtype_device("true_box", true_box, canvas, "canvas")
         size = tuple(canvas.shape[-2:])
         tx, ty, s = _box_to_params(true_box.unsqueeze(1), size)
         glimpses = _sample_glimpses(canvas, tx, ty, s, self.glimpse_size, "border")

@@ -135,16 +135,8 @@ def glimpse(
     _checks.tensor("image", image, ndim=4)
     _check_params(tx, ty, s)
     _checks.option("padding_mode", padding_mode, PADDING_MODES)
-    if tx.shape[0] != image.shape[0]:
-        raise ValueError(
-            f"tx, ty and s must have the image's batch size {image.shape[0]}, "
-            f"got shape {tuple(tx.shape)}"
-        )
-    if tx.dtype != image.dtype or tx.device != image.device:
-        raise TypeError(
-            f"tx, ty and s must match the image's dtype and device ({image.dtype}, "
-            f"{image.device}), got ({tx.dtype}, {tx.device})"
-        )
+    _checks.same_batch("tx, ty and s", tx, image, "image")
+    _checks.same_dtype_device("tx, ty and s", tx, image, "image")
     return _sample_glimpses(image, tx, ty, s, _checks.size_pair("size", size), padding_mode)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -27,17 +27,9 @@ from dham_lib.data import TranslatedMNIST
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-HISTORY_KEYS = (
-    "epoch",
-    "seconds",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "test_iou",
-    "test_centre_error",
-    "test_coverage",
-)
+# What ``evaluate`` measures, in its order; the history has each as ``test_<key>``.
+SCORE_KEYS = ("loss", "acc", "iou", "centre_error", "coverage")
+HISTORY_KEYS = ("epoch", "seconds", "train_loss", "train_acc", *(f"test_{k}" for k in SCORE_KEYS))
 # The course's recipe (data/results/README.md says how each was found): Adam at LR, the
 # network that decides where to look at ATTENTION_LR, BATCH_SIZE canvases a step, noisy
 # canvases from CURRICULUM_START_DB down to the target over CURRICULUM_EPOCHS.
@@ -75,10 +67,9 @@ def seed_everything(seed: int) -> None:
 def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) -> float | None:
     """The SNR (dB) to train at in ``epoch`` (1-based) of a clean-to-noisy curriculum.
 
-    The first epoch is at ``CURRICULUM_START_DB`` (12 dB, where every attention width
-    locked on in the sweep); the SNR then falls linearly in dB and reaches ``target_db``
-    at epoch ``curriculum_epochs + 1``, where it stays. A target that is clean (``None``)
-    or at least 12 dB, or ``curriculum_epochs=0``, gives the target at every epoch.
+    From ``CURRICULUM_START_DB`` (12 dB, where every attention width locked on in the
+    sweep) linearly in dB to ``target_db`` at epoch ``curriculum_epochs + 1`` and after.
+    A clean target (``None``), one of at least 12 dB, or no curriculum: the target throughout.
     """
     _checks.positive_int("epoch", epoch)
     _checks.non_negative_int("curriculum_epochs", curriculum_epochs)
@@ -93,12 +84,11 @@ def curriculum_canvas(
 ) -> int:
     """The canvas side to train at in ``epoch`` (1-based) of a small-to-large curriculum.
 
-    The first epoch is at ``start`` pixels (120); the side then grows linearly, to the
-    nearest pixel, and reaches ``target`` at epoch ``curriculum_epochs + 1``, where it
-    stays. A target of at most ``start``, or ``curriculum_epochs=0``, gives the target at
-    every epoch. Notebook 07: DHAM's uniform first glimpse on a large canvas shows the
-    digit too small to learn from, and the zoom STN localises on 120 px only after
-    starting at 60.
+    From ``start`` pixels linearly (to the nearest pixel) to ``target`` at epoch
+    ``curriculum_epochs + 1`` and after; a target of at most ``start``, or no curriculum:
+    the target throughout. Notebook 07: DHAM's uniform first glimpse on a large canvas
+    shows the digit too small to learn from, and the zoom STN localises on 120 px only
+    after starting at 60.
     """
     _checks.positive_int("epoch", epoch)
     _checks.positive_int("target", target)
@@ -171,13 +161,6 @@ def _best_box_scores(boxes: torch.Tensor, true_boxes: torch.Tensor) -> dict[str,
     }
 
 
-def _as_batches(data, batch_size: int) -> Iterable[Batch]:
-    """A :class:`TranslatedMNIST` as its batches in order; any other iterable as it is."""
-    if isinstance(data, TranslatedMNIST):
-        return data.batches(batch_size, shuffle=False)
-    return data
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict[str, float]:
     """Loss, accuracy, and box metrics of ``model`` on ``data``: a ``TranslatedMNIST`` or
@@ -190,9 +173,11 @@ def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict
     device = next(model.parameters()).device if device is None else torch.device(device)
     was_training = model.training
     model.eval()
-    totals = dict.fromkeys(("loss", "acc", "iou", "centre_error", "coverage"), 0.0)
+    totals = dict.fromkeys(SCORE_KEYS, 0.0)
     has_boxes, count = False, 0
-    for canvases, labels, true_boxes in _as_batches(data, batch_size):
+    if isinstance(data, TranslatedMNIST):
+        data = data.batches(batch_size, shuffle=False)
+    for canvases, labels, true_boxes in data:
         canvases, labels, true_boxes = canvases.to(device), labels.to(device), true_boxes.to(device)
         prediction = model(canvases, true_box=true_boxes)
         totals["loss"] += F.cross_entropy(prediction.logits, labels, reduction="sum").item()
@@ -230,9 +215,8 @@ def train_step(
 
 
 def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) -> list[dict]:
-    """The optimiser's parameter groups: ``model.attention`` at ``attention_lr``, the rest
-    at ``lr`` (one group at ``lr`` for a model without ``attention`` or with
-    ``attention_lr=None``); notebook 04 builds the same two groups by hand."""
+    """The optimiser's parameter groups: ``model.attention`` at ``attention_lr``, the rest at
+    ``lr`` (one group without either); notebook 04 builds the same two by hand."""
     attention = getattr(model, "attention", None)
     if attention_lr is None or attention is None:
         return [{"params": list(model.parameters()), "lr": lr}]
@@ -246,9 +230,8 @@ def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) ->
 
 
 class EpochEnd(NamedTuple):
-    """What ``fit`` hands ``on_epoch_end`` after each epoch: the epoch (1-based), the
-    history so far, the model and the optimiser; with ``rng``, the state of PyTorch's
-    global generator, these resume training exactly (``fit(resume=...)``)."""
+    """What ``fit`` hands ``on_epoch_end`` after each epoch (1-based); with ``rng``, PyTorch's
+    global generator state, it resumes training exactly (``fit(resume=...)``)."""
 
     epoch: int
     history: dict[str, list]
@@ -274,6 +257,19 @@ def _train_epoch(model, batches, optimiser, device, bar) -> tuple[float, float]:
     return loss_sum / count, correct / count
 
 
+def _resumed(resume, optimiser: torch.optim.Optimizer) -> tuple[dict[str, list], int]:
+    """The history and the last finished epoch of ``resume`` (see ``fit``), whose optimiser
+    state and generator state it restores; an empty history and 0 for ``resume=None``."""
+    if resume is None:
+        return {key: [] for key in HISTORY_KEYS}, 0
+    resume = resume._asdict() if isinstance(resume, EpochEnd) else resume
+    saved = resume["optimiser"]
+    is_optimiser = isinstance(saved, torch.optim.Optimizer)
+    optimiser.load_state_dict(saved.state_dict() if is_optimiser else saved)
+    torch.set_rng_state(resume["rng"])
+    return {key: list(resume["history"][key]) for key in HISTORY_KEYS}, resume["epoch"]
+
+
 def fit(
     model: nn.Module,
     train_batches,
@@ -290,19 +286,17 @@ def fit(
     """Train ``model`` with Adam on the cross-entropy; evaluate ``val_batches`` after each epoch.
 
     The classifier's loss is the only loss: no term rewards the attention box.
-    ``train_batches``: an iterable of ``(canvases, labels, boxes)`` batches, re-read every
-    epoch (a list, a ``DataLoader``); or a callable ``epoch -> batches`` (a per-epoch
-    schedule such as :class:`EpochSchedule`); or a ``TranslatedMNIST``, which gets the
-    course's schedule, ``EpochSchedule(train_batches, seed=seed)``. ``val_batches``: a
-    ``TranslatedMNIST`` or re-readable batches (None: no evaluation). ``attention_lr``
-    gives ``model.attention`` (where the model has one) its own learning rate (None: ``lr``).
-    ``on_epoch_end(EpochEnd)`` runs after each epoch; training stops when it returns True.
-    ``resume``, an ``EpochEnd`` of an earlier call (or a dict of its fields but the model,
-    the optimiser's as its ``state_dict``), continues after its epoch with its optimiser,
-    generator and history, on a model that holds its weights. A loss that is NaN or infinite raises
-    ``FloatingPointError`` naming the epoch. Returns the history, a dict of lists keyed
-    by ``HISTORY_KEYS`` (``seconds``: cumulative training time, evaluation excluded;
-    the ``test_*`` keys are the scores on ``val_batches``).
+    ``train_batches``: ``(canvases, labels, boxes)`` batches re-read every epoch (a list, a
+    ``DataLoader``), a callable ``epoch -> batches`` (:class:`EpochSchedule`), or a
+    ``TranslatedMNIST`` (gets ``EpochSchedule(train_batches, seed=seed)``). ``val_batches``:
+    a ``TranslatedMNIST`` or re-readable batches (None: no evaluation). ``attention_lr`` is
+    ``model.attention``'s own learning rate (None: ``lr``). Training stops when
+    ``on_epoch_end(EpochEnd)`` returns True. ``resume``, an earlier call's ``EpochEnd`` (or
+    a dict of its fields but the model, the optimiser's as its ``state_dict``), continues
+    after its epoch with its optimiser, generator and history, on a model holding its
+    weights. A NaN or infinite loss raises ``FloatingPointError`` naming the epoch. Returns
+    the history, lists keyed by ``HISTORY_KEYS`` (``seconds``: cumulative training time,
+    evaluation excluded; ``test_*``: the scores on ``val_batches``).
     """
     _checks.positive_int("epochs", epochs)
     lr = _checks.positive("lr", lr)
@@ -312,16 +306,7 @@ def fit(
     device = choose_device(device)
     model.to(device)
     optimiser = torch.optim.Adam(parameter_groups(model, lr, attention_lr))
-    history = {key: [] for key in HISTORY_KEYS}
-    done = 0
-    if resume is not None:
-        resume = resume._asdict() if isinstance(resume, EpochEnd) else resume
-        saved = resume["optimiser"]
-        is_optimiser = isinstance(saved, torch.optim.Optimizer)
-        optimiser.load_state_dict(saved.state_dict() if is_optimiser else saved)
-        torch.set_rng_state(resume["rng"])
-        history = {key: list(resume["history"][key]) for key in HISTORY_KEYS}
-        done = resume["epoch"]
+    history, done = _resumed(resume, optimiser)
     steps = len(train_batches) if hasattr(train_batches, "__len__") else None
     total = None if steps is None else (epochs - done) * steps
     with tqdm(total=total, desc=type(model).__name__, disable=not progress) as bar:
@@ -340,7 +325,7 @@ def fit(
             scores = (
                 evaluate(model, val_batches, device=device)
                 if val_batches is not None
-                else dict.fromkeys(("loss", "acc", "iou", "centre_error", "coverage"), math.nan)
+                else dict.fromkeys(SCORE_KEYS, math.nan)
             )
             values = (epoch, seconds, train_loss, train_acc, *scores.values())
             for key, value in zip(HISTORY_KEYS, values, strict=True):
