@@ -264,6 +264,31 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Each sub-command's one-line help and its description.
+COMMANDS = {
+    "train": (
+        "train one run and write its record, checkpoint and figures",
+        "Train one run; write record.json, checkpoint.pt and figures into --out.",
+    ),
+    "sweep": (
+        "train a grid of models x widths x SNRs x seeds, one record per run, resumably",
+        "Train every run of the grid that has no record yet in the folder beside --out (a CSV "
+        "named after it), then export --out from the records; kill it at any time and run the "
+        "same command to resume.",
+    ),
+    "report": (
+        "summarise result tables: tables, the width verdict, heat maps",
+        "Read a folder's clean comparison (clean_validated.csv, else clean.csv) and sweep "
+        "(sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest width per "
+        "SNR and the lock-on test; write figures into its figures/ folder.",
+    ),
+    "export": (
+        "regenerate a folder's tables (CSV) from the records beside them",
+        "For every folder of records in RESULTS, write the table named after it.",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dham_lib`` argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -272,22 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=dham_lib.__version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser(
-        "train",
-        help="train one run and write its record, checkpoint and figures",
-        description="Train one run; write record.json, checkpoint.pt and figures into --out.",
+    train, sweep, report, export = (
+        commands.add_parser(name, help=summary, description=description)
+        for name, (summary, description) in COMMANDS.items()
     )
     add_setting_options(train, axes=False)
     train.add_argument("--out", required=True, help="output folder (created if missing)")
     train.set_defaults(handler=run_train)
 
-    sweep = commands.add_parser(
-        "sweep",
-        help="train a grid of models x widths x SNRs x seeds, one record per run, resumably",
-        description="Train every run of the grid that has no record yet in the folder beside "
-        "--out (a CSV named after it), then export --out from the records; kill it at any "
-        "time and run the same command to resume.",
-    )
     add_setting_options(sweep, axes=True)
     sweep.add_argument("--out", required=True, help="the table (CSV); records go beside it")
     sweep.add_argument("--checkpoints", help="folder to save each run's model in")
@@ -300,21 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(sweep)
     sweep.set_defaults(handler=run_sweep)
 
-    report = commands.add_parser(
-        "report",
-        help="summarise result tables: tables, the width verdict, heat maps",
-        description="Read a folder's clean comparison (clean_validated.csv, else clean.csv) "
-        "and sweep (sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest "
-        "width per SNR and the lock-on test; write figures into its figures/ folder.",
-    )
     report.add_argument("results", help="folder holding a clean comparison and/or a sweep")
     report.set_defaults(handler=lambda args: results.report(args.results))
 
-    export = commands.add_parser(
-        "export",
-        help="regenerate a folder's tables (CSV) from the records beside them",
-        description="For every folder of records in RESULTS, write the table named after it.",
-    )
     export.add_argument("results", help="folder of tables and their records, e.g. data/results")
     export.set_defaults(handler=run_export)
     return parser
