@@ -1,11 +1,8 @@
 """The figures of a training run and of a results table: glimpses, learning curves, heat maps.
 
-``python -m dham_lib`` draws these (so they live in the study layer, which may not import
-the classroom's ``dham_lib.course.figures``, where the other plots are). Every function
-builds a matplotlib ``Figure`` and returns it without calling ``plt.show``, so it works
-under the Agg backend (tests, nbval) and inline in notebooks alike. Images are drawn with
-pixel i's centre at coordinate i, the library's pixel coordinates, so boxes are drawn
-exactly where they sample.
+``python -m dham_lib`` draws these, so they live in the study layer (the course's other plots
+are in ``dham_lib.course.figures``). Each function returns a matplotlib ``Figure`` without
+``plt.show``. Pixel i's centre is drawn at coordinate i, so boxes are drawn where they sample.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from dham_lib import _checks
-from dham_lib.study.results import CLEAN, is_accuracy, mean_interval
+from dham_lib.study.results import CLEAN, is_accuracy, mean_interval, snr_label
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
 # Axis labels with units for the result columns that have them.
@@ -81,6 +78,7 @@ def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None
 
 
 def _item_title(i: int, labels, predictions) -> str:
+    """A glimpse column's title: item ``i``'s label and prediction where given."""
     parts = [] if labels is None else [f"label {int(labels[i])}"]
     parts += [] if predictions is None else [f"pred {int(predictions[i])}"]
     return ", ".join(parts) or f"item {i}"
@@ -96,14 +94,11 @@ def plot_glimpses(
     n=8,
     glimpse_names=None,
 ) -> Figure:
-    """For ``n`` items, the canvas with its attention box(es) above the glimpse(s).
+    """For ``n`` items (columns), the canvas with its attention box(es) above the glimpse(s).
 
-    canvases ``[B, C, H, W]``; boxes ``[B, 4]`` or ``[B, K, 4]`` in pixel
-    coordinates (red, then orange, magenta, cyan for further glimpses);
-    glimpses ``[B, C, h, w]`` or ``[B, K, C, h, w]``; labels, predictions ``[B]``;
-    true_boxes ``[B, 4]`` (dashed green). One column per item, rows: the
-    canvas, then one row per glimpse, titled by ``glimpse_names`` (K names; default
-    "glimpse 0", "glimpse 1", ...).
+    canvases ``[B, C, H, W]``; boxes ``[B, 4]`` or ``[B, K, 4]`` in pixel coordinates (red,
+    then orange, magenta, cyan); glimpses ``[B, C, h, w]`` or ``[B, K, C, h, w]``; labels,
+    predictions ``[B]``; true_boxes ``[B, 4]`` (dashed green); ``glimpse_names``: K row titles.
     """
     canvases = as_tensor("canvases", canvases, (4,))
     boxes = as_tensor("boxes", boxes, (2, 3))
@@ -146,10 +141,8 @@ def plot_glimpses(
 
 
 def map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, ...]:
-    """``imshow`` extent that puts the map's corner pixel centres on the image's corners.
-
-    DHAM reads a map of any resolution as spanning the image this way.
-    """
+    """``imshow`` extent that puts the map's corner pixel centres on the image's corners, as
+    DHAM reads a map of any resolution."""
     (h, w), (height, width) = map_size, image_size
     dx, dy = (width - 1) / max(w - 1, 1), (height - 1) / max(h - 1, 1)
     return (-dx / 2, (w - 0.5) * dx, (h - 0.5) * dy, -dy / 2)
@@ -181,11 +174,9 @@ def _check_history(history) -> None:
 def plot_learning_curves(history) -> Figure:
     """Loss, accuracy (in %) and, when recorded, the box's IoU and centre error per epoch.
 
-    ``history``: a dict of equally long lists with keys "epoch", "train_loss",
-    "test_loss", "train_acc", "test_acc" (accuracies as fractions in [0, 1])
-    and optionally "test_iou" and "test_centre_error" (pixels). The centre error is
-    drawn beside the IoU because an IoU alone cannot tell a glimpse that is in the
-    right place but too large from one that is elsewhere.
+    ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
+    optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
+    in the right place but too large from one elsewhere).
     """
     _check_history(history)
     box_panels = [
@@ -196,13 +187,11 @@ def plot_learning_curves(history) -> Figure:
     panels = 2 + len(box_panels)
     fig, axes = plt.subplots(1, panels, figsize=(3.7 * panels, 3.4))
     epoch = history["epoch"]
-    loss, acc = axes[0], axes[1]
-    loss.plot(epoch, history["train_loss"], "o-", label="train")
-    loss.plot(epoch, history["test_loss"], "o-", label="test")
-    loss.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
-    acc.plot(epoch, [100 * a for a in history["train_acc"]], "o-", label="train")
-    acc.plot(epoch, [100 * a for a in history["test_acc"]], "o-", label="test")
-    acc.set(title="classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for split in ("train", "test"):
+        axes[0].plot(epoch, history[f"{split}_loss"], "o-", label=split)
+        axes[1].plot(epoch, [100 * a for a in history[f"{split}_acc"]], "o-", label=split)
+    axes[0].set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
+    axes[1].set(title="classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax, key in zip(axes[2:], box_panels, strict=True):
         ax.plot(epoch, history[key], "o-", color="C2", label="test")
         if key == "test_iou":
@@ -223,14 +212,13 @@ def _metric_label(metric: str) -> str:
 
 
 def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
-    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first).
+    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first);
+    notebook 05.
 
-    ``summary``: a table of ``dham_lib.study.results.summarise`` (``model``, ``width``,
-    ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``); only ``model == "dham"``
-    rows are drawn. Each cell shows its mean, its 95% interval over seeds
-    (:func:`mean_interval`; "—" for one seed) and the number of seeds; accuracies in %
-    to one decimal, other metrics to two. Blank cells have not been run, and a note under
-    the map says so.
+    ``summary``: a ``results.summarise`` table (``model``, ``width``, ``snr_db``,
+    ``<metric>_mean``, ``<metric>_std``, ``n``), its DHAM rows drawn. A cell shows the mean,
+    its 95% interval over seeds ("—" for one seed) and ``n``; accuracies in % to one
+    decimal, others to two. A note says when cells have not been run.
     """
     cells = summary[summary["model"] == "dham"]
     if cells.empty:
@@ -272,14 +260,11 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
 
 
 def plot_lock_on(table) -> Figure:
-    """Lock-on apart from accuracy, against attention width, one line per SNR (the sweep of
-    notebook 05).
+    """Lock-on apart from accuracy against attention width, a line per SNR (notebook 05).
 
-    ``table``: ``dham_lib.study.results.lock_on_summary``. Left, the share of runs that
-    never locked on with its Wilson interval; right, the mean accuracy of the runs that
-    did, with its bootstrap interval (a cell where none did has no point). Widths are on
-    a log2 axis; each SNR's points are nudged sideways so that intervals do not hide one
-    another.
+    ``table``: ``results.lock_on_summary``. Left, the share of runs that never locked on
+    (Wilson interval); right, the mean accuracy of those that did (bootstrap interval).
+    Widths on a log2 axis; each SNR's points nudged sideways so intervals do not overlap.
     """
     if len(table) == 0:
         raise ValueError("table must hold at least one (width, SNR) row")
@@ -288,7 +273,7 @@ def plot_lock_on(table) -> Figure:
     for i, snr in enumerate(snrs):
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
-        label = "clean" if snr == CLEAN else f"{snr:g} dB"
+        label = snr_label(snr)
         for ax, (mid, low, high) in (
             (ax_fail, ("fail_rate", "fail_low", "fail_high")),
             (ax_acc, ("acc_locked", "locked_low", "locked_high")),
@@ -319,13 +304,12 @@ _BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
 
 
 def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
-    """Each model's mean over seeds with its 95% interval (Student's t), one panel per metric.
+    """Each model's mean over seeds with its 95% interval (Student's t), a panel per metric
+    (notebook 07).
 
-    ``summary``: a table of ``dham_lib.study.results.summarise``, one row per model.
-    Points, not bars: accuracies between 90 and 98% on bars from 0 would hide their
-    differences, so each axis spans the data. A metric that a model lacks (NaN, e.g. the
-    CNN's IoU) and the oracle's box metrics (IoU 1, centre error 0 by construction) are
-    left out, and a panel's note says so; an accuracy's interval stops at 0 and 100%.
+    ``summary``: a ``results.summarise`` table, a row per model. Points, not bars, so each
+    axis spans the data. A metric a model lacks (NaN) and the oracle's box metrics (exact by
+    construction) are left out, and the panel's note says so.
     """
     if summary.empty:
         raise ValueError("summary must not be empty")
