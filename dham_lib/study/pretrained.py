@@ -1,14 +1,12 @@
-"""The committed checkpoints behind the notebooks: load one when it matches, else train it.
+"""The checkpoints behind notebooks 04-07 and the app: load one when it matches, else
+train it.
 
-A student should never be stuck waiting (notebooks 04 and 05): ``train_or_load``
-loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the requested
-:class:`~dham_lib.study.runs.Run`, and says so. It trains instead when asked
-(``train=True`` or ``DHAM_TRAIN=1``), when the file is missing or was trained for
-another run, or when its checksum fails: it says why, and keeps the file it replaces
-as ``<name>.pt.old``. A read-only checkpoint folder is reported, and the model is
-trained and returned unsaved.
-In quick mode (``DHAM_QUICK=1``, set by the test command) it trains a shrunken
-run for seconds and saves nothing.
+``train_or_load`` loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the
+requested :class:`~dham_lib.study.runs.Run`. It trains instead when asked (``train=True`` or
+``DHAM_TRAIN=1``), or when the file is missing, was trained for another run or fails its
+checksum; it says why and keeps the file it replaces as ``<name>.pt.old``. A read-only
+folder is reported and the model returned unsaved. Quick mode (``DHAM_QUICK=1``, the tests)
+trains a shrunken run for seconds and saves nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +32,8 @@ def _trained(run: Run, device, progress: bool):
 
 def checkpoint_dir() -> Path:
     """``$DHAM_CHECKPOINT_DIR`` if set, else the repository's ``data/checkpoints``."""
-    override = os.environ.get("DHAM_CHECKPOINT_DIR")
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "data" / "checkpoints"
+    default = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
+    return Path(os.environ.get("DHAM_CHECKPOINT_DIR") or default).expanduser()
 
 
 def quick_mode() -> bool:
@@ -65,9 +61,7 @@ def train_or_load(
         )
         return _trained(quick, device, progress)
     path = checkpoint_dir() / f"{name}.pt"
-    if train is None:
-        train = os.environ.get("DHAM_TRAIN") == "1"
-    if not train:
+    if not (os.environ.get("DHAM_TRAIN") == "1" if train is None else train):
         loaded = _load_matching(path, run)
         if loaded is not None:
             return loaded
