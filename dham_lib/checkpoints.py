@@ -1,10 +1,9 @@
 """Save and load trained models, safely and verifiably.
 
-A checkpoint is a ``torch.save`` file holding only plain types (dicts, lists,
-strings, numbers, tensors), so ``torch.load(weights_only=True)`` can read it
-without running any pickled code. Next to it, ``<file>.sha256`` holds its
-checksum in ``sha256sum`` format: a truncated download or a corrupted commit
-then fails loudly instead of loading garbage weights.
+A checkpoint is a ``torch.save`` file of plain types only (dicts, lists, strings, numbers,
+tensors), so ``torch.load(weights_only=True)`` reads it without running pickled code.
+Beside it, ``<file>.sha256`` holds its ``sha256sum``: a truncated download or a corrupted
+commit fails loudly instead of loading garbage weights.
 """
 
 from __future__ import annotations
@@ -57,11 +56,8 @@ def _check_plain(name: str, value) -> None:
 
 
 def save_checkpoint(path, model: nn.Module, data_config=None, metrics=None, extra=None) -> str:
-    """Save ``model`` (its config and weights) and metadata to ``path``; returns the sha256.
-
-    Writes ``path`` and the sidecar ``<path>.sha256``. The model must have a
-    ``config`` dict, as every model of ``dham_lib.models`` does.
-    """
+    """Save ``model`` (its ``config`` dict and weights) and metadata to ``path`` and the
+    sidecar ``<path>.sha256``; returns the sha256."""
     if not isinstance(getattr(model, "config", None), dict):
         raise TypeError(f"model must have a config dict (a dham_lib model), got {type(model)}")
     for name, value in [("data_config", data_config), ("metrics", metrics), ("extra", extra)]:
@@ -139,11 +135,10 @@ def _check_config(path: Path, config: dict, expected: dict) -> None:
 def load_checkpoint(path, expected_config=None, map_location="cpu") -> tuple[nn.Module, dict]:
     """Load a checkpoint saved by ``save_checkpoint``: returns ``(model in eval mode, meta)``.
 
-    Verifies the sha256 sidecar first, then loads with ``weights_only=True``,
-    rebuilds the model from its saved config (compared with ``expected_config``
-    when given, e.g. ``build_model("dham", width=16).config``) and loads the
-    weights strictly. ``meta`` is everything saved except the weights, plus the
-    file's ``sha256``.
+    Verifies the sha256 sidecar, loads with ``weights_only=True``, rebuilds the model from
+    its saved config (compared with ``expected_config`` when given, e.g.
+    ``build_model("dham", width=16).config``) and loads the weights strictly. ``meta`` is
+    everything saved but the weights, plus the file's ``sha256``.
     """
     path = Path(path)
     digest = _verify(path)

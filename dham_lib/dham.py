@@ -29,12 +29,10 @@ class AttentionParams(NamedTuple):
 class DHAM(nn.Module):
     """Turn an attention logits map into a hard, differentiable crop of the image.
 
-    ``forward(image [B, C, H, W], logits [B, K, H', W'])`` →
-    ``(glimpses [B, K, C, h, w], AttentionParams)``. It has no weights: the
-    network that makes the logits learns, through this module, from the loss.
-    Like every module's ``forward``, it checks shapes and dtypes but never reads a
-    tensor's values (that would wait for the device); ``spatial_softmax`` and
-    ``glimpse`` are the checked functional forms of its steps.
+    ``forward(image [B, C, H, W], logits [B, K, H', W'])`` → ``(glimpses [B, K, C, h, w],
+    AttentionParams)``. No weights: the network that makes the logits learns through it.
+    ``forward`` checks shapes and dtypes but never reads a tensor's values (that would wait
+    for the device); ``spatial_softmax`` and ``glimpse`` are its steps' checked forms.
     """
 
     def __init__(

@@ -24,11 +24,8 @@ def _area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def _intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    height = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(
-        min=0
-    )
-    return width * height
+    sides = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(0)
+    return sides[..., 0] * sides[..., 1]
 
 
 def _pair(

@@ -23,13 +23,9 @@ from dham_lib.settings import as_json, setting, updated
 
 
 class Prediction(NamedTuple):
-    """What every model returns.
-
-    - ``logits``: ``[B, num_classes]`` class scores (before softmax).
-    - ``boxes``: ``[B, K, 4]`` attention boxes ``x0, y0, x1, y1`` in pixel
-      coordinates, or ``None`` for a model that does not attend.
-    - ``glimpses``: ``[B, K, C, h, w]`` the crops the classifier saw, or ``None``.
-    """
+    """What every model returns: ``logits [B, num_classes]`` (before softmax), ``boxes
+    [B, K, 4]`` (attention boxes ``x0, y0, x1, y1`` in pixels) and ``glimpses [B, K, C, h, w]``
+    (the crops the classifier saw); the last two ``None`` for a model that does not attend."""
 
     logits: torch.Tensor
     boxes: torch.Tensor | None
@@ -37,10 +33,8 @@ class Prediction(NamedTuple):
 
 
 def _canvas(canvas, in_channels: int) -> torch.Tensor:
-    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count.
-
-    Shapes and dtype only: a ``forward`` never reads a tensor's values (docs/conventions.md).
-    """
+    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count: shapes and dtype
+    only, as a ``forward`` never reads a tensor's values (docs/conventions.md)."""
     _checks.tensor("canvas", canvas, ndim=4, finite=False)
     if canvas.shape[1] != in_channels:
         raise ValueError(
@@ -281,10 +275,8 @@ class DHAMClassifier(Configured):
         self.classifier = GlimpseClassifier(c.in_channels, c.k, c.num_classes, size, c.classifier)
 
     def attend(self, canvas: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
-        """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``).
-
-        For figures (``viz.plot_pmf``); ``forward`` computes the same PMF.
-        """
+        """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``), as
+        ``forward`` computes them, for figures (``course.figures.plot_pmf``)."""
         _canvas(canvas, self.in_channels)
         return self.dham.attention(self.attention(canvas))
 

@@ -56,11 +56,10 @@ def bilinear_sample(
 ) -> torch.Tensor:
     """Sample ``image [B, C, H, W]`` at ``grid [B, h, w, 2]`` (x, y normalised) → ``[B, C, h, w]``.
 
-    Written from scratch as notebook 02 derives it: each output pixel is the
-    weighted sum of its four neighbouring input pixels, with weights linear in the
-    sampling coordinates, so the output is differentiable in the image and in the
-    grid. Matches ``F.grid_sample(image, grid, align_corners=True)`` for
-    ``padding_mode`` "zeros" or "border".
+    From scratch, as notebook 02 derives it: each output pixel is the sum of its four
+    neighbouring input pixels with weights linear in the coordinates, so it is
+    differentiable in image and grid. Matches ``F.grid_sample(image, grid,
+    align_corners=True)`` for ``padding_mode`` "zeros" or "border".
     """
     _checks.tensor("image", image, ndim=4)
     _checks.tensor("grid", grid, ndim=4)

@@ -163,12 +163,10 @@ def _best_box_scores(boxes: torch.Tensor, true_boxes: torch.Tensor) -> dict[str,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict[str, float]:
-    """Loss, accuracy, and box metrics of ``model`` on ``data``: a ``TranslatedMNIST`` or
-    any iterable of ``(canvases, labels, boxes)`` batches (a ``DataLoader``).
-
-    Returns ``loss``, ``acc`` (a fraction), and for models that attend the mean ``iou``,
-    ``centre_error`` (pixels) and ``coverage`` (fraction of the true box inside the
-    glimpse box); these three are ``nan`` for models without a box.
+    """Mean ``SCORE_KEYS`` of ``model`` on ``data`` (a ``TranslatedMNIST`` or any iterable of
+    ``(canvases, labels, boxes)`` batches): ``loss``, ``acc`` (a fraction), and the box
+    scores ``iou``, ``centre_error`` (pixels) and ``coverage`` (share of the true box inside
+    the glimpse box), ``nan`` for models without a box.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
     was_training = model.training
@@ -201,10 +199,9 @@ def train_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of gradient descent on one batch (the step notebook 04 writes out).
 
-    ``canvases [B, C, H, W]`` and ``labels [B]`` (and the ``true_boxes [B, 4]`` that
-    only the oracle reads) go forward, the cross-entropy of the class scores comes back
-    through every weight, and ``optimiser`` takes one step. Returns the batch's loss
-    (a detached scalar) and its class scores ``[B, num_classes]``.
+    ``canvases [B, C, H, W]``, ``labels [B]`` (and ``true_boxes [B, 4]``, which only the
+    oracle reads) go forward, the cross-entropy comes back through every weight, and
+    ``optimiser`` steps. Returns the detached loss and class scores ``[B, num_classes]``.
     """
     prediction = model(canvases, true_box=true_boxes)
     loss = F.cross_entropy(prediction.logits, labels)
