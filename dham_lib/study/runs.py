@@ -78,7 +78,7 @@ FIXED_CANVAS_MODELS = ("cnn",)
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """The canvases a run trains and is scored on (DESIGN.md, "Data definitions")."""
+    """The canvases a run trains and is scored on (docs/conventions.md, "Canvases")."""
 
     source: str = setting("bundled", "MNIST digits: the bundled 5k, the full 70k, or auto", SOURCES)
     canvas: int = setting(120, "canvas side in pixels; digits stay 29-48 px")
