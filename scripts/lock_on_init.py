@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from dham_lib.models import MODELS
-from dham_lib.study.runs import Run, make_dataset, make_run, run_schedule
-from dham_lib.train import evaluate, fit, seed_everything
+from dham_lib.study.runs import Run, fit_run, make_dataset, make_run
+from dham_lib.train import evaluate, seed_everything
 
 
 def crossed_model(run: Run, attention_seed: int):
@@ -40,24 +40,14 @@ def crossed_run(run: Run, attention_seed: int) -> dict:
     (``train_run``'s recipe: its schedule, epochs, learning rates and seed)."""
     model = crossed_model(run, attention_seed)
     val_set = make_dataset(run, "val")
-    t = run.train
-    history = fit(
-        model,
-        run_schedule(run),
-        val_set,
-        epochs=t.epochs,
-        lr=t.lr,
-        attention_lr=t.attention_lr,
-        seed=run.seed,
-        progress=False,
-    )
+    history = fit_run(run, model, val_set, progress=False)
     scores = evaluate(model, val_set)
     return {
         "width": run.settings.width,
         "snr_db": run.data.snr_db,
         "attention_seed": attention_seed,
         "rest_seed": run.seed,
-        "epochs": t.epochs,
+        "epochs": run.train.epochs,
         "val_acc": scores["acc"],
         "val_iou": scores["iou"],
         "val_centre_error": scores["centre_error"],

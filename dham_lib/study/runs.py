@@ -278,6 +278,22 @@ def run_schedule(run: Run) -> EpochSchedule:
     )
 
 
+def fit_run(run: Run, model, watched, **options) -> dict:
+    """``fit`` ``model`` with the run's recipe (its schedule, epochs, learning rates and
+    seed), watching ``watched``; ``options`` are ``fit``'s others (device, progress, ...)."""
+    t = run.train
+    return fit(
+        model,
+        run_schedule(run),
+        watched,
+        epochs=t.epochs,
+        lr=t.lr,
+        attention_lr=t.attention_lr,
+        seed=run.seed,
+        **options,
+    )
+
+
 def _partial_path(folder: Path | None, run: Run) -> Path | None:
     return None if folder is None else Path(folder) / f"{run_name(run)}.partial.pt"
 
@@ -331,15 +347,10 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
     seed_everything(run.seed)  # the initial weights are drawn when the model is built
     model = MODELS[run.model](run.settings)
     partial = _partial_path(resume_dir, run)
-    t = run.train
-    history = fit(
+    history = fit_run(
+        run,
         model,
-        run_schedule(run),
         watched,
-        epochs=t.epochs,
-        lr=t.lr,
-        attention_lr=t.attention_lr,
-        seed=run.seed,
         device=device,
         progress=progress,
         on_epoch_end=None if partial is None else functools.partial(_save_partial, partial),
