@@ -88,12 +88,9 @@ def test_bad_arguments(folder, name, run, error):
         pretrained.train_or_load(name, run)
 
 
-def test_publish_and_load_committed(folder, tmp_path):
-    source = tmp_path / "run" / "x.pt"
-    source.parent.mkdir()
-    save_checkpoint(source, build_model("dham", width=2), data_config={"snr_db": 6.0})
-    path = pretrained.publish(source, "dham-snr6-w2")
-    assert path == folder / "dham-snr6-w2.pt" and pretrained.verify_manifest(folder) == []
+def test_load_committed_checks_the_sidecar(folder):
+    path = folder / "dham-snr6-w2.pt"
+    save_checkpoint(path, build_model("dham", width=2), data_config={"snr_db": 6.0})
     model, meta = pretrained.load_committed("dham-snr6-w2")
     assert model.config["width"] == 2 and meta["data_config"] == {"snr_db": 6.0}
     path.write_bytes(path.read_bytes()[:100])

@@ -23,13 +23,6 @@ MANIFEST = "SHA256SUMS"
 QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
 
 
-def _trained(run: Run, device, progress: bool):
-    """``train_run`` as ``(model, history, row)``: ``row`` the run's settings and scores, flat."""
-    model, record = train_run(run, device=device, progress=progress)
-    row = {"model": run.model, "seed": run.seed, **flat_settings(run), **record["scores"]}
-    return model, record["history"], row
-
-
 def checkpoint_dir() -> Path:
     """``$DHAM_CHECKPOINT_DIR`` if set, else the repository's ``data/checkpoints``."""
     default = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
@@ -39,6 +32,13 @@ def checkpoint_dir() -> Path:
 def quick_mode() -> bool:
     """True when ``DHAM_QUICK=1``: every training run shrinks to seconds."""
     return os.environ.get("DHAM_QUICK") == "1"
+
+
+def _trained(run: Run, device, progress: bool):
+    """``train_run`` as ``(model, history, row)``: ``row`` the run's settings and scores, flat."""
+    model, record = train_run(run, device=device, progress=progress)
+    row = {"model": run.model, "seed": run.seed, **flat_settings(run), **record["scores"]}
+    return model, record["history"], row
 
 
 def train_or_load(
@@ -54,12 +54,12 @@ def train_or_load(
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"name must be a plain file name such as 'dham-clean-w16', got {name!r}")
     if quick_mode():
-        quick = with_settings(run, **QUICK)
+        run = with_settings(run, **QUICK)
         print(
-            f"Quick mode (DHAM_QUICK=1): training {name} for {quick.train.epochs} epoch on "
-            f"{quick.data.train_size} digits, not saved."
+            f"Quick mode (DHAM_QUICK=1): training {name} for {run.train.epochs} epoch on "
+            f"{run.data.train_size} digits, not saved."
         )
-        return _trained(quick, device, progress)
+        return _trained(run, device, progress)
     path = checkpoint_dir() / f"{name}.pt"
     if not (os.environ.get("DHAM_TRAIN") == "1" if train is None else train):
         loaded = _load_matching(path, run)
@@ -71,23 +71,16 @@ def train_or_load(
         print(f"{error}: training {name} anyway; it will not be saved (set DHAM_CHECKPOINT_DIR).")
         return _trained(run, device, progress)
     model, history, row = _trained(run, device, progress)
-    _keep_aside(path)
+    if path.exists():  # it may hold another setting's finished training: keep it aside
+        old = path.with_name(path.name + ".old")
+        path.replace(old)
+        if sidecar_path(path).exists():
+            sidecar_path(path).replace(sidecar_path(old))
+        print(f"The previous {path.name} is kept as {old.name}.")
     save_checkpoint(path, model, data_config=as_json(run), metrics=row, extra={"history": history})
     write_manifest(path.parent)
     print(f"Trained {name} and saved it as {path.name}.")
     return model, history, row
-
-
-def _keep_aside(path: Path) -> None:
-    """Rename an existing checkpoint (and its sidecar) to ``<name>.pt.old`` before a new
-    one takes its name: it may hold another setting's finished training."""
-    if not path.exists():
-        return
-    old = path.with_name(path.name + ".old")
-    path.replace(old)
-    if sidecar_path(path).exists():
-        sidecar_path(path).replace(sidecar_path(old))
-    print(f"The previous {path.name} is kept as {old.name}.")
 
 
 def _load_matching(path: Path, run: Run):
@@ -103,47 +96,34 @@ def _load_matching(path: Path, run: Run):
     if meta.get("data_config") != as_json(run):
         print(f"The checkpoint {path.name} was trained for another setting; training it again.")
         return None
-    row, history = meta["metrics"], meta["extra"]["history"]
+    row = meta["metrics"]
     print(
         f"Loaded the committed checkpoint {path.name}: {run.train.epochs} epochs, test accuracy "
         f"{row['test_acc']:.1%}, {row['train_seconds']:.0f} s of training. "
         "Set DHAM_TRAIN=1 to train it yourself."
     )
-    return model, history, row
+    return model, meta["extra"]["history"], row
 
 
 def write_manifest(folder: str | os.PathLike | None = None) -> Path:
     """Write ``SHA256SUMS`` (``sha256sum`` format) for every ``*.pt`` in the folder."""
     folder = checkpoint_dir() if folder is None else Path(folder)
-    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(folder.glob("*.pt"))]
     manifest = folder / MANIFEST
-    manifest.write_text("".join(line + "\n" for line in lines))
+    manifest.write_text(
+        "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(folder.glob("*.pt")))
+    )
     return manifest
 
 
 def verify_manifest(folder: str | os.PathLike | None = None) -> list[str]:
     """Names of the files in the folder's ``SHA256SUMS`` that are missing or differ."""
     folder = checkpoint_dir() if folder is None else Path(folder)
-    bad = []
-    for line in (folder / MANIFEST).read_text().splitlines():
-        digest, name = line.split(maxsplit=1)
-        path = folder / name
-        if not path.exists() or sha256_file(path) != digest:
-            bad.append(name)
-    return bad
-
-
-def publish(source: str | os.PathLike, name: str) -> Path:
-    """Copy a trained checkpoint (e.g. one a sweep saved) into the committed folder as
-    ``<name>.pt``, verified on the way, and rewrite the manifest; returns the new path."""
-    model, meta = load_checkpoint(source)
-    path = checkpoint_dir() / f"{name}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(
-        path, model, data_config=meta["data_config"], metrics=meta["metrics"], extra=meta["extra"]
-    )
-    write_manifest(path.parent)
-    return path
+    entries = (line.split(maxsplit=1) for line in (folder / MANIFEST).read_text().splitlines())
+    return [
+        name
+        for digest, name in entries
+        if not (folder / name).exists() or sha256_file(folder / name) != digest
+    ]
 
 
 def load_committed(name: str):
