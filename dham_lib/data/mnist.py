@@ -30,11 +30,8 @@ SOURCES = ("bundled", "full", "auto")
 # Validation digits: per class from the bundled set, the last twelfth of the full one.
 VAL_PER_CLASS = 50
 FULL_VAL_FRACTION = 12
-NETWORK_HINT = "check the network connection and try again"
-READ_ONLY_HINT = "pass cache_dir= or set DHAM_CACHE_DIR to a writable folder"
-# What a failed download raises: torchvision wraps URL errors in RuntimeError, but socket
-# timeouts, broken connections and truncated gzip streams come through as they are; reading a
-# damaged idx file raises AssertionError or ValueError inside torchvision.
+# What a failed download raises: torchvision's RuntimeError, or socket timeouts, broken
+# connections, truncated gzip streams and damaged idx files as they come.
 _READ_ERRORS = (RuntimeError, OSError, EOFError, AssertionError, ValueError, HTTPException)
 
 
@@ -59,21 +56,16 @@ def load_mnist(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load an MNIST split as ``(images uint8 [N, 28, 28], labels int64 [N])``.
 
-    Args:
-        split: ``"train"``, ``"val"`` (carved from the training digits, see above),
-            ``"test"``, or ``"train+val"``: every training digit, as the runs made before the
-            validation split (or a final fit once every choice is made) train on.
-        source: ``"bundled"`` (3,500/500/1,000 digits in data/, offline), ``"full"``
-            (55,000/5,000/10,000 in ``cache_dir``, downloaded once if missing) or ``"auto"``.
-        cache_dir: folder for the full MNIST, whose files live in ``<cache_dir>/MNIST/raw/``;
-            default ``$DHAM_CACHE_DIR`` or ``~/.cache/dham_lib``.
-        timeout: seconds a network operation may stall before the download gives up.
-        verbose: print one line naming the source used. Problems (a damaged cached archive, a
-            fallback from full to bundled) are printed even when ``verbose`` is False.
+    ``split``: ``"train"``, ``"val"`` (carved from the training digits), ``"test"``, or
+    ``"train+val"`` (every training digit, in the file's order). ``source``: ``"bundled"``
+    (3,500/500/1,000 digits in data/, offline), ``"full"`` (55,000/5,000/10,000 in
+    ``<cache_dir>/MNIST/raw/``, downloaded once if missing; ``cache_dir`` defaults to
+    :func:`cache_dir_default`) or ``"auto"`` (full, else bundled). ``timeout``: seconds a
+    network operation may stall. ``verbose``: print the source used; problems (a damaged
+    archive, a fall-back to bundled) are printed always.
 
-    Raises:
-        RuntimeError: the full MNIST is neither cached nor downloadable (``source="full"``), a
-            copied idx file does not have its published md5, or the bundled file is damaged.
+    Raises ``RuntimeError`` if the full MNIST is neither cached nor downloadable (``"full"``),
+    a copied idx file lacks its published md5, or the bundled file is damaged.
     """
     _checks.option("split", split, SPLITS)
     _checks.option("source", source, SOURCES)
@@ -84,82 +76,73 @@ def load_mnist(
         raise TypeError(f"cache_dir must be None, a str or a path, got {type(cache_dir).__name__}")
     root = cache_dir_default() if cache_dir is None else Path(cache_dir).expanduser()
     if source == "bundled":
-        images, labels = _load_bundled(split)
-        what = "bundled MNIST subset"
+        (images, labels, held_out), what = _load_bundled(split), "bundled MNIST subset"
     else:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout)  # urllib inherits it: a dead network fails, not hangs
         try:
-            images, labels = _load_full(split, root, timeout)
-            what = "full MNIST"
+            (images, labels, held_out), what = (
+                _load_full(split, root / "MNIST" / "raw"),
+                "full MNIST",
+            )
         except _FullUnavailable as err:
+            reason, hint = err.args
             if source == "full":
                 raise RuntimeError(
-                    f"Could not download the full MNIST into {err.raw_dir} ({err.reason}); "
-                    f'{err.hint}, or use source="bundled" '
-                    "for the 5,000-digit subset that ships with the course."
+                    f"Could not download the full MNIST into {root / 'MNIST' / 'raw'} ({reason}); "
+                    f'{hint}, or use source="bundled" for the 5,000-digit subset that ships '
+                    "with the course."
                 ) from None
-            images, labels = _load_bundled(split)
-            print(
-                f"load_mnist: full MNIST unavailable ({err.reason}); falling back to the bundled "
-                f"5,000-digit subset: {split} ({len(labels):,} digits)"
+            (images, labels, held_out), verbose = _load_bundled(split), True
+            what = (
+                f"full MNIST unavailable ({reason}); falling back to the bundled "
+                "5,000-digit subset:"
             )
-            return images, labels
+        finally:
+            socket.setdefaulttimeout(previous)
+    if split in ("train", "val"):
+        keep = held_out == (split == "val")
+        images, labels = images[keep], labels[keep]
     if verbose:  # no paths: the line ends up in notebook outputs
         print(f"load_mnist: {what} {split} ({len(labels):,} digits)")
     return images, labels
 
 
-def _load_bundled(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split of the bundled subset after checking the file's sha256."""
+def _load_bundled(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bundled test or training digits, after checking the file's sha256, and the mask of
+    the validation digits among them."""
     path = data_dir() / BUNDLED_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"the bundled MNIST subset {path} is missing; restore data/{BUNDLED_FILE} from the "
             "repository or set DHAM_DATA_DIR to the folder that holds it"
         )
-    # Hash and parse the same bytes, so the file cannot change between the check and the load.
-    raw = path.read_bytes()
-    actual = hashlib.sha256(raw).hexdigest()
-    if actual != BUNDLED_SHA256:
+    raw = path.read_bytes()  # hashed and parsed: it cannot change between the check and the load
+    if (actual := hashlib.sha256(raw).hexdigest()) != BUNDLED_SHA256:
         raise RuntimeError(
             f"the bundled MNIST subset {path} is corrupted: its sha256 is {actual}, "
             f"expected {BUNDLED_SHA256}; restore it from the repository"
         )
+    part = "test" if split == "test" else "train"
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        if split == "test":
-            return npz["test_images"], npz["test_labels"]
-        images, labels = npz["train_images"], npz["train_labels"]
+        images, labels = npz[f"{part}_images"], npz[f"{part}_labels"]
     held_out = np.zeros(len(labels), dtype=bool)
     for digit in np.unique(labels):
         held_out[np.flatnonzero(labels == digit)[-VAL_PER_CLASS:]] = True
-    return _carve(images, labels, split, held_out)
-
-
-def _carve(images, labels, split: str, held_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The training digits outside (``"train"``) or inside (``"val"``) the ``held_out`` mask,
-    or all of them in their file's order (``"train+val"``)."""
-    if split == "train+val":
-        return images, labels
-    keep = held_out if split == "val" else ~held_out
-    return images[keep], labels[keep]
+    return images, labels, held_out
 
 
 class _FullUnavailable(Exception):
-    """The full MNIST could not be downloaded: a one-line reason, the cache folder, a hint."""
-
-    def __init__(self, reason: str, raw_dir: Path, hint: str = NETWORK_HINT):
-        super().__init__(reason)
-        self.reason, self.raw_dir, self.hint = reason, raw_dir, hint
+    """The full MNIST could not be downloaded; its args: a one-line reason, a hint."""
 
 
-def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.ndarray]:
-    """One split of the full MNIST from the cache under ``root``, downloading what is missing.
-
-    Raises ``_FullUnavailable`` when the download fails.
-    """
+def _load_full(split: str, raw_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full MNIST's test or training digits from ``raw_dir``, downloading what is missing,
+    and the mask of the validation digits among them. Raises ``_FullUnavailable`` when the
+    download fails."""
     from torchvision.datasets import MNIST  # deferred: only this path needs torchvision
     from torchvision.datasets.utils import check_integrity
 
-    raw_dir = root / "MNIST" / "raw"
     extracted = [raw_dir / name.removesuffix(".gz") for name, _ in MNIST.resources]
     stale = _stale_files(raw_dir, MNIST.resources)
     try:
@@ -168,22 +151,22 @@ def _load_full(split: str, root: Path, timeout: float) -> tuple[np.ndarray, np.n
         if not all(path.is_file() for path in extracted):
             # A read-only cache is fine once complete; one that needs a download is not.
             _checks.writable_folder("the cache folder", raw_dir)
-        dataset = _torchvision_mnist(MNIST, root, split, timeout)
+        dataset = MNIST(root=str(raw_dir.parents[1]), train=split != "test", download=True)
     except PermissionError as err:
         reason = "the cache folder is not writable" if err.filename is None else str(err)
-        raise _FullUnavailable(reason, raw_dir, READ_ONLY_HINT) from err
+        hint = "pass cache_dir= or set DHAM_CACHE_DIR to a writable folder"
+        raise _FullUnavailable(reason, hint) from err
     except _READ_ERRORS as err:
         if not all(check_integrity(raw_dir / name, md5) for name, md5 in MNIST.resources):
-            raise _FullUnavailable(_short_reason(err), raw_dir) from err
+            hint = "check the network connection and try again"
+            raise _FullUnavailable(_short_reason(err), hint) from err
         # The archives are intact, so an extracted copy is damaged: extract them again.
         for path in extracted:
             path.unlink(missing_ok=True)
-        dataset = _torchvision_mnist(MNIST, root, split, timeout)
-    images, labels = dataset.data.numpy().astype(np.uint8), dataset.targets.numpy().astype(np.int64)
-    if split == "test":
-        return images, labels
+        dataset = MNIST(root=str(raw_dir.parents[1]), train=split != "test", download=True)
+    labels = dataset.targets.numpy().astype(np.int64)
     held_out = np.arange(len(labels)) >= len(labels) - len(labels) // FULL_VAL_FRACTION
-    return _carve(images, labels, split, held_out)
+    return dataset.data.numpy().astype(np.uint8), labels, held_out
 
 
 def _stale_files(raw_dir: Path, resources) -> list[Path]:
@@ -208,8 +191,7 @@ def _stale_files(raw_dir: Path, resources) -> list[Path]:
             if extracted.is_file() and calculate_md5(extracted) != published:
                 stale.append(extracted)
         elif not archive.is_file() and extracted.is_file():
-            actual = calculate_md5(extracted)
-            if actual != published:
+            if (actual := calculate_md5(extracted)) != published:
                 raise RuntimeError(
                     f"the MNIST file {extracted} has md5 {actual}, expected {published} (the "
                     "published md5 of that file); copy it again from a good source, or remove "
@@ -218,35 +200,21 @@ def _stale_files(raw_dir: Path, resources) -> list[Path]:
     return stale
 
 
-def _torchvision_mnist(mnist_class, root: Path, split: str, timeout: float):
-    """``MNIST(root, train=..., download=True)`` with a socket timeout, restored afterwards."""
-    previous = socket.getdefaulttimeout()
-    # urllib inherits the default timeout, so a dead network fails instead of hanging.
-    socket.setdefaulttimeout(timeout)
-    try:
-        return mnist_class(root=str(root), train=split != "test", download=True)
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def _short_reason(err: BaseException) -> str:
-    """One line out of a possibly multi-line error: its last line, at most 160 characters.
-
-    torchvision lists every mirror it tried; the last line holds the last mirror's error.
-    """
+    """The last line of an error (torchvision lists every mirror it tried, the last one's
+    error last) without urllib's wrapper, at most 160 characters."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[-1] if lines else type(err).__name__
-    # "<urlopen error [Errno 111] Connection refused>" → "[Errno 111] Connection refused"
     if text.startswith("<urlopen error ") and text.endswith(">"):
         text = text[len("<urlopen error ") : -1]
     return text if len(text) <= 160 else text[:157] + "..."
 
 
 def balanced_order(labels) -> np.ndarray:
-    """Indices of ``labels`` ``[N]`` that take the classes in turn: the first item of each
-    class, then the second of each, and so on, so that any first n of them are as evenly
-    spread over the classes as the counts allow. The bundled test digits come clumped by
-    class (data/README.md); every subset of them is drawn in this order."""
+    """Indices of ``labels`` ``[N]`` that take the classes in turn (the first item of each
+    class, then the second of each, ...), so that any first n of them are as evenly spread over
+    the classes as the counts allow: the bundled test digits come clumped by class
+    (data/README.md); every subset of them is drawn in this order."""
     labels = np.asarray(labels)
     rank = np.empty(len(labels), dtype=np.int64)
     for digit in np.unique(labels):
