@@ -1,9 +1,8 @@
 """The classroom's figures: PMFs over images, canvas grids, glimpse sizes (notebooks 04, 06).
 
-Each function returns a matplotlib ``Figure`` without calling ``plt.show``. The figures
-of a training run and of a results table (glimpses, learning curves, heat maps) are in
-:mod:`dham_lib.study.figures`, which the command line draws too. Images are drawn with
-pixel i's centre at coordinate i, the library's pixel coordinates.
+Each function returns a matplotlib ``Figure`` without ``plt.show``; a training run's and a
+results table's figures are in :mod:`dham_lib.study.figures`. Pixel i's centre is drawn at
+coordinate i, the library's pixel coordinates.
 """
 
 from __future__ import annotations
@@ -28,13 +27,30 @@ def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def draw_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> None:
-    """One grey image ``[..., H, W]`` (one image) on ``ax``, its axes in ``unit`` pixels and
-    cut at the image's edge, so a box that reaches past it is cut too (notebooks 02 to 06)."""
+    """One grey image ``[..., H, W]`` on ``ax``, its axes in ``unit`` pixels and cut at the
+    image's edge, so a box that reaches past it is cut too (notebooks 02 to 06)."""
     height, width = image.shape[-2:]
     ax.imshow(image.reshape(height, width).cpu().numpy(), cmap="gray")
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(height - 0.5, -0.5)
     label_axes(ax, title, f"x ({unit} pixels)", f"y ({unit} pixels)")
+
+
+def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3)):
+    """Canvases ``[B, 1, H, W]`` in rows of ``ncols`` panels of ``panel`` inches, titled, in
+    small type (notebooks 04 to 06): the figure and the B axes used."""
+    nrows = -(-len(canvases) // ncols)
+    figsize = (panel[0] * ncols, panel[1] * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    for ax in axes.flat[len(canvases) :]:
+        ax.axis("off")
+    for ax, canvas, title in zip(axes.flat, canvases, titles, strict=False):
+        ax.imshow(canvas[0].numpy(), cmap="gray")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("x (pixels)", fontsize=8)
+        ax.set_ylabel("y (pixels)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    return fig, axes.flat[: len(canvases)]
 
 
 def _single_map(name: str, value) -> torch.Tensor:
@@ -53,39 +69,31 @@ def _scalar(name: str, value) -> torch.Tensor:
     return value.reshape(1, 1)
 
 
-def _params(pmf: torch.Tensor, tx, ty, s) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``tx, ty, s`` as ``[1, 1]`` tensors: given (all three) or read off the PMF (L2)."""
+def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
+    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map with its mean and glimpse box
+    (notebooks 04 and 06).
+
+    ``tx, ty, s`` (numbers or one-element tensors, normalised; all or none) default to the
+    PMF's mean and L2 norm. With ``image`` (``[H, W]`` or ``[1, 1, H, W]``) the PMF is laid
+    over it, stretched to span it as DHAM reads it, and the axes are the image's pixels.
+    """
+    pmf = _single_map("pmf", pmf)
     given = [v is not None for v in (tx, ty, s)]
     if any(given) and not all(given):
         raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
-    if not any(given):
-        tx, ty = expected_position(pmf)
-        return tx, ty, expected_norm(pmf)
-    return _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
-
-
-def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
-    """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map, its mean and its glimpse box
-    (notebooks 04 and 06).
-
-    ``tx, ty, s`` (numbers or one-element tensors, normalised) default to the
-    PMF's expected position and L2 norm. With ``image`` (``[H, W]`` or
-    ``[1, 1, H, W]``) the PMF is laid over it, stretched to span it as DHAM
-    reads it, and the axes are the image's pixels.
-    """
-    pmf = _single_map("pmf", pmf)
-    tx, ty, s = _params(pmf, tx, ty, s)
-    map_size = tuple(pmf.shape[-2:])
-    image_size = map_size
+    if any(given):
+        tx, ty, s = _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
+    else:
+        (tx, ty), s = expected_position(pmf), expected_norm(pmf)
+    image_size = map_size = tuple(pmf.shape[-2:])
     fig, ax = plt.subplots(figsize=(5, 4.2))
     if image is not None:
         image = _single_map("image", image)
         image_size = tuple(image.shape[-2:])
         ax.imshow(image[0, 0].numpy(), cmap="gray")
+    extent = map_extent(map_size, image_size)
     alpha = 1.0 if image is None else 0.6
-    heat = ax.imshow(
-        pmf[0, 0].numpy(), cmap="viridis", alpha=alpha, extent=map_extent(map_size, image_size)
-    )
+    heat = ax.imshow(pmf[0, 0].numpy(), cmap="viridis", alpha=alpha, extent=extent)
     fig.colorbar(heat, ax=ax, label="probability")
     box = glimpse_box(tx, ty, s, image_size=image_size)[0, 0]
     ax.add_patch(box_patch(box, "red", label="glimpse box (tx, ty) ± s"))
@@ -97,12 +105,9 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
 
 
 def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | None = None):
-    """Glimpse box side against digit box side, one scatter per model (pixels; notebook 04).
-
-    ``stats`` maps a model's name to its :func:`glimpse_stats`. The grey line is
-    "glimpse side = digit side"; points below it are glimpses tighter than the
-    digit's square.
-    """
+    """Glimpse box side against digit box side (pixels), one scatter per model's
+    :func:`~dham_lib.course.inspect.glimpse_stats` in ``stats`` (notebook 04); the grey line
+    is "glimpse side = digit side", points below it glimpses tighter than the digit."""
     if not isinstance(stats, dict) or not stats:
         raise ValueError("stats must be a non-empty dict of name -> glimpse_stats(...)")
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
@@ -135,18 +140,11 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
             f"canvases [B, 1, H, W], true_boxes [B, 4] and labels [B] must share B, got "
             f"{tuple(canvases.shape)}, {tuple(true_boxes.shape)}, {tuple(labels.shape)}"
         )
+    sides = true_boxes[:, 2] - true_boxes[:, 0] + 1
+    titles = [f"label {int(labels[i])}, {sides[i]:.0f} px" for i in range(len(labels))]
     ncols = min(_checks.positive_int("ncols", ncols), len(canvases))
-    nrows = -(-len(canvases) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows), squeeze=False)
-    for ax in axes.flat[len(canvases) :]:
-        ax.axis("off")
-    for i, ax in enumerate(axes.flat[: len(canvases)]):
-        ax.imshow(canvases[i, 0].numpy(), cmap="gray")
-        ax.add_patch(box_patch(true_boxes[i], "lime", "--"))
-        side = (true_boxes[i, 2] - true_boxes[i, 0]).item() + 1
-        ax.set_title(f"label {int(labels[i])}, {side:.0f} px", fontsize=8)
-        ax.set_xlabel("x (pixels)", fontsize=8)
-        ax.set_ylabel("y (pixels)", fontsize=8)
-        ax.tick_params(labelsize=8)
+    fig, axes = canvas_grid(canvases, titles, ncols)
+    for ax, box in zip(axes, true_boxes, strict=True):
+        ax.add_patch(box_patch(box, "lime", "--"))
     fig.tight_layout()
     return fig

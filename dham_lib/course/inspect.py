@@ -1,8 +1,8 @@
 """Looking inside a trained model: what it attends to, how its glimpses sit (notebooks 04-07).
 
 The helpers read a trained :class:`~dham_lib.models.DHAMClassifier` without changing it (a
-test-time temperature builds a new DHAM instead of touching the model's). Boxes are in
-pixel coordinates, where the centre of pixel i is at i, like every box in the library.
+test-time temperature builds a new DHAM). Boxes are in pixel coordinates (pixel i's centre
+at i), like every box in the library.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from dham_lib.sampling import glimpse_box
 
 
 class Attention(NamedTuple):
-    """What a trained DHAM classifier does with canvases ``[B, 1, H, W]`` (:func:`attend`;
-    notebooks 04 and 06).
+    """What a trained DHAM classifier does with canvases ``[B, 1, H, W]`` (:func:`attend`).
 
     pmf ``[B, K, H', W']``; tx, ty, s ``[B, K]`` (normalised); boxes ``[B, K, 4]``
     (pixels); glimpses ``[B, K, C, h, w]``; probabilities ``[B, classes]``.
@@ -46,24 +45,20 @@ def _instance(name: str, value, kind: type):
 
 @torch.no_grad()
 def attend(model: DHAMClassifier, canvases: torch.Tensor, temperature=None, norm=None) -> Attention:
-    """Run ``model`` on ``canvases`` ``[B, C, H, W]`` and return everything it computed: the
+    """Run ``model`` (in eval mode, restored after) on ``canvases`` ``[B, C, H, W]``: the
     explorers of notebooks 04 and 06 and :func:`glimpse_stats`.
 
-    ``temperature`` and ``norm`` (1 or 2) replace the model's softmax temperature
-    and scale norm for this call only (None keeps the model's): the attention
-    logits are the trained network's, only the PMF made from them is sharper
-    (T < 1) or flatter (T > 1), or its glimpse sized by the other norm. Returns
-    :class:`Attention`. The model is put in eval mode for the call and restored.
+    ``temperature`` and ``norm`` (1 or 2) replace the model's for this call only (None keeps
+    the model's): the logits stay the trained network's, the PMF made from them is sharper
+    (T < 1) or flatter (T > 1), or its glimpse sized by the other norm.
     """
     model = _instance("model", model, DHAMClassifier)
     _checks.tensor("canvases", canvases, ndim=4)
     layer = model.dham
     if temperature is not None or norm is not None:
-        layer = DHAM(
-            layer.output_size,
-            norm=layer.norm if norm is None else norm,
-            temperature=layer.temperature if temperature is None else temperature,
-        )
+        norm = layer.norm if norm is None else norm
+        temperature = layer.temperature if temperature is None else temperature
+        layer = DHAM(layer.output_size, norm=norm, temperature=temperature)
     was_training = model.training
     model.eval()
     try:
@@ -74,8 +69,8 @@ def attend(model: DHAMClassifier, canvases: torch.Tensor, temperature=None, norm
         probabilities = torch.softmax(model.classifier(glimpses), dim=1)
     finally:
         model.train(was_training)
-    boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvases.shape[-2:]))
-    return Attention(pmf, params.tx, params.ty, params.s, boxes, glimpses, probabilities)
+    boxes = glimpse_box(*params, image_size=tuple(canvases.shape[-2:]))
+    return Attention(pmf, *params, boxes, glimpses, probabilities)
 
 
 @torch.no_grad()
@@ -87,17 +82,16 @@ def glimpse_stats(
     norm: int | None = None,
     temperature: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-canvas numbers of ``model`` on the items of ``dataset`` (first attention channel),
-    for notebooks 04, 06 and 07.
+    """Per-canvas numbers of ``model`` (first attention channel) on every item of
+    ``dataset``, or on ``limit`` of them with the classes in turn
+    (:func:`~dham_lib.data.balanced_order`); notebooks 04, 06 and 07.
 
-    Every item, or ``limit`` of them spread evenly over the classes
-    (:func:`~dham_lib.data.balanced_order`); ``norm`` and ``temperature`` as in :func:`attend`.
-    Returns a dict of CPU tensors, each ``[N]`` unless noted: ``index`` (the item's index in
-    ``dataset``), ``label``, ``prediction``, ``correct`` (bool), ``boxes`` and
-    ``true_boxes`` ``[N, 4]`` (pixels), ``glimpse_side`` and ``digit_side`` (box sides in
-    pixels, from the first to the last sample's centre), ``iou``, ``coverage``,
-    ``centre_error`` (pixels), ``p_max`` (the PMF's largest probability), ``ink_share`` (see
-    :func:`ink_share`) and ``mass_in_box``, the share of the PMF's mass on the true box.
+    ``norm`` and ``temperature`` as in :func:`attend`. A dict of CPU tensors, ``[N]`` unless
+    noted: ``index`` (in ``dataset``), ``label``, ``prediction``, ``correct`` (bool),
+    ``boxes`` and ``true_boxes`` ``[N, 4]`` (pixels), ``glimpse_side`` and ``digit_side``
+    (pixels, first to last sample's centre), ``iou``, ``coverage``, ``centre_error``
+    (pixels), ``p_max`` (the PMF's largest probability), ``ink_share`` (:func:`ink_share`)
+    and ``mass_in_box`` (:func:`mass_in_box` of the true box).
     """
     model = _instance("model", model, DHAMClassifier)
     dataset = _instance("dataset", dataset, TranslatedMNIST)
@@ -107,12 +101,13 @@ def glimpse_stats(
         items = balanced_order(dataset.labels)[: _checks.positive_int("limit", limit)]
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(items), batch_size):
-        canvases, labels, true_boxes = dataset.batch(items[start : start + batch_size])
+        index = torch.as_tensor(items[start : start + batch_size])
+        canvases, labels, true_boxes = dataset.batch(index.numpy())
         seen = attend(model, canvases, temperature=temperature, norm=norm)
-        boxes = seen.boxes[:, 0].cpu()
+        boxes, pmf = seen.boxes[:, 0].cpu(), seen.pmf.cpu()
         prediction = seen.probabilities.argmax(dim=1).cpu()
         values = {
-            "index": torch.as_tensor(items[start : start + batch_size]),
+            "index": index,
             "label": labels,
             "prediction": prediction,
             "correct": prediction == labels,
@@ -123,39 +118,34 @@ def glimpse_stats(
             "iou": box_iou(boxes, true_boxes),
             "coverage": box_coverage(boxes, true_boxes),
             "centre_error": box_centre_error(boxes, true_boxes),
-            "p_max": seen.pmf[:, 0].flatten(1).amax(dim=1).cpu(),
+            "p_max": pmf[:, 0].flatten(1).amax(dim=1),
             "ink_share": ink_share(canvases, boxes),
-            "mass_in_box": mass_in_box(seen.pmf.cpu(), true_boxes, canvases.shape[-2:])[:, 0],
+            "mass_in_box": mass_in_box(pmf, true_boxes, canvases.shape[-2:])[:, 0],
         }
         for key, value in values.items():
             parts.setdefault(key, []).append(value)
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
+def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size, what="PMF batch item"):
     """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``
     (notebooks 06 and 07, through :func:`glimpse_stats`).
 
-    The map spans the image as DHAM reads it: map pixel ``(i, j)`` sits at image
-    pixel ``(j · (W - 1)/(w - 1), i · (H - 1)/(h - 1))``, and counts when that point
-    lies in the box (pixel coordinates, edges included).
+    The map spans the image as DHAM reads it: map pixel ``(i, j)`` sits at image pixel
+    ``(j · (W - 1)/(w - 1), i · (H - 1)/(h - 1))`` and counts when that point lies in the box
+    (edges included).
     """
     _checks.tensor("pmf", pmf, ndim=4)
-    _one_box_each(boxes, len(pmf), "PMF batch item")
+    _checks.tensor("boxes", boxes, ndim=2)
+    if boxes.shape != (len(pmf), 4):
+        raise ValueError(
+            f"boxes must have shape [{len(pmf)}, 4] (one per {what}), got {tuple(boxes.shape)}"
+        )
     height, width = _checks.size_pair("image_size", tuple(int(v) for v in image_size))
     h, w = pmf.shape[-2:]
     xs = torch.arange(w, dtype=pmf.dtype) * (width - 1) / max(w - 1, 1)
     ys = torch.arange(h, dtype=pmf.dtype) * (height - 1) / max(h - 1, 1)
     return (pmf * _inside(boxes.to(pmf.dtype), xs, ys)[:, None]).sum(dim=(-2, -1))
-
-
-def _one_box_each(boxes: torch.Tensor, n: int, what: str) -> None:
-    """Check that ``boxes`` is ``[n, 4]``, one box per ``what``."""
-    _checks.tensor("boxes", boxes, ndim=2)
-    if boxes.shape != (n, 4):
-        raise ValueError(
-            f"boxes must have shape [{n}, 4] (one per {what}), got {tuple(boxes.shape)}"
-        )
 
 
 def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -166,35 +156,23 @@ def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Te
 
 
 def ink_share(canvases: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Share of each canvas's intensity inside its box: ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``
-    (notebooks 04 and 06, through :func:`glimpse_stats`).
-
-    A pixel counts as inside when its centre lies in the box (pixel coordinates, edges
-    included): on a clean canvas, the share of the digit's ink that the glimpse holds. A
-    canvas without ink (total 0) scores 0.
-    """
+    """Share of each canvas's intensity on the pixels whose centres lie in its box (edges
+    included): ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``, 0 for a canvas without ink
+    (notebooks 04 and 06, through :func:`glimpse_stats`)."""
     _checks.tensor("canvases", canvases, ndim=4)
-    _one_box_each(boxes, len(canvases), "canvas")
-    height, width = canvases.shape[-2:]
-    xs = torch.arange(width, dtype=boxes.dtype, device=boxes.device)
-    ys = torch.arange(height, dtype=boxes.dtype, device=boxes.device)
-    mask = _inside(boxes, xs, ys)[:, None].to(canvases.dtype)
     total = canvases.sum(dim=(1, 2, 3))
-    inside = (canvases * mask).sum(dim=(1, 2, 3))
-    return torch.where(total != 0, inside / torch.where(total != 0, total, 1), 0.0)
+    ink = canvases / torch.where(total != 0, total, 1)[:, None, None, None]
+    return mass_in_box(ink, boxes.to(ink.dtype), canvases.shape[-2:], "canvas").sum(dim=1)
 
 
 def stride_offsets(size: int, stride: int) -> torch.Tensor:
-    """Where DHAM reads each column of an attention map made at ``stride``, minus where it is
-    (notebook 06).
+    """Where DHAM reads each column of an attention map made at ``stride``, minus where it is,
+    in image pixels: ``[columns]``, each below ``stride / 2`` in size (notebook 06).
 
-    ``AttentionNet`` average-pools the image by ``stride`` (``ceil_mode``, so a
-    last, partial window keeps the far edge) and DHAM reads its ``ceil(size /
-    stride)`` columns as spanning the image, column k at ``k · (size - 1) /
-    (columns - 1)`` pixels. The pooled column really summarises image pixels
-    ``k·stride … k·stride + stride - 1`` (cut at the edge), centred on their mean.
-    Returns the difference in image pixels, ``[columns]``; its size stays below
-    ``stride / 2``.
+    ``AttentionNet`` average-pools by ``stride`` (``ceil_mode``: a last, partial window keeps
+    the far edge), so pooled column k summarises pixels ``k·stride … k·stride + stride - 1``
+    (cut at the edge), centred on their mean; DHAM reads its ``ceil(size / stride)`` columns
+    as spanning the image, column k at ``k · (size - 1) / (columns - 1)``.
     """
     size = _checks.positive_int("size", size)
     stride = _checks.positive_int("stride", stride)
@@ -202,19 +180,15 @@ def stride_offsets(size: int, stride: int) -> torch.Tensor:
     if columns < 2:
         raise ValueError(f"size / stride must give at least 2 map columns, got {columns}")
     k = torch.arange(columns, dtype=torch.float64)
-    read = k * (size - 1) / (columns - 1)
     first = k * stride
     last = torch.clamp(first + stride - 1, max=size - 1)
-    return read - (first + last) / 2
+    return k * (size - 1) / (columns - 1) - (first + last) / 2
 
 
 def box_logits(boxes: torch.Tensor, image_size: tuple[int, int], height: float = 10.0):
-    """Hand-made attention logits: ``height`` inside each box, 0 outside (notebook 06).
-
-    ``boxes`` ``[K, 4]`` in pixels → logits ``[1, K, H, W]``, one channel per box,
-    so that DHAM with K channels glimpses each box. With ``height = 10`` each
-    pixel inside outweighs one outside ``e^10 ≈ 22,000`` times.
-    """
+    """Hand-made attention logits, ``height`` inside each box and 0 outside: ``boxes``
+    ``[K, 4]`` (pixels) → ``[1, K, H, W]``, one channel per box (notebook 06). With
+    ``height = 10`` a pixel inside outweighs one outside ``e^10 ≈ 22,000`` times."""
     boxes = _checks.tensor("boxes", torch.as_tensor(boxes).float(), ndim=2)
     if boxes.shape[1] != 4:
         raise ValueError(f"boxes must have shape [K, 4], got {tuple(boxes.shape)}")

@@ -1,13 +1,13 @@
 """The notebooks' answer checks and sliders (notebooks 01 to 07 and the app).
 
 The checks print hints, never the expected values: :func:`check_answers` compares numbers,
-:func:`check_function` a function the student wrote with the library's (values and
-gradients), :func:`check_choice` a multiple-choice answer with a digest of the right one.
-The checks whose references would give an answer away are in :mod:`dham_lib.course.answers`.
+:func:`check_function` a student's function with the library's (values and gradients),
+:func:`check_choice` a multiple-choice answer with a digest of the right one; the checks whose
+references would give an answer away are in :mod:`dham_lib.course.answers`.
 
-A slider function (in :mod:`dham_lib.course.explorers`) is a pure function of its slider
-values that returns a :class:`View`. A notebook calls it once with the default values, so
-the figure shows on GitHub too, then wires it to sliders::
+A slider function (:mod:`dham_lib.course.explorers`) is a pure function of its slider values
+that returns a :class:`View`. A notebook calls it once with the default values, so the figure
+shows on GitHub too, then wires it to sliders::
 
     view = pmf_explorer(peak_x=0.3, peak_y=-0.2, spread=0.15, temperature=1.0)
     print(format_numbers(view.numbers))
@@ -75,20 +75,19 @@ def format_numbers(numbers: Mapping[str, float], digits: int = 3) -> str:
 def check_answers(
     answers: Mapping[str, float], expected: Mapping[str, float], atol: float = 1e-3
 ) -> None:
-    """Compare a student's numbers with the expected ones; print a verdict and assert
-    (notebook 02's check cells, and every check of :mod:`dham_lib.course.answers`).
+    """Compare a student's numbers (numbers, one-element tensors or arrays) with the expected
+    ones (notebook 02 and every check of :mod:`dham_lib.course.answers`).
 
-    Prints "Correct: ..." when every answer is within ``atol`` of its expected value;
-    otherwise a hint for each answer that is off (too high or too low) or missing, never
-    the expected value itself, and raises ``AssertionError``. Answers may be numbers,
-    one-element tensors or arrays.
+    Prints "Correct: ..." when every answer is within ``atol``; otherwise a hint for each
+    answer that is off (too high or too low) or missing, never the expected value, and
+    raises ``AssertionError``.
     """
     if not isinstance(answers, Mapping) or not isinstance(expected, Mapping):
         raise TypeError("answers and expected must be dicts of name -> number")
     atol = _checks.positive("atol", atol)
     hints = []
     for name, want in expected.items():
-        if name not in answers or answers[name] is None:
+        if answers.get(name) is None:
             hints.append(f"{name}: missing")
             continue
         try:
@@ -106,22 +105,18 @@ def check_answers(
 
 
 def choice_digest(exercise: str, choice: str) -> str:
-    """The digest that a check cell of notebooks 04 to 07 holds in place of a multiple-choice
-    answer: the first 16 hex digits of the SHA-256 of ``"<exercise>:<choice>"`` (``choice``
-    stripped, lower case), so the same letter in two exercises has two digests."""
+    """What a check cell of notebooks 04 to 07 holds in place of a multiple-choice answer: the
+    first 16 hex digits of the SHA-256 of ``"<exercise>:<choice>"`` (``choice`` stripped, lower
+    case), so the same letter in two exercises has two digests."""
     return hashlib.sha256(f"{exercise}:{str(choice).strip().lower()}".encode()).hexdigest()[:16]
 
 
 def check_choice(
     answer: str, options: Sequence[str], digest: str, *, exercise: str, hint: str
 ) -> None:
-    """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``: the
-    judgement exercises of notebooks 04 to 07.
-
-    Prints "Correct." or, for a wrong option, ``hint`` (the same for every wrong option, so
-    that it names none), and raises ``AssertionError``; an answer that is not one of
-    ``options`` is told the options.
-    """
+    """Check a multiple-choice answer against ``choice_digest(exercise, right answer)``
+    (notebooks 04 to 07): "Correct.", or ``hint`` for every wrong option alike (so it names
+    none) and ``AssertionError``; an answer not in ``options`` is told the options."""
     if not isinstance(answer, str) or answer.strip().lower() not in options:
         print(f"Not yet: answer with one of {', '.join(map(repr, options))} (a string).")
         raise AssertionError(f"{answer!r} is not one of {list(options)}")
@@ -156,26 +151,21 @@ def check_function(
     forbid: Sequence[str] = (),
     seed: int = 0,
 ) -> None:
-    """Compare a student's function with the library's on each input; print a verdict and
-    assert. Used by the build exercises of notebooks 01 (``my_spatial_softmax``,
+    """Compare a student's function with the library's on each input, print a verdict and
+    assert: the build exercises of notebooks 01 (``my_spatial_softmax``,
     ``my_expected_norm``), 02 (``my_axis_weights``) and 03 (``my_dham``).
 
-    ``inputs`` is a list of argument tuples, e.g. ``[(logits, 0.5), ...]`` with ``logits`` a
-    seeded random ``[B, K, H, W]`` tensor; both functions get fresh copies of each. The
-    candidate must return a tensor of the reference's shape and dtype, each entry within
-    ``atol + rtol·|reference|`` of the reference's. With ``grad`` (and a reference output
-    that has a gradient), the gradient of ``Σ w · output``, ``w`` a random tensor of the
-    output's shape drawn with ``seed``, with respect to every floating-point tensor argument
-    must agree too; ``grad_hint`` is what a student reads whose values agree but whose
-    gradient does not. ``properties`` maps a hint to a test ``f(output, *args) -> bool`` of
-    the candidate's output, reported when its values are off (``"does not sum to 1 over H,
-    W"``). ``forbid`` names what the candidate must build rather than call (the library's
-    own function, say): a candidate whose code refers to one of them is told so, unrun.
+    ``inputs`` is a list of argument tuples (e.g. ``[(logits [B, K, H, W], 0.5), ...]``); both
+    functions get fresh copies. The candidate must return a tensor of the reference's shape
+    and dtype, within ``atol + rtol·|reference|``; with ``grad``, the gradients of
+    ``Σ w · output`` (``w`` random, drawn with ``seed``) with respect to every floating-point
+    tensor argument must agree too, or the student reads ``grad_hint``. ``properties`` maps a
+    hint to a test ``f(output, *args) -> bool``, reported when the values are off. A
+    candidate whose code refers to a name in ``forbid`` is refused unrun.
 
-    Prints "Correct: ..." or, for the first input that fails, hints: not a function, the
-    exception it raised, a wrong shape or dtype, nan or inf, how many entries are off with
-    the largest error and where; never a value of the reference. Then raises
-    ``AssertionError``.
+    For the first input that fails it prints hints (not a function, the exception raised,
+    shape, dtype, nan or inf, how many entries are off and the largest error), never a value
+    of the reference, and raises ``AssertionError``.
     """
     name = name or getattr(candidate, "__name__", "your function")
     tolerance = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
@@ -204,9 +194,9 @@ def check_function(
 
 
 def check_own_code(function: Callable, forbid: Sequence[str], name: str | None = None) -> None:
-    """Refuse a build exercise's answer that calls what it should build (notebooks 01 to 04):
-    prints a hint and raises ``AssertionError`` if ``function``'s code, or that of the
-    functions it calls that were defined beside it, refers to a name in ``forbid``."""
+    """Refuse a build exercise's answer (notebooks 01 to 04) whose code, or that of the
+    functions defined beside it that it calls, refers to a name in ``forbid``: a hint and
+    ``AssertionError``."""
     name = name or getattr(function, "__name__", "your function")
     called = sorted(set(forbid) & _names_used(function))
     if called:
@@ -216,9 +206,8 @@ def check_own_code(function: Callable, forbid: Sequence[str], name: str | None =
 
 
 def _names_used(function, seen: set | None = None) -> set[str]:
-    """The global and attribute names that ``function``'s code refers to, with those of its
-    nested code (inner functions, comprehensions) and of the functions it calls that were
-    defined beside it (a notebook's own): what a build exercise's answer really calls."""
+    """The global and attribute names of ``function``'s code and nested code, with those of
+    the functions defined beside it (a notebook's own) that it calls."""
     seen = set() if seen is None else seen
     if not inspect.isfunction(function) or function in seen:
         return set()
@@ -236,8 +225,7 @@ def _names_used(function, seen: set | None = None) -> set[str]:
 
 
 def _copies(args: tuple, grad: bool) -> list:
-    """Fresh copies of the tensor arguments (leaves, with ``grad``), so that neither function
-    sees what the other did to its inputs."""
+    """Fresh copies of the tensor arguments (leaves, with ``grad``)."""
     return [
         a.detach().clone().requires_grad_(grad and a.is_floating_point())
         if isinstance(a, torch.Tensor)
@@ -261,7 +249,21 @@ def _function_hints(candidate, reference, args, names, agree: _Agreement) -> lis
         return hints
     if not got.requires_grad:
         return ["its output has no gradient (.detach(), .item(), NumPy or torch.no_grad()?)"]
-    return _gradient_hints((got, cand_args), (want, ref_args), args, names, agree)
+    leaves = [i for i, a in enumerate(ref_args) if isinstance(a, torch.Tensor) and a.requires_grad]
+    weight = torch.randn(want.shape, generator=agree.weights, dtype=want.dtype)
+    want_grads = _gradients(want, ref_args, weight, leaves)
+    try:
+        got_grads = _gradients(got, cand_args, weight, leaves)
+    except Exception as error:
+        return [f"its gradient raised {type(error).__name__}: {error}"]
+    offs = [
+        (i, _where_off(g, w, agree)) for i, g, w in zip(leaves, got_grads, want_grads, strict=True)
+    ]
+    return [
+        f"{agree.grad_hint} (the gradient with respect to {names[i]} is off at {off})"
+        for i, off in offs
+        if off
+    ]
 
 
 def _output_hints(got, want: torch.Tensor, args, agree: _Agreement) -> list[str]:
@@ -283,37 +285,12 @@ def _output_hints(got, want: torch.Tensor, args, agree: _Agreement) -> list[str]
     return [f"values off at {off}", *failed]
 
 
-def _gradient_hints(candidate, reference, args, names, agree: _Agreement) -> list[str]:
-    """Where the gradients of ``Σ w · output`` with respect to the floating-point tensor
-    arguments disagree; ``candidate`` and ``reference`` are each (output, its arguments)."""
-    leaves = [
-        i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.is_floating_point()
-    ]
-    weight = torch.randn(reference[0].shape, generator=agree.weights, dtype=reference[0].dtype)
-    want_grads = _gradients(*reference, weight, leaves)
-    try:
-        got_grads = _gradients(*candidate, weight, leaves)
-    except Exception as error:
-        return [f"its gradient raised {type(error).__name__}: {error}"]
-    hints = []
-    for i, got, want in zip(leaves, got_grads, want_grads, strict=True):
-        off = _where_off(got, want, agree)
-        if off:
-            hints.append(
-                f"{agree.grad_hint} (the gradient with respect to {names[i]} is off at {off})"
-            )
-    return hints
-
-
 def _gradients(output, args, weight, leaves) -> list[torch.Tensor]:
-    """The gradient of ``Σ weight · output`` with respect to ``args[i]`` for ``i`` in
-    ``leaves`` (zeros where ``output`` does not depend on it)."""
-    grads = torch.autograd.grad(
-        (output * weight).sum(), [args[i] for i in leaves], allow_unused=True
-    )
-    return [
-        torch.zeros_like(args[i]) if g is None else g for i, g in zip(leaves, grads, strict=True)
-    ]
+    """The gradients of ``Σ weight · output`` with respect to ``args[i]``, ``i`` in ``leaves``
+    (zeros where ``output`` does not depend on it)."""
+    inputs = [args[i] for i in leaves]
+    grads = torch.autograd.grad((output * weight).sum(), inputs, allow_unused=True)
+    return [torch.zeros_like(a) if g is None else g for a, g in zip(inputs, grads, strict=True)]
 
 
 def _where_off(got: torch.Tensor, want: torch.Tensor, agree: _Agreement) -> str:
@@ -323,10 +300,8 @@ def _where_off(got: torch.Tensor, want: torch.Tensor, agree: _Agreement) -> str:
         return ""
     error = (got - want).abs()
     index = [int(i) for i in np.unravel_index(int(error.argmax()), tuple(error.shape))]
-    return (
-        f"{int(off.sum())} of {off.numel()} entries, the largest error "
-        f"{error.max().item():.2g} at index {index}"
-    )
+    largest = f"the largest error {error.max().item():.2g} at index {index}"
+    return f"{int(off.sum())} of {off.numel()} entries, {largest}"
 
 
 def make_slider(
@@ -337,12 +312,9 @@ def make_slider(
     step: float,
     readout_format: str | None = None,
 ):
-    """A slider that reports its value only when released (``continuous_update=False``), for
-    the explorers of notebooks 01 to 06 and the app.
-
-    An ``IntSlider`` when ``value``, ``min``, ``max`` and ``step`` are all ints, else a
-    ``FloatSlider``. Works with ipywidgets 7.7 and 8.x.
-    """
+    """A slider of ipywidgets 7.7 and 8.x that reports its value only when released, for the
+    explorers of notebooks 01 to 06 and the app: an ``IntSlider`` when ``value``, ``min``,
+    ``max`` and ``step`` are all ints, else a ``FloatSlider``."""
     import ipywidgets as widgets
 
     if not isinstance(description, str) or not description:
@@ -403,17 +375,13 @@ def _explorer_arguments(fn, fixed: Mapping | None, sliders: dict) -> dict:
 
 def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
     """Wire ``sliders`` (keyword = argument of ``fn``) to ``fn`` and return the widget that
-    :func:`show_explorer` shows in notebooks 01 to 06 and the app.
+    :func:`show_explorer` shows (notebooks 01 to 06 and the app).
 
-    ``fn(**fixed, **slider_values)`` must return a :class:`View`; its figure and numbers
-    replace the ``Output`` widget's contents whenever a slider is released. The figure is
-    closed once drawn, so moving a slider does not pile up open figures; an error raised
-    while a slider moves is shown in place of the figure.
-
-    The outputs are set on the widget directly rather than captured with
-    ``interactive_output``: that capture, inside the executing cell, made nbclient (so
-    Voilà and nbconvert) wait out its whole cell timeout in 2 of 5 runs of the
-    ``make app`` page (0 of 5 this way), with the kernel idle.
+    ``fn(**fixed, **slider_values)`` must return a :class:`View`, whose figure (closed once
+    drawn) and numbers replace the ``Output`` widget's contents whenever a slider is released;
+    an error raised while a slider moves is shown in place of the figure. The outputs are set
+    directly rather than captured with ``interactive_output``: that capture made nbclient (so
+    Voilà) wait out its cell timeout in 2 of 5 runs of ``make app`` (0 of 5 this way).
     """
     import ipywidgets as widgets
 
@@ -449,13 +417,9 @@ def show_explorer(
     fallback: str = WIDGET_FALLBACK,
     **sliders,
 ) -> None:
-    """Build the explorer (see :func:`build_explorer`) and display it: every slider of
-    notebooks 01 to 06 and the app.
-
-    Where widgets cannot run (GitHub, a static site) the output reads as ``fallback``, a
-    short note, instead of the widget's long text form; the default note points at the
-    figure of the default values that the notebooks draw just above each explorer.
-    """
+    """Display :func:`build_explorer`'s widget: every slider of notebooks 01 to 06 and the
+    app. Where widgets cannot run (GitHub, a static site) it reads as ``fallback``, a short
+    note (by default, pointing at the figure of the default values drawn above it)."""
     from IPython.display import display
 
     if not isinstance(fallback, str) or not fallback:
