@@ -1,9 +1,8 @@
 """The slider functions of notebooks 01 to 06 and the app: pure functions of the slider values.
 
-Each returns a :class:`~dham_lib.course.widgets.View`, the figure it draws and the numbers
-it shows, and its docstring names its notebook. They take normalised coordinates (-1 and +1
-are the centres of the first and last pixel) and draw in pixel coordinates (the centre of
-pixel i is at i).
+Each returns a :class:`~dham_lib.course.widgets.View`, the figure it draws and the numbers it
+shows, and its docstring names its notebook. They take normalised coordinates (-1 and +1 are
+the centres of the first and last pixel) and draw in pixel coordinates (pixel i's centre at i).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.course.figures import draw_image, label_axes
+from dham_lib.course.figures import canvas_grid, draw_image, label_axes
 from dham_lib.course.inspect import attend
 from dham_lib.course.widgets import View, _number
 from dham_lib.data import TranslatedMNIST, balanced_order, load_mnist
@@ -27,6 +26,11 @@ from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_s
 from dham_lib.sampling import bilinear_sample, glimpse, glimpse_box, to_normalised, to_pixels
 from dham_lib.study.figures import box_patch, map_extent, plot_glimpses
 from dham_lib.study.runs import SCALE, TEST_SEED
+
+# A small image with distinct pixel values, so each neighbour's share is visible.
+BILINEAR_DEMO_IMAGE = torch.tensor(
+    [[0.0, 0.2, 0.4, 0.1], [0.3, 1.0, 0.6, 0.2], [0.1, 0.5, 0.9, 0.7]]
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,18 +47,40 @@ def _test_canvases(count: int, snr_db: float | None, seed: int) -> TranslatedMNI
 
 
 def _image(name: str, value) -> torch.Tensor:
-    """One grey image ``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]`` as float ``[1, 1, H, W]``."""
+    """One grey image ``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]`` (at least 2×2) as float
+    ``[1, 1, H, W]``."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.dim() not in (2, 3, 4) or value.shape[:-2].numel() != 1:
+    if value.dim() not in (2, 3, 4) or value.shape[:-2].numel() != 1 or min(value.shape[-2:]) < 2:
         raise ValueError(
-            f"{name} must be one grey image [H, W], [1, H, W] or [1, 1, H, W], "
-            f"got shape {tuple(value.shape)}"
+            f"{name} must be one grey image [H, W], [1, H, W] or [1, 1, H, W] of at least "
+            f"2×2 pixels, got shape {tuple(value.shape)}"
         )
-    value = _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
-    if min(value.shape[-2:]) < 2:
-        raise ValueError(f"{name} must be at least 2×2 pixels, got shape {tuple(value.shape)}")
-    return value
+    return _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
+
+
+def _index(name: str, index, n: int) -> int:
+    """``index`` if it is an int in ``[0, n - 1]``."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        raise ValueError(f"{name} must be an int in [0, {n - 1}], got {index!r}")
+    return index
+
+
+def _panels(width: float, height: float, ratios: list[float]):
+    """A figure of ``width × height`` inches with one row of panels as wide as ``ratios``."""
+    return plt.subplots(
+        1, len(ratios), figsize=(width, height), gridspec_kw={"width_ratios": ratios}
+    )
+
+
+def _heat(fig, ax, values: torch.Tensor, label: str, **style) -> None:
+    """``values`` ``[H, W]`` as a heat map on ``ax`` with a colour bar named ``label``."""
+    fig.colorbar(ax.imshow(values.numpy(), **style), ax=ax, label=label, shrink=0.85)
+
+
+def _legend(ax) -> None:
+    """The legend of a slider figure's canvas panel."""
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def gaussian_logits(
@@ -64,13 +90,10 @@ def gaussian_logits(
     size: tuple[int, int] = (24, 24),
     height: float = 8.0,
 ) -> torch.Tensor:
-    """A logits map with one Gaussian bump: ``[1, 1, h, w]``, float64 (notebook 01).
-
-    ``logits = height · exp(-d² / (2 spread²))``, with ``d`` the distance from the
-    peak ``(peak_x, peak_y)``; all in normalised coordinates. The map is 0 far
-    from the bump, so the background keeps some probability, which the
-    temperature then amplifies or suppresses.
-    """
+    """A logits map with one Gaussian bump, ``[1, 1, h, w]`` float64 (notebook 01):
+    ``height · exp(-d² / (2 spread²))``, ``d`` the distance from ``(peak_x, peak_y)``, all
+    normalised. It is 0 far from the bump, so the background keeps some probability, which
+    the temperature amplifies or suppresses."""
     peak_x = _number("peak_x", peak_x, -1.0, 1.0)
     peak_y = _number("peak_y", peak_y, -1.0, 1.0)
     spread = _checks.positive("spread", spread)
@@ -85,12 +108,11 @@ def gaussian_logits(
 def pmf_explorer(
     peak_x: float, peak_y: float, spread: float, temperature: float, size=(24, 24)
 ) -> View:
-    """Logits bump → PMF → mean and glimpse boxes, for notebook 01's sliders.
+    """Logits bump → PMF → mean and glimpse boxes (notebook 01).
 
-    Draws the logits of :func:`gaussian_logits` and the PMF
-    ``softmax(logits / temperature)`` ``[h, w]``, with the mean ``(tx, ty)`` and the
-    glimpse boxes ``(tx, ty) ± s`` for the L2 (solid) and L1 (dashed) norms, in map
-    pixels. Numbers: ``tx, ty, s_L1, s_L2`` (normalised) and ``p_max``.
+    Draws :func:`gaussian_logits` and the PMF ``softmax(logits / temperature)`` ``[h, w]``
+    with its mean ``(tx, ty)`` and the boxes ``(tx, ty) ± s`` of the L2 (solid) and L1
+    (dashed) norms, in map pixels. Numbers: ``tx, ty, s_L1, s_L2`` (normalised), ``p_max``.
     """
     temperature = _checks.positive("temperature", temperature)
     logits = gaussian_logits(peak_x, peak_y, spread, size)
@@ -99,11 +121,9 @@ def pmf_explorer(
     s1, s2 = expected_norm(pmf, p=1), expected_norm(pmf, p=2)
     h, w = logits.shape[-2:]
     fig, (ax_logits, ax_pmf) = plt.subplots(1, 2, figsize=(9.2, 4.0))
-    image = ax_logits.imshow(logits[0, 0].numpy(), cmap="magma")
-    fig.colorbar(image, ax=ax_logits, label="logit", shrink=0.85)
+    _heat(fig, ax_logits, logits[0, 0], "logit", cmap="magma")
     label_axes(ax_logits, "logits: a Gaussian bump", "x (map pixels)", "y (map pixels)")
-    image = ax_pmf.imshow(pmf[0, 0].numpy(), cmap="viridis", vmin=0)
-    fig.colorbar(image, ax=ax_pmf, label="probability", shrink=0.85)
+    _heat(fig, ax_pmf, pmf[0, 0], "probability", cmap="viridis", vmin=0)
     for s, colour, style, norm in ((s2, "red", "-", "L2"), (s1, "orange", "--", "L1")):
         box = glimpse_box(tx, ty, s, image_size=(h, w))[0, 0]
         ax_pmf.add_patch(box_patch(box, colour, style, label=f"{norm} box, s = {s.item():.2f}"))
@@ -121,20 +141,13 @@ def pmf_explorer(
     return View(fig, {**numbers, "p_max": pmf.max().item()})
 
 
-# A small image with distinct pixel values, so each neighbour's share is visible.
-BILINEAR_DEMO_IMAGE = torch.tensor(
-    [[0.0, 0.2, 0.4, 0.1], [0.3, 1.0, 0.6, 0.2], [0.1, 0.5, 0.9, 0.7]]
-)
-
-
 def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> View:
-    """One bilinear sample at pixel coordinates ``(x, y)`` of a small image (notebook 02).
+    """One bilinear sample at pixel coordinates ``(x, y)``, ``x`` in ``[0, W-1]`` and ``y`` in
+    ``[0, H-1]``, of ``image`` ``[H, W]`` (default :data:`BILINEAR_DEMO_IMAGE`; notebook 02).
 
-    ``image`` is ``[H, W]`` (default :data:`BILINEAR_DEMO_IMAGE`, 3×4). Draws the
-    image with its pixel values, the sample point and its four neighbours, each
-    labelled with its weight. Numbers: the weights ``w_00`` (top left), ``w_01``
-    (top right), ``w_10``, ``w_11`` and the sampled ``value`` (from
-    ``bilinear_sample``). ``x`` must lie in ``[0, W-1]``, ``y`` in ``[0, H-1]``.
+    Draws the image with its pixel values, the sample point and its four neighbours with
+    their weights. Numbers: the weights ``w_00`` (top left), ``w_01`` (top right), ``w_10``,
+    ``w_11`` and the sampled ``value`` (from ``bilinear_sample``).
     """
     image = _image("image", BILINEAR_DEMO_IMAGE if image is None else image)
     h, w = image.shape[-2:]
@@ -150,12 +163,10 @@ def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> 
     grid = torch.tensor([[[[to_normalised(x, w), to_normalised(y, h)]]]])
     value = bilinear_sample(image, grid)[0, 0, 0, 0].item()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    shown = ax.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-    fig.colorbar(shown, ax=ax, label="pixel value", shrink=0.8)
+    _heat(fig, ax, image[0, 0], "pixel value", cmap="gray", vmin=0, vmax=1)
     centred = {"ha": "center", "va": "center", "fontsize": 8}
-    for row in range(h):
-        for col in range(w):
-            pixel = image[0, 0, row, col].item()
+    for row, pixels in enumerate(image[0, 0].tolist()):
+        for col, pixel in enumerate(pixels):
             colour = "black" if pixel > 0.5 else "white"
             ax.text(col, row - 0.3, f"{pixel:.1f}", color=colour, **centred)
     box = {"facecolor": "white", "alpha": 0.85, "pad": 1}
@@ -174,13 +185,11 @@ def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> 
 def glimpse_explorer(
     canvas: torch.Tensor, tx: float, ty: float, s: float, size=(28, 28), true_box=None
 ) -> View:
-    """The canvas with the glimpse box ``(tx, ty) ± s`` beside the glimpse itself (notebook 02).
+    """The canvas (one grey image, ``[H, W]`` to ``[1, 1, H, W]``) with the glimpse box
+    ``(tx, ty) ± s`` (normalised) beside the glimpse of ``size`` pixels (notebook 02).
 
-    ``canvas`` is one grey image ``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]``;
-    ``tx, ty, s`` are normalised (``s > 0``); the glimpse is ``size = (h, w)``
-    pixels, sampled with border padding. ``true_box`` (``[4]``, pixels) is drawn
-    dashed. Numbers: ``x0, y0, x1, y1`` of the box (pixels), the glimpse's mean
-    intensity ``ink`` and, with ``true_box``, the ``IoU`` of the two boxes.
+    ``true_box`` (``[4]``, pixels) is drawn dashed. Numbers: the box ``x0, y0, x1, y1``
+    (pixels), the glimpse's mean intensity ``ink`` and, with ``true_box``, their ``IoU``.
     """
     canvas = _image("canvas", canvas)
     tx, ty, s = _number("tx", tx), _number("ty", ty), _checks.positive("s", s)
@@ -188,9 +197,7 @@ def glimpse_explorer(
     crop = glimpse(canvas, *params, size=size)[0, 0, 0]
     height, width = canvas.shape[-2:]
     box = glimpse_box(*params, image_size=(height, width))[0, 0]
-    fig, (ax_canvas, ax_glimpse) = plt.subplots(
-        1, 2, figsize=(8.6, 4.0), gridspec_kw={"width_ratios": [1.25, 1]}
-    )
+    fig, (ax_canvas, ax_glimpse) = _panels(8.6, 4.0, [1.25, 1])
     title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
     draw_image(ax_canvas, canvas, title)
     ax_canvas.add_patch(box_patch(box, "red", label="glimpse box"))
@@ -202,7 +209,7 @@ def glimpse_explorer(
             raise ValueError(f"true_box must have shape [4], got {tuple(true_box.shape)}")
         ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
-    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    _legend(ax_canvas)
     draw_image(ax_glimpse, crop, f"glimpse {crop.shape[0]}×{crop.shape[1]}", "glimpse")
     fig.tight_layout()
     return View(fig, {**numbers, "ink": crop.mean().item()})
@@ -211,14 +218,12 @@ def glimpse_explorer(
 def toy_trajectory_step(
     canvas: torch.Tensor, params: torch.Tensor, losses: torch.Tensor, step: int, size=(28, 28)
 ) -> View:
-    """One step of notebook 03's toy optimisation: box, centre path, glimpse and loss curve.
+    """Step ``step`` (``0 … T-1``) of notebook 03's toy descent: the canvas (one grey image)
+    with the path of the box centre so far and the box, the glimpse (``size``) there, and the
+    loss curve.
 
-    ``canvas`` is one grey image (``[H, W]`` to ``[1, 1, H, W]``); ``params``
-    ``[T, 3]`` holds ``(tx, ty, s)`` before each of the T steps and ``losses``
-    ``[T]`` the loss there; ``step`` is in ``0 … T-1``. Draws the canvas with the
-    path of the box centre up to ``step`` and the box at ``step``, the glimpse
-    (``size``) there, and the loss curve with ``step`` marked. Numbers: ``step``,
-    ``loss``, ``tx``, ``ty``, ``s``.
+    ``params`` ``[T, 3]`` holds ``(tx, ty, s)`` before each step and ``losses`` ``[T]`` the
+    loss there. Numbers: ``step``, ``loss``, ``tx``, ``ty``, ``s``.
     """
     canvas = _image("canvas", canvas)
     params = _checks.tensor("params", torch.as_tensor(params).detach().cpu().float(), ndim=2)
@@ -232,18 +237,14 @@ def toy_trajectory_step(
     height, width = canvas.shape[-2:]
     tx, ty, s = (params[step, i].reshape(1, 1) for i in range(3))
     box = glimpse_box(tx, ty, s, image_size=(height, width))[0, 0]
-    path_x = to_pixels(params[: step + 1, 0], width)
-    path_y = to_pixels(params[: step + 1, 1], height)
-    fig, (ax_canvas, ax_glimpse, ax_loss) = plt.subplots(
-        1, 3, figsize=(12.0, 3.9), gridspec_kw={"width_ratios": [1.2, 1, 1.2]}
-    )
+    path = to_pixels(params[: step + 1, 0], width), to_pixels(params[: step + 1, 1], height)
+    fig, (ax_canvas, ax_glimpse, ax_loss) = _panels(12.0, 3.9, [1.2, 1, 1.2])
     draw_image(ax_canvas, canvas, f"canvas, step {step}")
-    ax_canvas.plot(
-        path_x, path_y, ".-", color="tab:cyan", markersize=3, linewidth=1, label="box centre path"
-    )
-    ax_canvas.plot(path_x[:1], path_y[:1], "o", color="tab:cyan", label="start")
+    line = {"color": "tab:cyan", "markersize": 3, "linewidth": 1}
+    ax_canvas.plot(*path, ".-", label="box centre path", **line)
+    ax_canvas.plot(path[0][:1], path[1][:1], "o", color="tab:cyan", label="start")
     ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
-    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    _legend(ax_canvas)
     crop = glimpse(canvas, tx, ty, s, size=size)
     draw_image(ax_glimpse, crop, f"glimpse at step {step}", "glimpse")
     ax_loss.plot(range(len(losses)), losses.numpy(), color="tab:blue")
@@ -255,22 +256,14 @@ def toy_trajectory_step(
     return View(fig, {**numbers, "tx": tx.item(), "ty": ty.item(), "s": s.item()})
 
 
-def _index(name: str, index, n: int) -> int:
-    """``index`` if it is an int in ``[0, n - 1]``."""
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-        raise ValueError(f"{name} must be an int in [0, {n - 1}], got {index!r}")
-    return index
-
-
 def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: float = 1.0):
-    """One canvas through the trained model: box, PMF, glimpse and class probabilities
-    (notebook 04).
+    """Item ``index`` of ``dataset`` (a :class:`~dham_lib.data.TranslatedMNIST`) through the
+    trained ``model``, its PMF made at ``temperature`` (trained at 1): box, PMF, glimpse and
+    class probabilities (notebook 04).
 
-    ``dataset`` (a :class:`~dham_lib.data.TranslatedMNIST`) item ``index`` goes through
-    ``model`` with the PMF made at ``temperature`` (the model was trained at 1). Numbers:
-    ``label``, ``prediction``, ``confidence`` (its probability), ``tx, ty, s``
-    (normalised), ``side_px`` (the glimpse box's side), ``IoU``, ``coverage`` and
-    ``centre_error_px`` against the true box.
+    Numbers: ``label``, ``prediction``, ``confidence`` (its probability), ``tx, ty, s``
+    (normalised), ``side_px`` (the glimpse box's side) and, against the true box, ``IoU``,
+    ``coverage`` and ``centre_error_px``.
     """
     if not isinstance(dataset, TranslatedMNIST):
         raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
@@ -280,13 +273,10 @@ def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: 
 def clutter_explorer(
     model: DHAMClassifier, images, labels, index: int, n_clutter: int, canvas=120, seed=TEST_SEED
 ) -> View:
-    """Where a model looks on a cluttered canvas (notebook 06): :func:`attention_explorer`'s view.
-
-    Builds the test canvases of ``images, labels`` (the course's scale range and
-    ``seed``) with ``n_clutter`` 8×8 pieces of other digits each, and shows item
-    ``index``. The digit's size and place do not depend on ``n_clutter`` (the
-    data draw the geometry first), so the slider adds clutter around one digit.
-    """
+    """:func:`attention_explorer`'s view of item ``index`` of the test canvases of ``images,
+    labels`` (the course's scale range, ``seed``) with ``n_clutter`` 8×8 pieces of other
+    digits each (notebook 06). The data draw the digit's size and place first, so the slider
+    adds clutter around one digit."""
     n_clutter = _checks.non_negative_int("n_clutter", n_clutter)
     clutter = {"background": "clutter", "n_clutter": n_clutter}
     dataset = TranslatedMNIST(images, labels, canvas=canvas, scale=SCALE, seed=seed, **clutter)
@@ -294,31 +284,26 @@ def clutter_explorer(
 
 
 def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
-    """``attend`` on item ``index`` of ``dataset``, in four panels: the canvas with the
+    """``attend`` on item ``index`` of ``dataset``: the canvas ("canvas <index><more>") with the
     attention box (red) and the true box (dashed green), the PMF over the canvas, the
-    glimpse, the class probabilities; the title reads "canvas <index><more>"."""
+    glimpse and the class probabilities."""
     canvas, labels, true_boxes = dataset.batch([_index("index", index, len(dataset))])
     label, true_box, title = int(labels[0]), true_boxes[0], f"canvas {index}{more}"
     seen = attend(model, canvas, temperature)
     box, pmf = seen.boxes[0, 0].cpu(), seen.pmf[0, 0].cpu()
-    probabilities = seen.probabilities[0].cpu()
+    probabilities, glimpses = seen.probabilities[0].cpu(), seen.glimpses[0, 0].cpu()
     prediction = int(probabilities.argmax())
-    fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = plt.subplots(
-        1, 4, figsize=(14.0, 3.6), gridspec_kw={"width_ratios": [1, 1.2, 1, 1.1]}
-    )
+    fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = _panels(14.0, 3.6, [1, 1.2, 1, 1.1])
     draw_image(ax_canvas, canvas, f"{title}: label {label}")
     ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
     ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
-    ax_canvas.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    _legend(ax_canvas)
     draw_image(ax_pmf, canvas, f"attention PMF ({pmf.shape[0]}×{pmf.shape[1]} map)")
     extent = map_extent(tuple(pmf.shape), tuple(canvas.shape[-2:]))
-    heat = ax_pmf.imshow(pmf.numpy(), cmap="viridis", alpha=0.65, extent=extent)
-    fig.colorbar(heat, ax=ax_pmf, label="probability", shrink=0.85)
+    _heat(fig, ax_pmf, pmf, "probability", cmap="viridis", alpha=0.65, extent=extent)
     ax_pmf.add_patch(box_patch(box, "red"))
-    glimpses = seen.glimpses[0, 0]
-    draw_image(
-        ax_glimpse, glimpses, f"glimpse {glimpses.shape[-2]}×{glimpses.shape[-1]}", "glimpse"
-    )
+    side = f"{glimpses.shape[-2]}×{glimpses.shape[-1]}"
+    draw_image(ax_glimpse, glimpses, f"glimpse {side}", "glimpse")
     colours = ["C0"] * len(probabilities)
     colours[prediction] = "C3" if prediction != label else "C2"
     ax_classes.bar(range(len(probabilities)), probabilities.numpy(), color=colours)
@@ -356,14 +341,9 @@ def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
     else:
         clean = _test_canvases(n, None, seed).batch(range(n))[0]
         measured = measured_snr_db(clean, canvases, boxes)
-    fig, axes = plt.subplots(1, n, figsize=(2.1 * n, 2.6), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(canvases[i, 0].numpy(), cmap="gray")
-        shown = "clean" if snr_db is None else f"{measured[i]:.1f} dB"
-        ax.set_title(f"digit {digits[i].item()}, {shown}", fontsize=8)
-        ax.set_xlabel("x (pixels)", fontsize=8)
-        ax.tick_params(labelsize=8)
-    axes[0][0].set_ylabel("y (pixels)", fontsize=8)
+    shown = ["clean" if snr_db is None else f"{snr:.1f} dB" for snr in measured.tolist()]
+    titles = [f"digit {digit}, {snr}" for digit, snr in zip(digits.tolist(), shown, strict=True)]
+    fig, _ = canvas_grid(canvases, titles, n, panel=(2.1, 2.6))
     fig.suptitle(f"120×120 test canvases, {'clean' if snr_db is None else f'SNR {snr_db:g} dB'}")
     fig.tight_layout()
     numbers = {"requested SNR (dB)": math.inf if snr_db is None else snr_db}
@@ -374,14 +354,12 @@ def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
 def attention_at_snr(
     models: Mapping[int, nn.Module], width: int, snr_db: float | None, n: int = 6, score: int = 256
 ) -> View:
-    """Where the DHAM of attention width ``width`` looks on test canvases at ``snr_db``
-    (notebook 05 and the app's page).
+    """Where the DHAM of attention width ``width`` (``models`` maps widths to trained
+    ``DHAMClassifier`` models) looks on ``n`` test canvases at ``snr_db``: attention box (red),
+    true box (dashed) and glimpses (notebook 05 and the app's page).
 
-    ``models`` maps widths to trained ``DHAMClassifier`` models. The figure shows
-    ``n`` canvases with the attention box (red) and the true box (dashed), next to
-    the glimpses; the numbers are the accuracy and mean IoU on ``score`` test
-    canvases at this SNR, computed live. The test digits are taken with the classes in
-    turn (:func:`~dham_lib.data.balanced_order`), so any subset is class-balanced.
+    Numbers: the accuracy and mean IoU on ``score`` test canvases at this SNR, computed live,
+    the digits taken with the classes in turn, so any subset is class-balanced.
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict of width -> trained DHAM model")
@@ -395,21 +373,13 @@ def attention_at_snr(
     with torch.no_grad():
         prediction = models[width](canvases)
     predicted = prediction.logits.argmax(dim=1)
-    iou = box_iou(prediction.boxes[:, 0], boxes)
-    fig = plot_glimpses(
-        canvases[:n],
-        prediction.boxes[:n],
-        prediction.glimpses[:n],
-        labels=digits[:n],
-        predictions=predicted[:n],
-        true_boxes=boxes[:n],
-        n=n,
-    )
+    shown = canvases[:n], prediction.boxes[:n], prediction.glimpses[:n]
+    fig = plot_glimpses(*shown, digits[:n], predicted[:n], true_boxes=boxes[:n], n=n)
     label = "clean" if snr_db is None else f"{snr_db:g} dB"
     fig.suptitle(f"DHAM, attention width {width}, on canvases at {label}", y=1.03)
     numbers = {
         "width": int(width),
         f"accuracy on {count} canvases (%)": float((predicted == digits).float().mean() * 100),
-        "mean IoU": float(iou.mean()),
+        "mean IoU": float(box_iou(prediction.boxes[:, 0], boxes).mean()),
     }
     return View(fig, numbers)
