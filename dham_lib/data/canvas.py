@@ -28,9 +28,9 @@ _UNCHANGED = object()  # variant()'s default snr_db, where None means a clean ca
 
 
 def noise_sigma(digit_power, snr_db: float):
-    """The noise σ that puts a digit of mean power ``mean(d²)`` over its square at
-    ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook 05).
-    ``digit_power`` is a number or a NumPy array of them."""
+    """The noise σ that puts a digit of mean power ``mean(d²)`` (a number or an array) over its
+    square at ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook
+    05)."""
     return np.sqrt(digit_power / 10 ** (snr_db / 10))
 
 
@@ -102,7 +102,9 @@ class TranslatedMNIST(Dataset):
         n_clutter=None,
     ):
         self._images = _check_images(images)
-        self._labels = _check_labels(labels, len(self._images))
+        if not isinstance(labels, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"labels must be a NumPy array or a torch.Tensor, got {type(labels)}")
+        self._labels = torch.from_numpy(_integers("labels", labels, len(self._images)))
         self.canvas_size = _check_canvas(canvas)
         self.scale = _check_scale(scale, min(self.canvas_size))
         self.background = _checks.option("background", background, BACKGROUNDS)
@@ -116,7 +118,7 @@ class TranslatedMNIST(Dataset):
 
         Args:
             seed: every random choice drawn anew from this seed (fresh canvases each epoch);
-                None keeps the draws, unless ``canvas`` is given: then the dataset's own seed.
+                None: the dataset's own seed, which draws the same canvases again.
             snr_db: another SNR (``None``: clean) of the same canvases and noise pattern, only
                 σ changed (a noise curriculum); left out, the SNR stays.
             canvas: canvases of side ``canvas`` (int or ``(H, W)``), the digits at the same
@@ -132,16 +134,13 @@ class TranslatedMNIST(Dataset):
             area = np.prod(other.canvas_size) / np.prod(self.canvas_size)
             other.n_clutter = max(1, round(self.n_clutter * area)) if self.n_clutter else 0
         other.seed = self.seed if seed is None else _check_seed(seed)
-        if seed is not None or canvas is not None:
-            other._draw_parameters()
-        elif snr_db is not _UNCHANGED:
-            other.sigma = other._noise_sigma()
+        other._draw_parameters()
         return other
 
     def _draw_parameters(self) -> None:
         """Draw every item's side, position, noise seed and clutter pieces from ``self.seed``;
         set each item's noise σ."""
-        n, (height, width) = len(self._images), self.canvas_size
+        n, (height, width) = len(self), self.canvas_size
         rng = np.random.default_rng(self.seed)
         u = rng.uniform(self.scale[0], self.scale[1], size=n)
         self.side = np.rint(u * min(height, width)).astype(np.int64)
@@ -155,19 +154,13 @@ class TranslatedMNIST(Dataset):
         self._clutter_crop = rng.integers(low, high + 1, size=(*pieces, 2))
         self._clutter_y = rng.integers(0, height - PIECE + 1, size=pieces)
         self._clutter_x = rng.integers(0, width - PIECE + 1, size=pieces)
-        self.sigma = self._noise_sigma()
+        self.sigma = np.zeros(n) if self.snr_db is None else self._noise_sigma()
 
     def _noise_sigma(self) -> np.ndarray:
-        """σ of every item, float64 ``[N]``: ``sqrt(mean(d²) / 10^(snr_db/10))``, 0 if clean."""
-        n = len(self._images)
-        if self.snr_db is None:
-            return np.zeros(n)
-        power = np.empty(n)
-        for side, members in _size_groups(self.side, np.arange(n)):
-            # Chunks bound the memory of the resized tiles for the 60,000-digit set.
-            for chunk in np.array_split(members, -(-len(members) // 4096)):
-                tiles = self._tiles(chunk, side)
-                power[chunk] = tiles.double().square().mean(dim=(1, 2)).numpy()
+        """σ of every item, float64 ``[N]``, from the power ``mean(d²)`` of its resized digit."""
+        power = np.empty(len(self))
+        for rows, tiles in self._tile_groups(np.arange(len(self))):
+            power[rows] = tiles.double().square().mean(dim=(1, 2)).numpy()
         if (power == 0).any():
             raise ValueError(
                 f"images[{np.flatnonzero(power == 0)[0]}] is blank (all zeros), so "
@@ -192,7 +185,12 @@ class TranslatedMNIST(Dataset):
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Items ``indices`` ``[B]`` (ints in a sequence, array or tensor; negative ones count
         from the end) as ``(canvases float32 [B, 1, H, W], labels int64 [B], boxes [B, 4])``."""
-        idx = self._check_indices(indices)
+        idx, n = _integers("indices", indices), len(self)
+        if idx.min() < -n or idx.max() >= n:
+            raise IndexError(
+                f"indices must lie in [-{n}, {n}), got values {idx.min()}..{idx.max()}"
+            )
+        idx = np.where(idx < 0, idx + n, idx)
         canvases = torch.zeros(len(idx), 1, *self.canvas_size)
         if self.snr_db is not None:
             self._add_noise(canvases, idx)
@@ -218,32 +216,20 @@ class TranslatedMNIST(Dataset):
         # A nested generator, so that bad arguments raise here and not at the first next().
         return (self.batch(order[i : i + batch_size]) for i in range(0, n, batch_size))
 
-    def _check_indices(self, indices) -> np.ndarray:
-        """``indices`` as a NumPy int64 ``[B]`` array of valid, non-negative item indices."""
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        idx, n = np.asarray(indices), len(self)
-        if idx.ndim != 1 or idx.size == 0:
-            raise ValueError(f"indices must be a non-empty 1-D sequence, got shape {idx.shape}")
-        if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
-        if idx.min() < -n or idx.max() >= n:
-            raise IndexError(
-                f"indices must lie in [-{n}, {n}), got values {idx.min()}..{idx.max()}"
-            )
-        return np.where(idx < 0, idx + n, idx).astype(np.int64)
-
-    def _tiles(self, idx: np.ndarray, side: int) -> torch.Tensor:
-        """Digits ``idx`` resized to ``side``: float32 ``[G, S, S]`` in [0, 1]."""
-        digits = self._images[torch.from_numpy(idx)]
-        digits = digits.float() / 255 if digits.dtype == torch.uint8 else digits
-        if side == DIGIT_SIDE:  # native size: the digit's own pixels
-            return digits
-        tiles = F.interpolate(
-            digits[:, None], size=(side, side), mode="bilinear", antialias=True, align_corners=False
-        )[:, 0]
-        # The filter weights are non-negative, so only float rounding can leave [0, 1].
-        return tiles.clamp_(0.0, 1.0)
+    def _tile_groups(self, idx: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Yield ``(rows, tiles)``: positions in ``idx`` of up to 4,096 digits of one side S (a
+        bound on memory for the 60,000-digit set), those digits resized float32 ``[G, S, S]``."""
+        sides = self.side[idx]
+        for side in np.unique(sides).tolist():
+            rows = np.flatnonzero(sides == side)
+            for chunk in np.array_split(rows, -(-len(rows) // 4096)):
+                tiles = self._images[torch.from_numpy(idx[chunk])]
+                tiles = tiles.float() / 255 if tiles.dtype == torch.uint8 else tiles
+                if side != DIGIT_SIDE:  # at the native size, the digit's own pixels
+                    tiles = F.interpolate(
+                        tiles[:, None], size=(side, side), mode="bilinear", antialias=True
+                    )[:, 0].clamp_(0.0, 1.0)  # the weights are >= 0: only rounding leaves [0, 1]
+                yield chunk, tiles
 
     def _add_noise(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
         """Fill ``canvases`` ``[B, 1, H, W]`` in place with each item's own N(0, σ²) noise."""
@@ -277,11 +263,10 @@ class TranslatedMNIST(Dataset):
     def _draw_digits(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
         """Draw each item's resized digit into ``canvases`` ``[B, 1, H, W]`` in place: its
         stroke pixels replace what is there, or (``"mnist_cluttered"``) add to it."""
-        batch, _, height, width = canvases.shape
+        height, width = self.canvas_size
         flat = canvases.view(-1)
-        for side, rows in _size_groups(self.side[idx], np.arange(batch)):
-            tiles = self._tiles(idx[rows], side)  # [G, S, S]
-            offsets = torch.arange(side)
+        for rows, tiles in self._tile_groups(idx):
+            offsets = torch.arange(tiles.shape[-1])
             top = torch.from_numpy(self._top[idx[rows]])[:, None, None]
             left = torch.from_numpy(self._left[idx[rows]])[:, None, None]
             start = torch.from_numpy(rows)[:, None, None] * (height * width)
@@ -292,10 +277,17 @@ class TranslatedMNIST(Dataset):
                 flat[where] = torch.where(tiles > 0, tiles, flat[where])
 
 
-def _size_groups(sides: np.ndarray, members: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(side, members with that side)`` for each distinct value of ``sides[members]``."""
-    for side in np.unique(sides[members]):
-        yield int(side), members[sides[members] == side]
+def _integers(name: str, value, n: int | None = None) -> np.ndarray:
+    """``value`` (a sequence, NumPy array or tensor) as a non-empty int64 ``[n]`` array."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    value = np.asarray(value)
+    if value.ndim != 1 or value.size == 0 or (n is not None and value.size != n):
+        expected = "a non-empty 1-D sequence" if n is None else f"shape [N] = ({n},) as images"
+        raise ValueError(f"{name} must have {expected}, got shape {value.shape}")
+    if value.dtype == np.bool_ or not np.issubdtype(value.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {value.dtype}")
+    return value.astype(np.int64)
 
 
 def _check_images(images) -> torch.Tensor:
@@ -305,31 +297,14 @@ def _check_images(images) -> torch.Tensor:
     if isinstance(images, np.ndarray) and images.dtype != np.uint8 and images.dtype.kind != "f":
         raise TypeError(f"images must be uint8 or floating point, got dtype {images.dtype}")
     tensor = torch.as_tensor(images).detach().cpu().clone()
-    if tensor.dtype != torch.uint8 and not tensor.is_floating_point():
-        raise TypeError(f"images must be uint8 or floating point, got dtype {tensor.dtype}")
+    if tensor.dtype != torch.uint8:  # a float in [0, 1]
+        tensor = _checks.tensor("images", tensor, ndim=3).float()
+        if tensor.min() < 0 or tensor.max() > 1:
+            low, high = tensor.min().item(), tensor.max().item()
+            raise ValueError(f"float images must lie in [0, 1], got values {low:.4g}..{high:.4g}")
     if tensor.dim() != 3 or tuple(tensor.shape[1:]) != (DIGIT_SIDE, DIGIT_SIDE) or not len(tensor):
         raise ValueError(f"images must have shape [N >= 1, 28, 28], got {tuple(tensor.shape)}")
-    if tensor.is_floating_point():
-        tensor = _checks.tensor("images", tensor.float())
-        if tensor.min() < 0 or tensor.max() > 1:
-            raise ValueError(
-                f"float images must lie in [0, 1], got values {tensor.min().item():.4g}.."
-                f"{tensor.max().item():.4g}"
-            )
     return tensor
-
-
-def _check_labels(labels, n: int) -> torch.Tensor:
-    """``labels`` ``[N]`` integers as an int64 tensor, one per image."""
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    if not isinstance(labels, np.ndarray):
-        raise TypeError(f"labels must be a NumPy array or a torch.Tensor, got {type(labels)}")
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape [N] = ({n},) to match images, got {labels.shape}")
-    return torch.from_numpy(labels.astype(np.int64))
 
 
 def _check_canvas(canvas) -> tuple[int, int]:
@@ -369,19 +344,19 @@ def _check_snr_db(snr_db, background: str) -> float | None:
 
 def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int) -> int:
     """Pieces per canvas: 0 for noise, else ``n_clutter`` or the background's default."""
-    if background == "noise" and n_clutter is not None:
-        raise ValueError(f"n_clutter applies to clutter backgrounds, got {n_clutter!r} with noise")
     if background == "noise":
+        if n_clutter is not None:
+            raise ValueError(
+                f"n_clutter applies to clutter backgrounds, got {n_clutter!r} with noise"
+            )
         return 0
     if n < 2:
-        raise ValueError(
-            f"images must hold at least 2 digits for {background} (pieces of other digits), got {n}"
-        )
+        raise ValueError(f"images must hold 2 digits or more for {background}, got {n}")
     if n_clutter is not None:
         return _checks.non_negative_int("n_clutter", n_clutter)
     if background == "clutter":
         return max(1, round(CLUTTER_PER_120 * canvas[0] * canvas[1] / 120**2))
-    if canvas[0] != canvas[1] or canvas[0] not in LITERATURE_DISTRACTORS:
+    if canvas not in [(side, side) for side in LITERATURE_DISTRACTORS]:
         raise ValueError(
             f"n_clutter must be given for background='mnist_cluttered' on {canvas}: the "
             f"literature's counts are for {LITERATURE_DISTRACTORS} px only"
