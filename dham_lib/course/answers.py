@@ -1,11 +1,10 @@
 """The exercise checks whose reference would give the answer away in a check cell
 (notebooks 01 to 06).
 
-An exercise that asks for a number by hand is checked against the library, and the
-library call that computes the reference *is* the answer: standing in the check cell, it
-would let a student copy it. Each function here computes its exercise's reference out of
-the notebook's sight and prints :func:`~dham_lib.course.widgets.check_answers`' hints
-("too high", "too low", "missing"), never the reference; the check cell is one call.
+The library call that computes the reference of a number asked for by hand *is* the answer:
+in the check cell, a student could copy it. Each check here computes its reference out of the
+notebook's sight and prints :func:`~dham_lib.course.widgets.check_answers`' hints ("too
+high", "too low", "missing"), never the reference; the check cell is one call.
 """
 
 from __future__ import annotations
@@ -28,26 +27,23 @@ from dham_lib.sampling import bilinear_sample, glimpse_box, to_normalised
 from dham_lib.train import BATCH_SIZE, fit, seed_everything, train_step
 
 
-def _compare(pairs: dict[str, tuple], atol: float = 1e-3) -> None:
-    """:func:`check_answers` on ``{name: (the student's answer, the reference)}``."""
-    answers = {name: answer for name, (answer, _) in pairs.items()}
-    check_answers(answers, {name: float(truth) for name, (_, truth) in pairs.items()}, atol)
+def _compare(names, answers, references, atol: float = 1e-3) -> None:
+    """:func:`check_answers` of the student's ``answers`` against ``references``, in order."""
+    expected = {name: float(truth) for name, truth in zip(names, references, strict=True)}
+    check_answers(dict(zip(names, answers, strict=True)), expected, atol)
 
 
-def _point(x: float, y: float, image: torch.Tensor) -> torch.Tensor:
-    """Pixel coordinates ``(x, y)`` of an ``[H, W]`` image as a sampling grid ``[1, 1, 1, 2]``."""
-    height, width = image.shape
+def _demo_point(x: float, y: float) -> torch.Tensor:
+    """Pixel ``(x, y)`` of :data:`BILINEAR_DEMO_IMAGE` as a sampling grid ``[1, 1, 1, 2]``."""
+    height, width = BILINEAR_DEMO_IMAGE.shape
     return torch.tensor([to_normalised(x, width), to_normalised(y, height)]).reshape(1, 1, 1, 2)
 
 
 def check_pmf_moments(pmf: torch.Tensor, tx, ty, s_l1, s_l2) -> None:
     """Notebook 01, exercise 3: the centre and the L1 and L2 scales of ``pmf`` ``[H, W]``."""
     pmf = pmf[None, None]
-    truth_tx, truth_ty = expected_position(pmf)
-    s1, s2 = expected_norm(pmf, p=1), expected_norm(pmf, p=2)
-    _compare(
-        {"tx": (tx, truth_tx), "ty": (ty, truth_ty), "s_L1": (s_l1, s1), "s_L2": (s_l2, s2)}, 5e-3
-    )
+    truth = *expected_position(pmf), expected_norm(pmf, p=1), expected_norm(pmf, p=2)
+    _compare(("tx", "ty", "s_L1", "s_L2"), (tx, ty, s_l1, s_l2), truth, 5e-3)
 
 
 def check_temperature_and_shift(logits: torch.Tensor, temperature, shift) -> None:
@@ -57,8 +53,9 @@ def check_temperature_and_shift(logits: torch.Tensor, temperature, shift) -> Non
         spatial_softmax(logits, temperature), spatial_softmax(3 * logits), atol=1e-9
     )
     moved = expected_position(spatial_softmax(logits + 5))[0]
-    truth = (moved - expected_position(spatial_softmax(logits))[0]).item()
-    _compare({"same PMF as from 3 × logits (1: yes)": (float(same), 1.0), "shift": (shift, truth)})
+    shifted = (moved - expected_position(spatial_softmax(logits))[0]).item()
+    names = ("same PMF as from 3 × logits (1: yes)", "shift")
+    _compare(names, (float(same), shift), (1.0, shifted))
 
 
 def check_disk_scale(disk_pmf: torch.Tensor, theory, measured) -> None:
@@ -71,16 +68,15 @@ def check_disk_scale(disk_pmf: torch.Tensor, theory, measured) -> None:
     axis = pixel_axis(201, torch.zeros((), dtype=torch.float64))
     inside = (axis[None, :] - 0.1) ** 2 + (axis[:, None] - 0.2) ** 2 <= 0.6**2
     disk_tx, disk_ty = expected_position(disk_pmf)
-    truth = expected_norm((inside / inside.sum())[None, None])
-    pairs = {"centre x": (disk_tx.item(), 0.1), "centre y": (disk_ty.item(), 0.2)}
-    _compare({**pairs, "theory": (theory, 2 / 3 * 0.6), "measured": (measured, truth)}, 5e-3)
+    names = ("centre x", "centre y", "theory", "measured")
+    truth = 0.1, 0.2, 2 / 3 * 0.6, expected_norm((inside / inside.sum())[None, None])
+    _compare(names, (disk_tx.item(), disk_ty.item(), theory, measured), truth, 5e-3)
 
 
 def grid_sample_axis_weights(coord: torch.Tensor, n: int) -> torch.Tensor:
     """Notebook 02, exercise 1's reference: the bilinear weights of ``n`` pixels at normalised
-    ``coord`` ``[N]`` → ``[N, n]``, from PyTorch's ``grid_sample`` (zero padding), which
-    knows nothing of the course: pixel j's weight is the sample of a one-row image that is
-    1 at j and 0 elsewhere."""
+    ``coord`` ``[N]`` → ``[N, n]``, from PyTorch's ``grid_sample`` (zero padding), which knows
+    nothing of the course: pixel j's weight is the sample of a one-row image that is 1 at j."""
     one_hots = torch.eye(n, dtype=coord.dtype)[None, :, None, :]  # [1, C=n, H=1, W=n]
     grid = torch.stack([coord, torch.zeros_like(coord)], dim=-1)[None, None]  # [1, 1, N, 2]
     samples = F.grid_sample(one_hots, grid, padding_mode="zeros", align_corners=True)
@@ -92,15 +88,13 @@ def check_bilinear_by_hand(answers: dict) -> None:
     ``(2.5, 0.25)``, as a dict with the keys ``w_00``, ``w_01``, ``w_10``, ``w_11``, ``value``."""
     if not isinstance(answers, dict):
         raise TypeError(f"ex2 must be a dict, got {type(answers).__name__}")
-    point = _point(2.5, 0.25, BILINEAR_DEMO_IMAGE)
-
-    def weight_of(row: int, column: int) -> float:
-        one_hot = torch.zeros_like(BILINEAR_DEMO_IMAGE)
-        one_hot[row, column] = 1.0
-        return bilinear_sample(one_hot[None, None], point).item()
-
+    point = _demo_point(2.5, 0.25)
     corners = {"w_00": (0, 2), "w_01": (0, 3), "w_10": (1, 2), "w_11": (1, 3)}
-    expected = {name: weight_of(*where) for name, where in corners.items()}
+    expected = {}
+    for name, where in corners.items():
+        one_hot = torch.zeros_like(BILINEAR_DEMO_IMAGE)
+        one_hot[where] = 1.0
+        expected[name] = bilinear_sample(one_hot[None, None], point).item()
     expected["value"] = bilinear_sample(BILINEAR_DEMO_IMAGE[None, None], point).item()
     check_answers(answers, expected)
 
@@ -108,33 +102,23 @@ def check_bilinear_by_hand(answers: dict) -> None:
 def check_slope_by_hand(per_pixel, per_normalised) -> None:
     """Notebook 02, exercise 4: ∂f/∂x of the demo image at pixel ``(1.5, 1.0)``, per pixel
     and per unit of the normalised coordinate (autograd, here)."""
-    point = _point(1.5, 1.0, BILINEAR_DEMO_IMAGE).requires_grad_(True)
+    point = _demo_point(1.5, 1.0).requires_grad_(True)
     sample = bilinear_sample(BILINEAR_DEMO_IMAGE[None, None], point)
-    (gradient,) = torch.autograd.grad(sample.sum(), point)
-    slope = gradient[0, 0, 0, 0].item()  # per normalised unit of x
-    width = BILINEAR_DEMO_IMAGE.shape[1]
-    _compare(
-        {
-            "per pixel": (per_pixel, slope * 2 / (width - 1)),
-            "per normalised unit": (per_normalised, slope),
-        }
-    )
+    slope = torch.autograd.grad(sample.sum(), point)[0][0, 0, 0, 0].item()  # per normalised x
+    truth = slope * 2 / (BILINEAR_DEMO_IMAGE.shape[1] - 1), slope
+    _compare(("per pixel", "per normalised unit"), (per_pixel, per_normalised), truth)
 
 
 def check_dham_shapes(glimpses_shape, tx_shape) -> None:
     """Notebook 03, exercise 2: the shapes of the glimpses and of ``tx`` of a
     ``DHAM(output_size=(20, 30))`` on 5 RGB images of 64×96 and 3 maps of 16×24 logits."""
-    glimpses, params = DHAM(output_size=(20, 30))(
-        torch.rand(5, 3, 64, 96), torch.randn(5, 3, 16, 24)
-    )
-    wrong = [
-        name
-        for name, yours, truth in (
-            ("ex2_glimpses_shape", glimpses_shape, glimpses.shape),
-            ("ex2_tx_shape", tx_shape, params.tx.shape),
-        )
-        if tuple(yours) != tuple(truth)
-    ]
+    images, logits = torch.rand(5, 3, 64, 96), torch.randn(5, 3, 16, 24)
+    glimpses, params = DHAM(output_size=(20, 30))(images, logits)
+    pairs = {
+        "ex2_glimpses_shape": (glimpses_shape, glimpses.shape),
+        "ex2_tx_shape": (tx_shape, params.tx.shape),
+    }
+    wrong = [name for name, (yours, truth) in pairs.items() if tuple(yours) != tuple(truth)]
     if wrong:
         print(f"Not yet, off: {', '.join(wrong)} (count the dimensions, then their sizes)")
         raise AssertionError(f"off: {wrong}")
@@ -149,7 +133,7 @@ def check_logit_gradient(logits: torch.Tensor, grad: torch.Tensor) -> None:
     probe = logits.detach().clone().requires_grad_(True)
     _, params = DHAM()(torch.rand(1, 1, 40, 40, dtype=probe.dtype), probe)
     (truth,) = torch.autograd.grad(-params.tx.sum(), probe)
-    _compare({"largest error": ((grad - truth).abs().max().item(), 0.0)}, atol=1e-9)
+    _compare(("largest error",), ((grad - truth).abs().max().item(),), (0.0,), atol=1e-9)
     rise = sorted(set(torch.nonzero(truth[0, 0] < 0)[:, 1].tolist()))
     print("negative (rise to move right) in the columns:", rise)
 
@@ -160,8 +144,8 @@ def check_price_of_area(descend, canvases, trajectory, prediction, s_free) -> No
     ``"larger"`` than with it (``trajectory``, ``[steps, canvases, 3]``)."""
     reference, _, _ = descend(canvases, DHAM(), alpha=0.0)
     s_priced, s_reference = trajectory[-1, :, 2].mean().item(), reference[-1, :, 2].mean().item()
-    larger = (float(prediction == "larger"), float(s_reference > s_priced))
-    _compare({"s (alpha = 0)": (s_free, s_reference), "larger": larger})
+    answers = s_free, float(prediction == "larger")
+    _compare(("s (alpha = 0)", "larger"), answers, (s_reference, s_reference > s_priced))
     print(f"mean final s: alpha = 1: {s_priced:.3f}, alpha = 0: {s_reference:.3f}")
 
 
@@ -171,9 +155,8 @@ def check_box_overlap(intersection, iou, coverage) -> None:
     box_a, box_b = torch.tensor([10.0, 20.0, 50.0, 60.0]), torch.tensor([30.0, 40.0, 70.0, 100.0])
     share = box_coverage(box_a, box_b).item()
     area_b = ((box_b[2] - box_b[0]) * (box_b[3] - box_b[1])).item()
-    truth_iou = box_iou(box_a, box_b)
-    pairs = {"intersection": (intersection, share * area_b), "IoU": (iou, truth_iou)}
-    _compare({**pairs, "coverage": (coverage, share)})
+    truth = share * area_b, box_iou(box_a, box_b), share
+    _compare(("intersection", "IoU", "coverage"), (intersection, iou, coverage), truth)
 
 
 def check_glimpse_box_by_hand(box, spacing) -> None:
@@ -182,20 +165,28 @@ def check_glimpse_box_by_hand(box, spacing) -> None:
     truth = glimpse_box(torch.tensor(0.2), torch.tensor(-0.5), torch.tensor(0.25), (120, 120))
     if len(box) != 4:
         raise AssertionError(f"ex4_box must hold 4 numbers (x0, y0, x1, y1), got {len(box)}")
-    pairs = dict(zip(("x0", "y0", "x1", "y1"), zip(box, truth.tolist(), strict=True), strict=True))
-    _compare({**pairs, "spacing": (spacing, (truth[2] - truth[0]).item() / 27)})
+    names = ("x0", "y0", "x1", "y1", "spacing")
+    _compare(names, (*box, spacing), (*truth.tolist(), (truth[2] - truth[0]).item() / 27))
 
 
-def _weight_differences(mine: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, tuple]:
-    """For each part of DHAM, (the largest difference between the two models' weights, 0)."""
+def _weight_differences(mine: torch.nn.Module, theirs: torch.nn.Module) -> dict[str, float]:
+    """For each part of DHAM, the largest difference between the two models' weights."""
     differences = {}
     for part in ("attention", "classifier"):
         pairs = zip(
             getattr(mine, part).parameters(), getattr(theirs, part).parameters(), strict=True
         )
         largest = max((a - b).abs().max().item() for a, b in pairs)
-        differences[f"{part} weights: largest difference from the library's"] = (largest, 0.0)
+        differences[f"{part} weights: largest difference from the library's"] = largest
     return differences
+
+
+def _compare_training(answers: dict, truth: dict, mine, theirs) -> None:
+    """:func:`check_answers` of ``answers`` and the two models' weights against ``truth`` and
+    no difference, within 1e-5."""
+    differences = _weight_differences(mine, theirs)
+    expected = {**truth, **dict.fromkeys(differences, 0.0)}
+    check_answers({**answers, **differences}, expected, atol=1e-5)
 
 
 def check_one_step(one_step, train_set: TranslatedMNIST) -> None:
@@ -208,14 +199,12 @@ def check_one_step(one_step, train_set: TranslatedMNIST) -> None:
     theirs = copy.deepcopy(mine)
     mine_opt = torch.optim.SGD(mine.parameters(), lr=0.1)
     theirs_opt = torch.optim.SGD(theirs.parameters(), lr=0.1)
-    losses = {}
+    answers, truth = {}, {}
     for step, indices in enumerate((range(0, 8), range(8, 16)), start=1):
         canvases, labels, _ = train_set.batch(indices)
-        losses[f"loss of step {step}"] = (
-            one_step(mine, mine_opt, canvases, labels),
-            train_step(theirs, theirs_opt, canvases, labels)[0],
-        )
-    _compare({**losses, **_weight_differences(mine, theirs)}, atol=1e-5)
+        answers[f"loss of step {step}"] = one_step(mine, mine_opt, canvases, labels)
+        truth[f"loss of step {step}"] = train_step(theirs, theirs_opt, canvases, labels)[0]
+    _compare_training(answers, truth, mine, theirs)
 
 
 def check_training_loop(
@@ -229,38 +218,34 @@ def check_training_loop(
     by_fit = copy.deepcopy(start)
     history = fit(by_fit, train_set, val_set, epochs=epochs, seed=seed, progress=False)
     sizes = [min(BATCH_SIZE, len(train_set) - i) for i in range(0, len(train_set), BATCH_SIZE)]
-    pairs = {"steps": (len(losses), epochs * len(sizes))}
+    answers, truth = {"steps": len(losses)}, {"steps": epochs * len(sizes)}
     if len(losses) == epochs * len(sizes):
         for epoch in range(epochs):
             step_losses = losses[epoch * len(sizes) : (epoch + 1) * len(sizes)]
             mean = sum(loss * size for loss, size in zip(step_losses, sizes, strict=True))
-            truth = history["train_loss"][epoch]
-            pairs[f"mean loss of epoch {epoch + 1}"] = (mean / len(train_set), truth)
-    _compare({**pairs, **_weight_differences(trained, by_fit)}, atol=1e-5)
+            answers[f"mean loss of epoch {epoch + 1}"] = mean / len(train_set)
+            truth[f"mean loss of epoch {epoch + 1}"] = history["train_loss"][epoch]
+    _compare_training(answers, truth, trained, by_fit)
 
 
 def check_attention_weight_counts(width32, width8_k2, stride_matters) -> None:
     """Notebook 04, exercise 5: the weights of ``AttentionNet(width=32, k=1)`` and of
     ``AttentionNet(width=8, k=2)`` (one grey channel), and whether the stride changes them."""
 
-    def count(net: torch.nn.Module) -> int:
-        return sum(p.numel() for p in net.parameters())
+    def count(**settings) -> int:
+        return sum(p.numel() for p in AttentionNet(**settings).parameters())
 
-    matters = count(AttentionNet(width=32, stride=4)) != count(AttentionNet(width=32, stride=1))
-    _compare(
-        {
-            "width 32": (width32, count(AttentionNet(width=32, k=1))),
-            "width 8, K 2": (width8_k2, count(AttentionNet(width=8, k=2))),
-            "stride matters": (stride_matters, matters),
-        }
-    )
+    matters = count(width=32, stride=4) != count(width=32, stride=1)
+    truth = count(width=32, k=1), count(width=8, k=2), matters
+    names = ("width 32", "width 8, K 2", "stride matters")
+    _compare(names, (width32, width8_k2, stride_matters), truth)
 
 
 def check_snr_by_hand(sigma_at_6db, snr_of_original) -> None:
     """Notebook 05, exercise 1: for a digit of mean power 0.1, the noise σ of 6 dB and the SNR
     (dB) of the original's σ = 0.154, by ``TranslatedMNIST``'s own definitions."""
-    sigma, snr = noise_sigma(0.1, 6.0), snr_db_of(0.1, 0.154)
-    _compare({"sigma_at_6db": (sigma_at_6db, sigma), "snr_of_original": (snr_of_original, snr)})
+    truth = noise_sigma(0.1, 6.0), snr_db_of(0.1, 0.154)
+    _compare(("sigma_at_6db", "snr_of_original"), (sigma_at_6db, snr_of_original), truth)
 
 
 def check_rectangle_scale(xs: torch.Tensor, s1, ratio) -> None:
@@ -270,7 +255,7 @@ def check_rectangle_scale(xs: torch.Tensor, s1, ratio) -> None:
     inside = (xs.abs() <= 0.2)[:, None] & (xs.abs() <= 0.6)[None, :]  # rows y, columns x
     pmf = (inside / inside.sum())[None, None]
     l1, l2 = expected_norm(pmf, 1).item(), expected_norm(pmf, 2).item()
-    _compare({"s_1": (s1, l1), "s_1 / s_2": (ratio, l1 / l2)}, atol=6e-3)
+    _compare(("s_1", "s_1 / s_2"), (s1, ratio), (l1, l1 / l2), atol=6e-3)
     print("between 1 and sqrt(2):", 1 <= ratio <= math.sqrt(2))
 
 
@@ -279,13 +264,9 @@ def check_stride_geometry(columns, offset, saving) -> None:
     largest offset (pixels) between where DHAM reads a column and where it is, and the
     factor by which the convolutions' multiply-adds shrink against stride 1."""
     attention_map = AttentionNet(width=4, stride=8)(torch.zeros(1, 1, 200, 200))
-    _compare(
-        {
-            "columns": (columns, attention_map.shape[-1]),
-            "largest offset": (offset, stride_offsets(200, 8).abs().max()),
-            "saving": (saving, 200 * 200 / attention_map[0, 0].numel()),
-        }
-    )
+    offsets = stride_offsets(200, 8).abs().max()
+    truth = attention_map.shape[-1], offsets, 200 * 200 / attention_map[0, 0].numel()
+    _compare(("columns", "largest offset", "saving"), (columns, offset, saving), truth)
 
 
 def check_farthest_glimpse(
@@ -294,10 +275,8 @@ def check_farthest_glimpse(
     """Notebook 06, exercise 3: among the ``limit`` canvases that
     ``glimpse_stats(model, dataset, limit=limit)`` looks at, is ``index`` the one whose
     glimpse centre lies farthest from its digit's, and ``error`` its centre error (px)?
-
-    Prints "Correct." or a hint (which part is wrong, and in which direction), never the
-    answer; raises ``AssertionError``.
-    """
+    Prints "Correct." or which part is wrong (and in which direction) and raises
+    ``AssertionError``; never the answer."""
     stats = glimpse_stats(model, dataset, limit=limit)
     errors = dict(zip(stats["index"].tolist(), stats["centre_error"].tolist(), strict=True))
     if not isinstance(index, int) or index not in errors:
