@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dham_lib import _checks
-from dham_lib.course.figures import canvas_grid, draw_image, label_axes
+from dham_lib.course.figures import LEGEND, canvas_grid, draw_image, label_axes, one_image
 from dham_lib.course.inspect import attend
 from dham_lib.course.widgets import View, _number
 from dham_lib.data import TranslatedMNIST, balanced_order, load_mnist
@@ -46,19 +46,6 @@ def _test_canvases(count: int, snr_db: float | None, seed: int) -> TranslatedMNI
     return TranslatedMNIST(images[picks], labels[picks], snr_db=snr_db, seed=seed)
 
 
-def _image(name: str, value) -> torch.Tensor:
-    """One grey image ``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]`` (at least 2×2) as float
-    ``[1, 1, H, W]``."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.dim() not in (2, 3, 4) or value.shape[:-2].numel() != 1 or min(value.shape[-2:]) < 2:
-        raise ValueError(
-            f"{name} must be one grey image [H, W], [1, H, W] or [1, 1, H, W] of at least "
-            f"2×2 pixels, got shape {tuple(value.shape)}"
-        )
-    return _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
-
-
 def _index(name: str, index, n: int) -> int:
     """``index`` if it is an int in ``[0, n - 1]``."""
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
@@ -76,11 +63,6 @@ def _panels(width: float, height: float, ratios: list[float]):
 def _heat(fig, ax, values: torch.Tensor, label: str, **style) -> None:
     """``values`` ``[H, W]`` as a heat map on ``ax`` with a colour bar named ``label``."""
     fig.colorbar(ax.imshow(values.numpy(), **style), ax=ax, label=label, shrink=0.85)
-
-
-def _legend(ax) -> None:
-    """The legend of a slider figure's canvas panel."""
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
 def gaussian_logits(
@@ -149,7 +131,7 @@ def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> 
     their weights. Numbers: the weights ``w_00`` (top left), ``w_01`` (top right), ``w_10``,
     ``w_11`` and the sampled ``value`` (from ``bilinear_sample``).
     """
-    image = _image("image", BILINEAR_DEMO_IMAGE if image is None else image)
+    image = one_image("image", BILINEAR_DEMO_IMAGE if image is None else image)
     h, w = image.shape[-2:]
     x, y = _number("x", x, 0.0, w - 1.0), _number("y", y, 0.0, h - 1.0)
     x0, y0 = min(math.floor(x), w - 2), min(math.floor(y), h - 2)
@@ -191,7 +173,7 @@ def glimpse_explorer(
     ``true_box`` (``[4]``, pixels) is drawn dashed. Numbers: the box ``x0, y0, x1, y1``
     (pixels), the glimpse's mean intensity ``ink`` and, with ``true_box``, their ``IoU``.
     """
-    canvas = _image("canvas", canvas)
+    canvas = one_image("canvas", canvas)
     tx, ty, s = _number("tx", tx), _number("ty", ty), _checks.positive("s", s)
     params = [torch.tensor([[v]]) for v in (tx, ty, s)]
     crop = glimpse(canvas, *params, size=size)[0, 0, 0]
@@ -209,7 +191,7 @@ def glimpse_explorer(
             raise ValueError(f"true_box must have shape [4], got {tuple(true_box.shape)}")
         ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
         numbers["IoU"] = box_iou(box, true_box).item()
-    _legend(ax_canvas)
+    ax_canvas.legend(**LEGEND)
     draw_image(ax_glimpse, crop, f"glimpse {crop.shape[0]}×{crop.shape[1]}", "glimpse")
     fig.tight_layout()
     return View(fig, {**numbers, "ink": crop.mean().item()})
@@ -225,7 +207,7 @@ def toy_trajectory_step(
     ``params`` ``[T, 3]`` holds ``(tx, ty, s)`` before each step and ``losses`` ``[T]`` the
     loss there. Numbers: ``step``, ``loss``, ``tx``, ``ty``, ``s``.
     """
-    canvas = _image("canvas", canvas)
+    canvas = one_image("canvas", canvas)
     params = _checks.tensor("params", torch.as_tensor(params).detach().cpu().float(), ndim=2)
     losses = _checks.tensor("losses", torch.as_tensor(losses).detach().cpu().float(), ndim=1)
     if params.shape[1] != 3 or len(losses) != len(params):
@@ -244,7 +226,7 @@ def toy_trajectory_step(
     ax_canvas.plot(*path, ".-", label="box centre path", **line)
     ax_canvas.plot(path[0][:1], path[1][:1], "o", color="tab:cyan", label="start")
     ax_canvas.add_patch(box_patch(box, "red", label=f"box at step {step}"))
-    _legend(ax_canvas)
+    ax_canvas.legend(**LEGEND)
     crop = glimpse(canvas, tx, ty, s, size=size)
     draw_image(ax_glimpse, crop, f"glimpse at step {step}", "glimpse")
     ax_loss.plot(range(len(losses)), losses.numpy(), color="tab:blue")
@@ -297,7 +279,7 @@ def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
     draw_image(ax_canvas, canvas, f"{title}: label {label}")
     ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
     ax_canvas.add_patch(box_patch(box, "red", label="attention box"))
-    _legend(ax_canvas)
+    ax_canvas.legend(**LEGEND)
     draw_image(ax_pmf, canvas, f"attention PMF ({pmf.shape[0]}×{pmf.shape[1]} map)")
     extent = map_extent(tuple(pmf.shape), tuple(canvas.shape[-2:]))
     _heat(fig, ax_pmf, pmf, "probability", cmap="viridis", alpha=0.65, extent=extent)

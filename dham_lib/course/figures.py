@@ -18,6 +18,9 @@ from dham_lib.pmf import expected_norm, expected_position
 from dham_lib.sampling import glimpse_box
 from dham_lib.study.figures import as_tensor, box_patch, map_extent
 
+# The legend of a slider figure's canvas panel.
+LEGEND = {"loc": "upper right", "fontsize": 8, "framealpha": 0.8}
+
 
 def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     """Title and axis labels at the sizes of every slider figure of notebooks 01 to 06."""
@@ -53,12 +56,17 @@ def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3)):
     return fig, axes.flat[: len(canvases)]
 
 
-def _single_map(name: str, value) -> torch.Tensor:
-    """One map ``[H, W]`` or ``[1, 1, H, W]`` as ``[1, 1, H, W]``."""
-    value = as_tensor(name, value, (2, 4))
-    if value.dim() == 4 and value.shape[:2] != (1, 1):
-        raise ValueError(f"{name} must be [H, W] or [1, 1, H, W], got shape {tuple(value.shape)}")
-    return value.reshape(1, 1, *value.shape[-2:])
+def one_image(name: str, value) -> torch.Tensor:
+    """One grey image (or map) ``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]``, at least 2×2, as
+    a float CPU tensor ``[1, 1, H, W]``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() not in (2, 3, 4) or value.shape[:-2].numel() != 1 or min(value.shape[-2:]) < 2:
+        raise ValueError(
+            f"{name} must be one grey image [H, W], [1, H, W] or [1, 1, H, W] of at least "
+            f"2×2 pixels, got shape {tuple(value.shape)}"
+        )
+    return _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
 
 
 def _scalar(name: str, value) -> torch.Tensor:
@@ -77,7 +85,7 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     PMF's mean and L2 norm. With ``image`` (``[H, W]`` or ``[1, 1, H, W]``) the PMF is laid
     over it, stretched to span it as DHAM reads it, and the axes are the image's pixels.
     """
-    pmf = _single_map("pmf", pmf)
+    pmf = one_image("pmf", torch.as_tensor(pmf))
     given = [v is not None for v in (tx, ty, s)]
     if any(given) and not all(given):
         raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
@@ -88,7 +96,7 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     image_size = map_size = tuple(pmf.shape[-2:])
     fig, ax = plt.subplots(figsize=(5, 4.2))
     if image is not None:
-        image = _single_map("image", image)
+        image = one_image("image", torch.as_tensor(image))
         image_size = tuple(image.shape[-2:])
         ax.imshow(image[0, 0].numpy(), cmap="gray")
     extent = map_extent(map_size, image_size)
