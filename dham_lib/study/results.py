@@ -44,8 +44,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     frame = pd.read_csv(path)
     if "width" not in frame:  # a table of models without a width setting
         frame["width"] = np.nan
-    configs = [DataConfig, TrainConfig, *(model.Config for model in MODELS.values())]
-    for config in configs:
+    for config in (DataConfig, TrainConfig, *(model.Config for model in MODELS.values())):
         for name, kind in typing.get_type_hints(config).items():
             if name in frame and kind in (int, int | None):
                 # Whole numbers stay whole where a model lacks the setting (pandas' missing int).
@@ -102,12 +101,12 @@ def narrowest_widths(
     score = dham.groupby(["snr_db", "width"]).agg(
         score=("test_acc", "mean" if statistic == "mean" else "max"), bar=("bar", "first")
     )
-    verdict = {}
-    for snr in sorted(dham["snr_db"].unique(), reverse=True):
-        widths = score.loc[snr]
-        hits = widths.index[widths["score"] >= widths["bar"]]
-        verdict[float(snr)] = int(hits.min()) if len(hits) else None
-    return verdict
+    reached = score[score["score"] >= score["bar"]].reset_index()
+    narrowest = reached.groupby("snr_db")["width"].min()
+    return {
+        float(snr): int(narrowest[snr]) if snr in narrowest else None
+        for snr in sorted(dham["snr_db"].unique(), reverse=True)
+    }
 
 
 def runs_reaching(
@@ -136,6 +135,13 @@ def mean_interval(
         return mean, mean
     low, high = stats.t.interval(level, n - 1, loc=mean, scale=std / math.sqrt(n))
     return (max(low, 0.0), min(high, 1.0)) if share else (low, high)
+
+
+def summary_intervals(summary: pd.DataFrame, metric: str, share: bool) -> np.ndarray:
+    """:func:`mean_interval` of each row of a :func:`summarise` table: ``[2, rows]``, the
+    lows then the highs."""
+    rows = zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], summary["n"], strict=True)
+    return np.array([mean_interval(*row, share=share) for row in rows]).reshape(-1, 2).T
 
 
 def bootstrap_interval(
@@ -171,6 +177,11 @@ def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]
     return difference, float(low), float(high)
 
 
+def _by_sign(low: float, high: float, negative: str, positive: str, neither: str) -> str:
+    """``negative`` for an interval below zero, ``positive`` above it, else ``neither``."""
+    return negative if high < 0 else positive if low > 0 else neither
+
+
 def differences_from(
     frame: pd.DataFrame, reference: str = "dham", metric: str = "test_acc"
 ) -> pd.DataFrame:
@@ -182,17 +193,12 @@ def differences_from(
     "<reference> behind" or "no interval (one run)").
     """
     mine = frame.loc[frame["model"] == reference, metric]
+    others = frame[frame["model"] != reference].groupby(["model", "width"], dropna=False)
     rows = []
-    for (name, width), other in frame[frame["model"] != reference].groupby(
-        ["model", "width"], dropna=False
-    ):
+    for (name, width), other in others:
         difference, low, high = difference_interval(mine, other[metric])
-        if math.isnan(low):
-            verdict = "no interval (one run)"
-        elif low <= 0 <= high:
-            verdict = "a tie"
-        else:
-            verdict = f"{reference} ahead" if difference > 0 else f"{reference} behind"
+        verdict = _by_sign(low, high, f"{reference} behind", f"{reference} ahead", "a tie")
+        verdict = "no interval (one run)" if math.isnan(low) else verdict
         rows.append((name, width, difference, low, high, len(other), verdict))
     columns = ["model", "width", "difference", "low", "high", "runs", "verdict"]
     return pd.DataFrame(rows, columns=columns)
@@ -215,6 +221,12 @@ def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_ac
     return _dham_runs(frame, fraction, metric)["locked"]
 
 
+_LOCK_ON_COLUMNS = (
+    *("runs", "failures", "fail_rate", "fail_low", "fail_high"),
+    *("acc", "acc_low", "acc_high", "acc_locked", "locked_low", "locked_high"),
+)
+
+
 def lock_on_summary(
     frame: pd.DataFrame,
     fraction: float = 0.9,
@@ -230,62 +242,51 @@ def lock_on_summary(
     and of the runs that locked on, with bootstrap intervals (``acc``, ``acc_low``,
     ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``).
     """
-    dham = _dham_runs(frame, fraction, metric)
-    rows = []
-    for key, runs in dham.groupby(list(by)):
-        failures = int((~runs["locked"]).sum())
-        good = runs.loc[runs["locked"], metric]
-        fail_low, fail_high = wilson_interval(failures, len(runs), level)
-        acc_low, acc_high = bootstrap_interval(runs[metric], level)
-        locked_low, locked_high = bootstrap_interval(good, level)
-        rows.append(
-            {
-                **dict(zip(by, key, strict=True)),
-                "runs": len(runs),
-                "failures": failures,
-                "fail_rate": failures / len(runs),
-                "fail_low": fail_low,
-                "fail_high": fail_high,
-                "acc": runs[metric].mean(),
-                "acc_low": acc_low,
-                "acc_high": acc_high,
-                "acc_locked": good.mean() if len(good) else math.nan,
-                "locked_low": locked_low,
-                "locked_high": locked_high,
-            }
-        )
+
+    def group(runs: pd.DataFrame) -> pd.Series:
+        failures, good = (~runs["locked"]).sum(), runs.loc[runs["locked"], metric]
+        values = (len(runs), failures, failures / len(runs))
+        values += wilson_interval(failures, len(runs), level)
+        values += (runs[metric].mean(), *bootstrap_interval(runs[metric], level))
+        values += (good.mean(), *bootstrap_interval(good, level))
+        return pd.Series(values, index=_LOCK_ON_COLUMNS)
+
+    table = _dham_runs(frame, fraction, metric).groupby(list(by)).apply(group).reset_index()
+    table = table.astype({"runs": int, "failures": int})
     if tuple(by) == ("width", "snr_db"):  # the sweep's order: noisier rows further down
-        return pd.DataFrame(rows).sort_values(["snr_db", "width"], ascending=[False, True])
-    return pd.DataFrame(rows).sort_values(list(by))
+        return table.sort_values(["snr_db", "width"], ascending=[False, True])
+    return table.sort_values(list(by))
+
+
+def _spans(mids, lows, highs, fmt: str) -> list[str]:
+    """``mid (low–high)`` per row in ``fmt``: "–" where ``mid`` is NaN, no interval where
+    ``low`` is."""
+    spans = []
+    for mid, low, high in zip(mids, lows, highs, strict=True):
+        interval = "" if math.isnan(low) else f" ({low:{fmt}}–{high:{fmt}})"
+        spans.append("–" if math.isnan(mid) else f"{mid:{fmt}}{interval}")
+    return spans
+
+
+def _snr_labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with its SNRs as :func:`snr_label`."""
+    if "snr_db" not in table:
+        return table.copy()
+    return table.assign(snr_db=table["snr_db"].map(snr_label))
 
 
 def lock_on_markdown(table: pd.DataFrame) -> str:
     """A Markdown table of :func:`lock_on_summary`, in % (notebooks 05 and 07)."""
     if table.empty:
         raise ValueError("table must hold at least one row")
-
-    def span(mid, low, high):
-        return "–" if math.isnan(mid) else f"{mid:.1%} ({low:.1%}–{high:.1%})"
-
-    shown = table.iloc[:, : table.columns.get_loc("runs")].copy()
-    if "snr_db" in shown:
-        shown["snr_db"] = shown["snr_db"].map(snr_label)
-    shown = shown.rename(columns={"snr_db": "SNR"}).assign(
-        **{
-            "failed runs": [
-                f"{f} of {n}" for f, n in zip(table["failures"], table["runs"], strict=True)
-            ],
-            "failure rate (95% Wilson)": [
-                span(*v)
-                for v in zip(table["fail_rate"], table["fail_low"], table["fail_high"], strict=True)
-            ],
-            "accuracy when locked on (95% bootstrap)": [
-                span(*v)
-                for v in zip(
-                    table["acc_locked"], table["locked_low"], table["locked_high"], strict=True
-                )
-            ],
-        }
+    shown = _snr_labelled(table.iloc[:, : table.columns.get_loc("runs")])
+    shown = shown.rename(columns={"snr_db": "SNR"})
+    shown["failed runs"] = table["failures"].astype(str) + " of " + table["runs"].astype(str)
+    shown["failure rate (95% Wilson)"] = _spans(
+        table["fail_rate"], table["fail_low"], table["fail_high"], ".1%"
+    )
+    shown["accuracy when locked on (95% bootstrap)"] = _spans(
+        table["acc_locked"], table["locked_low"], table["locked_high"], ".1%"
     )
     return shown.to_markdown(index=False)
 
@@ -315,32 +316,34 @@ def width_trend_test(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "
     )
     failures = int((data["locked"] == 0).sum())
     result = {"runs": len(data), "failures": failures}
-    if failures == 0 or failures == len(data):
+    if failures in (0, len(data)):
         verdict = "every run" if failures == 0 else "no run"
         return {**result, "verdict": f"Nothing to test: {verdict} locked on at the noisy SNRs."}
     interaction = _logit_term("locked ~ log2_width * snr_db", "log2_width:snr_db", data)
     own = _logit_term("locked ~ log2_width + snr_db", "log2_width", data)
     result.update(zip(("interaction", "low", "high", "p_value"), interaction, strict=True))
     result.update(zip(("width_effect", "width_low", "width_high", "width_p"), own, strict=True))
-    (_, low, high, _), (_, width_low, width_high, _) = interaction, own
-    if high < 0:
-        words = "supports the claim: each doubling of width helps lock-on more at lower SNR"
-    elif low > 0:
-        words = "contradicts the claim: width helps lock-on less as the SNR falls"
-    else:
-        words = "cannot tell: the interval of the width-by-SNR effect includes zero"
-    if width_low > 0:
-        alone = "wider networks lock on more often"
-    elif width_high < 0:
-        alone = "wider networks lock on less often"
-    else:
-        alone = "the data cannot tell whether width changes lock-on"
+    words = _by_sign(
+        result["low"],
+        result["high"],
+        "supports the claim: each doubling of width helps lock-on more at lower SNR",
+        "contradicts the claim: width helps lock-on less as the SNR falls",
+        "cannot tell: the interval of the width-by-SNR effect includes zero",
+    )
+    alone = _by_sign(
+        result["width_low"],
+        result["width_high"],
+        "wider networks lock on less often",
+        "wider networks lock on more often",
+        "the data cannot tell whether width changes lock-on",
+    )
     result["verdict"] = (
         f"Over {len(data)} noisy runs ({failures} failed to lock on), the data {words} "
         f"(interaction {result['interaction']:+.3f} per dB per doubling, 95% interval "
-        f"{low:+.3f} to {high:+.3f}, p = {result['p_value']:.3g}). Taken alike at every SNR, "
-        f"{alone} (log-odds {result['width_effect']:+.2f} per doubling, 95% interval "
-        f"{width_low:+.2f} to {width_high:+.2f}, p = {result['width_p']:.3g})."
+        f"{result['low']:+.3f} to {result['high']:+.3f}, p = {result['p_value']:.3g}). Taken "
+        f"alike at every SNR, {alone} (log-odds {result['width_effect']:+.2f} per doubling, 95% "
+        f"interval {result['width_low']:+.2f} to {result['width_high']:+.2f}, "
+        f"p = {result['width_p']:.3g})."
     )
     return result
 
@@ -371,16 +374,21 @@ def claim_verdict(widths: dict) -> str:
         return f"Only one SNR has results ({shown}): too little to test the claim."
     if all(a <= b for a, b in itertools.pairwise(needed)) and needed[-1] > needed[0]:
         return f"The data support the claim: the width needed grows as the SNR falls ({shown})."
-    if all(n == needed[0] for n in needed):
-        return f"The data do not support the claim: the same width suffices at every SNR ({shown})."
-    return (
-        f"The data do not support the claim: the width needed is not monotone in the SNR ({shown})."
-    )
+    if len(set(needed)) == 1:
+        reason = "the same width suffices at every SNR"
+    else:
+        reason = "the width needed is not monotone in the SNR"
+    return f"The data do not support the claim: {reason} ({shown})."
 
 
 def is_accuracy(metric: str) -> bool:
     """Whether a result column is an accuracy (a fraction, shown in %)."""
     return metric.endswith("acc") or metric.startswith("acc_")
+
+
+def is_share(metric: str) -> bool:
+    """Whether a result column is a share, whose intervals stop at 0 and 1."""
+    return is_accuracy(metric) or metric in ("iou", "coverage")
 
 
 def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc", "iou")) -> str:
@@ -392,25 +400,16 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
     by = [name for name in summary if name != "n" and not name.endswith(("_mean", "_std"))]
     # A setting a model lacks shows as a dash; a whole number as one.
     table = summary[by].astype(object).where(summary[by].notna(), "–")
-    table = table.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
-    if "snr_db" in table:
-        table["snr_db"] = table["snr_db"].map(snr_label)
+    table = _snr_labelled(
+        table.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+    )
     for metric in metrics:
         scale = 100 if is_accuracy(metric) else 1
-        # Every result is non-negative, and these are shares: an interval stops at 0 (or 1).
-        share = is_accuracy(metric) or metric in ("iou", "coverage")
-        cells = []
-        for mean, std, n in zip(
-            summary[f"{metric}_mean"], summary[f"{metric}_std"], summary["n"], strict=True
-        ):
-            if math.isnan(mean):
-                cells.append("–")
-                continue
-            low, high = mean_interval(mean, std, n, share=share)
-            low = max(low, 0.0)
-            interval = f" ({low * scale:.3g}–{high * scale:.3g})" if high > low else ""
-            cells.append(f"{mean * scale:.3g}{interval}")
-        table[f"{metric} (95% interval)"] = cells
+        low, high = summary_intervals(summary, metric, is_share(metric))
+        low = np.maximum(low, 0.0)  # every result is non-negative
+        low = np.where(high > low, low * scale, math.nan)  # no interval where it is empty
+        means = summary[f"{metric}_mean"] * scale
+        table[f"{metric} (95% interval)"] = _spans(means, low, high * scale, ".3g")
     table["seeds"] = summary["n"]
     return table.to_markdown(index=False)
 
@@ -424,10 +423,10 @@ def model_summary(
 ) -> pd.DataFrame:
     """Mean ± std over seeds of each model in a results CSV, in :data:`MODEL_ORDER`.
 
-    Keeps the runs at ``snr_db`` (None: clean) with ``background``, and for DHAM
-    only attention ``width`` (None: every width, one row each). A missing file
-    or one without such runs gives an empty table, so a notebook can run while the
-    sweep that fills the file is still going. Columns as in :func:`summarise`.
+    Keeps the runs at ``snr_db`` (None: clean) with ``background``, and for DHAM only
+    attention ``width`` (None: every width, one row each). A missing file or one without
+    such runs gives an empty table, so a notebook runs while the sweep that fills it is
+    still going. Columns as in :func:`summarise`.
     """
     if not os.path.exists(path):
         return pd.DataFrame()
@@ -475,26 +474,21 @@ def _report_sweep(swept: Path, out: Path, figures) -> None:
     runs = load_results(swept)
     summary = summarise(runs)
     print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
-    verdict = narrowest_widths(runs)
-    for title, widths in (
-        ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", verdict),
-        (
-            "The same for the best seed of each width (what a width can do)",
-            narrowest_widths(runs, statistic="best"),
-        ),
+    for title, statistic in (
+        ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", "mean"),
+        ("The same for the best seed of each width (what a width can do)", "best"),
     ):
         print(title + ":")
-        for snr, width in widths.items():
+        for snr, width in narrowest_widths(runs, statistic=statistic).items():
             print(f"  {snr_label(snr)}: {width or 'none'}")
-    print(f"\nVerdict (means): {claim_verdict(verdict)}")
+    print(f"\nVerdict (means): {claim_verdict(narrowest_widths(runs))}")
     print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
     for snr, (reached, total) in runs_reaching(runs).items():
         print(f"  {snr_label(snr)}: {reached} of {total}")
     lock_on = lock_on_summary(runs)
     figures.save(figures.plot_lock_on(lock_on), out / "sweep_lock_on.png")
-    table = lock_on.assign(snr_db=lambda t: t["snr_db"].map(snr_label))
     print("\n## Lock-on apart from accuracy (95% intervals)\n")
-    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(_snr_labelled(lock_on).to_markdown(index=False, floatfmt=".3f"))
     print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
     for metric in ("test_acc", "iou"):
         figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
@@ -512,8 +506,7 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         for names in (CLEAN_FILES, SWEEP_FILES)
     )
     if clean is None and swept is None:
-        names = ", ".join((*CLEAN_FILES, *SWEEP_FILES))
-        raise FileNotFoundError(f"none of {names} in {folder}")
+        raise FileNotFoundError(f"none of {', '.join((*CLEAN_FILES, *SWEEP_FILES))} in {folder}")
     out = _checks.writable_folder("the figures folder", folder / "figures")
     if clean is not None:
         _report_clean(clean, out, figures)
