@@ -240,8 +240,9 @@ def toy_trajectory_step(
 
 def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: float = 1.0):
     """Item ``index`` of ``dataset`` (a :class:`~dham_lib.data.TranslatedMNIST`) through the
-    trained ``model``, its PMF made at ``temperature`` (trained at 1): box, PMF, glimpse and
-    class probabilities (notebook 04).
+    trained ``model``, its PMF made at ``temperature`` (trained at 1; None keeps the model's),
+    in four panels (notebook 04): the canvas with the attention box (red) and the true box
+    (dashed green), the PMF over the canvas, the glimpse and the class probabilities.
 
     Numbers: ``label``, ``prediction``, ``confidence`` (its probability), ``tx, ty, s``
     (normalised), ``side_px`` (the glimpse box's side) and, against the true box, ``IoU``,
@@ -249,28 +250,10 @@ def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: 
     """
     if not isinstance(dataset, TranslatedMNIST):
         raise TypeError(f"dataset must be a TranslatedMNIST, got {type(dataset).__name__}")
-    return _attention_view(model, dataset, index, temperature, "")
-
-
-def clutter_explorer(
-    model: DHAMClassifier, images, labels, index: int, n_clutter: int, canvas=120, seed=TEST_SEED
-) -> View:
-    """:func:`attention_explorer`'s view of item ``index`` of the test canvases of ``images,
-    labels`` (the course's scale range, ``seed``) with ``n_clutter`` 8×8 pieces of other
-    digits each (notebook 06). The data draw the digit's size and place first, so the slider
-    adds clutter around one digit."""
-    n_clutter = _checks.non_negative_int("n_clutter", n_clutter)
-    clutter = {"background": "clutter", "n_clutter": n_clutter}
-    dataset = TranslatedMNIST(images, labels, canvas=canvas, scale=SCALE, seed=seed, **clutter)
-    return _attention_view(model, dataset, index, None, f", {n_clutter} pieces")
-
-
-def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
-    """``attend`` on item ``index`` of ``dataset``: the canvas ("canvas <index><more>") with the
-    attention box (red) and the true box (dashed green), the PMF over the canvas, the
-    glimpse and the class probabilities."""
     canvas, labels, true_boxes = dataset.batch([_index("index", index, len(dataset))])
-    label, true_box, title = int(labels[0]), true_boxes[0], f"canvas {index}{more}"
+    label, true_box, title = int(labels[0]), true_boxes[0], f"canvas {index}"
+    if dataset.background == "clutter":
+        title += f", {dataset.n_clutter} pieces"
     seen = attend(model, canvas, temperature)
     box, pmf = seen.boxes[0, 0].cpu(), seen.pmf[0, 0].cpu()
     probabilities, glimpses = seen.probabilities[0].cpu(), seen.glimpses[0, 0].cpu()
@@ -308,6 +291,19 @@ def _attention_view(model, dataset, index: int, temperature, more: str) -> View:
         "centre_error_px": box_centre_error(box, true_box).item(),
     }
     return View(fig, numbers)
+
+
+def clutter_explorer(
+    model: DHAMClassifier, images, labels, index: int, n_clutter: int, canvas=120, seed=TEST_SEED
+) -> View:
+    """:func:`attention_explorer`'s view of item ``index`` of the test canvases of ``images,
+    labels`` (the course's scale range, ``seed``) with ``n_clutter`` 8×8 pieces of other
+    digits each (notebook 06). The data draw the digit's size and place first, so the slider
+    adds clutter around one digit."""
+    n_clutter = _checks.non_negative_int("n_clutter", n_clutter)
+    clutter = {"background": "clutter", "n_clutter": n_clutter}
+    dataset = TranslatedMNIST(images, labels, canvas=canvas, scale=SCALE, seed=seed, **clutter)
+    return attention_explorer(model, dataset, index, None)
 
 
 def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:

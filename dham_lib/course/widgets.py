@@ -1,19 +1,13 @@
 """The notebooks' answer checks and sliders (notebooks 01 to 07 and the app).
 
-The checks print hints, never the expected values: :func:`check_answers` compares numbers,
-:func:`check_function` a student's function with the library's (values and gradients),
-:func:`check_choice` a multiple-choice answer with a digest of the right one; the checks whose
-references would give an answer away are in :mod:`dham_lib.course.answers`.
-
-A slider function (:mod:`dham_lib.course.explorers`) is a pure function of its slider values
-that returns a :class:`View`. A notebook calls it once with the default values, so the figure
-shows on GitHub too, then wires it to sliders::
+The checks print hints, never the expected values (those that would give an answer away are in
+:mod:`dham_lib.course.answers`). A slider function (:mod:`dham_lib.course.explorers`) returns a
+:class:`View`; a notebook calls it once with the default values, so the figure shows on GitHub
+too, then wires it to sliders (ipywidgets 7.7 on Colab, or 8.x)::
 
     view = pmf_explorer(peak_x=0.3, peak_y=-0.2, spread=0.15, temperature=1.0)
     print(format_numbers(view.numbers))
     show_explorer(pmf_explorer, peak_x=make_slider("peak x", 0.3, -1, 1, 0.05), ...)
-
-Only what ipywidgets 7.7 (Colab) and 8.x share is used; figures are inline matplotlib.
 """
 
 from __future__ import annotations
@@ -75,13 +69,9 @@ def format_numbers(numbers: Mapping[str, float], digits: int = 3) -> str:
 def check_answers(
     answers: Mapping[str, float], expected: Mapping[str, float], atol: float = 1e-3
 ) -> None:
-    """Compare a student's numbers (numbers, one-element tensors or arrays) with the expected
-    ones (notebook 02 and every check of :mod:`dham_lib.course.answers`).
-
-    Prints "Correct: ..." when every answer is within ``atol``; otherwise a hint for each
-    answer that is off (too high or too low) or missing, never the expected value, and
-    raises ``AssertionError``.
-    """
+    """Compare a student's numbers (or one-element tensors) with the expected ones (notebook 02
+    and :mod:`dham_lib.course.answers`): "Correct: ..." when all are within ``atol``, else a hint
+    for each that is too high, too low or missing, never the value, and ``AssertionError``."""
     if not isinstance(answers, Mapping) or not isinstance(expected, Mapping):
         raise TypeError("answers and expected must be dicts of name -> number")
     atol = _checks.positive("atol", atol)
@@ -151,21 +141,16 @@ def check_function(
     forbid: Sequence[str] = (),
     seed: int = 0,
 ) -> None:
-    """Compare a student's function with the library's on each input, print a verdict and
-    assert: the build exercises of notebooks 01 (``my_spatial_softmax``,
-    ``my_expected_norm``), 02 (``my_axis_weights``) and 03 (``my_dham``).
+    """Compare a student's function with the library's on each input (argument tuples, e.g.
+    ``(logits [B, K, H, W], 0.5)``, copied afresh for each): the build exercises of notebooks
+    01 (``my_spatial_softmax``, ``my_expected_norm``), 02 (``my_axis_weights``), 03 (``my_dham``).
 
-    ``inputs`` is a list of argument tuples (e.g. ``[(logits [B, K, H, W], 0.5), ...]``); both
-    functions get fresh copies. The candidate must return a tensor of the reference's shape
-    and dtype, within ``atol + rtol·|reference|``; with ``grad``, the gradients of
-    ``Σ w · output`` (``w`` random, drawn with ``seed``) with respect to every floating-point
-    tensor argument must agree too, or the student reads ``grad_hint``. ``properties`` maps a
-    hint to a test ``f(output, *args) -> bool``, reported when the values are off. A
-    candidate whose code refers to a name in ``forbid`` is refused unrun.
-
-    For the first input that fails it prints hints (not a function, the exception raised,
-    shape, dtype, nan or inf, how many entries are off and the largest error), never a value
-    of the reference, and raises ``AssertionError``.
+    The output must match the reference's shape and dtype, within ``atol + rtol·|reference|``;
+    with ``grad``, so must the gradients of ``Σ w · output`` (``w`` drawn with ``seed``) with
+    respect to each floating-point tensor argument, or the student reads ``grad_hint``.
+    ``properties`` maps a hint to a test ``f(output, *args) -> bool``, reported when the values
+    are off; a candidate that refers to a name in ``forbid`` is refused unrun. The first input
+    that fails prints hints, never a value of the reference, and raises ``AssertionError``.
     """
     name = name or getattr(candidate, "__name__", "your function")
     tolerance = _checks.positive("atol", atol), _checks.fraction("rtol", rtol)
@@ -194,9 +179,8 @@ def check_function(
 
 
 def check_own_code(function: Callable, forbid: Sequence[str], name: str | None = None) -> None:
-    """Refuse a build exercise's answer (notebooks 01 to 04) whose code, or that of the
-    functions defined beside it that it calls, refers to a name in ``forbid``: a hint and
-    ``AssertionError``."""
+    """Refuse (a hint, ``AssertionError``) a build exercise's answer whose code, or that of the
+    functions beside it that it calls, refers to a name in ``forbid`` (notebooks 01 to 04)."""
     name = name or getattr(function, "__name__", "your function")
     called = sorted(set(forbid) & _names_used(function))
     if called:
@@ -374,14 +358,12 @@ def _explorer_arguments(fn, fixed: Mapping | None, sliders: dict) -> dict:
 
 
 def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
-    """Wire ``sliders`` (keyword = argument of ``fn``) to ``fn`` and return the widget that
-    :func:`show_explorer` shows (notebooks 01 to 06 and the app).
+    """The widget that :func:`show_explorer` shows: ``sliders`` (keyword = argument of ``fn``)
+    above the figure and numbers of ``fn(**fixed, **slider_values)``, a :class:`View` (its
+    figure closed once drawn), redrawn when a slider is released; an error shows in its place.
 
-    ``fn(**fixed, **slider_values)`` must return a :class:`View`, whose figure (closed once
-    drawn) and numbers replace the ``Output`` widget's contents whenever a slider is released;
-    an error raised while a slider moves is shown in place of the figure. The outputs are set
-    directly rather than captured with ``interactive_output``: that capture made nbclient (so
-    Voilà) wait out its cell timeout in 2 of 5 runs of ``make app`` (0 of 5 this way).
+    The outputs are set directly: capturing them with ``interactive_output`` made Voilà wait out
+    its cell timeout in 2 of 5 runs of ``make app`` (0 of 5 this way).
     """
     import ipywidgets as widgets
 
