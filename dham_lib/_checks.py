@@ -1,9 +1,6 @@
-"""Argument checks shared by the public functions.
-
-Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
-(wrong shape, value or option) with a message that names the argument, the value
-it got and what was expected, as docs/conventions.md asks.
-"""
+"""Argument checks shared by the public functions: each raises ``TypeError`` (wrong kind or
+dtype) or ``ValueError`` (wrong shape, value or option) naming the argument, the value it got
+and what was expected (docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -19,11 +16,8 @@ import torch
 def tensor(
     name: str, value, ndim: int | None = None, floating: bool = True, finite: bool = True
 ) -> torch.Tensor:
-    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions.
-
-    ``finite=False`` checks the metadata only (type, dtype, shape), as a module's
-    ``forward`` does: the finiteness test reads the values, which waits for the device.
-    """
+    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions;
+    ``finite=False`` (a ``forward``'s) reads no value, which would wait for the device."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if floating and not value.is_floating_point():
@@ -50,7 +44,7 @@ def _real(name: str, value) -> None:
 def positive(name: str, value) -> float:
     """Check that ``value`` is a finite real number greater than 0."""
     _real(name, value)
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < math.inf:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return float(value)
 
@@ -63,23 +57,23 @@ def fraction(name: str, value) -> float:
     return float(value)
 
 
-def _int_at_least(name: str, value, least: int, kind: str) -> int:
+def int_at_least(name: str, value, least: int) -> int:
     """Check that ``value`` is an int >= ``least`` (a bool is not an int here)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be an int >= {least}, got {value!r} ({type(value).__name__})")
     if value < least:
-        raise ValueError(f"{name} must be {kind}, got {value}")
+        raise ValueError(f"{name} must be an int >= {least}, got {value}")
     return value
 
 
 def positive_int(name: str, value) -> int:
     """Check that ``value`` is an int >= 1."""
-    return _int_at_least(name, value, 1, "a positive int")
+    return int_at_least(name, value, 1)
 
 
 def non_negative_int(name: str, value) -> int:
     """Check that ``value`` is an int >= 0."""
-    return _int_at_least(name, value, 0, "an int >= 0")
+    return int_at_least(name, value, 0)
 
 
 def option(name: str, value, allowed: Iterable):
@@ -92,12 +86,8 @@ def option(name: str, value, allowed: Iterable):
 
 def size_pair(name: str, value) -> tuple[int, int]:
     """Check that ``value`` is a pair ``(h, w)`` of positive integers."""
-    ok = (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    )
-    if not ok:
+    pair = isinstance(value, (tuple, list)) and len(value) == 2
+    if not (pair and {type(v) for v in value} <= {int}):  # bool is not an int here
         raise TypeError(f"{name} must be a pair (h, w) of ints, got {value!r}")
     if min(value) < 2:
         raise ValueError(f"{name} must be at least (2, 2), got {tuple(value)}")
@@ -131,11 +121,8 @@ def same_dtype_device(name: str, value, image: torch.Tensor, image_name: str) ->
 
 
 def writable_folder(name: str, folder: Path) -> Path:
-    """Create ``folder`` if missing and make sure files can be written in it.
-
-    Raises ``PermissionError`` naming the argument and the folder, before any work
-    whose result would then have nowhere to go.
-    """
+    """Create ``folder`` if missing, or raise ``PermissionError`` naming it if files cannot be
+    written in it: before any work whose result would then have nowhere to go."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

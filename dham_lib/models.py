@@ -1,10 +1,5 @@
-"""The classifiers the course trains and compares (derived in 04_clean_translated_mnist).
-
-Every model maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`. Each model's
-settings live in its own frozen config dataclass (its ``Config``): ``model.settings`` is
-that config, ``model.config`` it as a JSON-able dict with the model's ``name``, so that
-``build_model(**model.config)`` rebuilds it (checkpoints rely on this). ``MODELS`` is the
-registry, ``list_models()`` its names.
+"""The classifiers the course trains and compares (derived in 04_clean_translated_mnist):
+each maps a canvas batch ``[B, C, H, W]`` to a :class:`Prediction`, and ``MODELS`` names them.
 """
 
 from __future__ import annotations
@@ -33,8 +28,7 @@ class Prediction(NamedTuple):
 
 
 def _canvas(canvas, in_channels: int) -> torch.Tensor:
-    """Check a canvas batch ``[B, C, H, W]`` with the model's channel count: shapes and dtype
-    only, as a ``forward`` never reads a tensor's values (docs/conventions.md)."""
+    """Check a canvas batch ``[B, C, H, W]``: shapes and dtype only (a forward reads no value)."""
     _checks.tensor("canvas", canvas, ndim=4, finite=False)
     if canvas.shape[1] != in_channels:
         raise ValueError(
@@ -45,14 +39,13 @@ def _canvas(canvas, in_channels: int) -> torch.Tensor:
 
 
 class Configured(nn.Module):
-    """A model built from its config dataclass ``Config``: ``Model(config)``, ``Model(**settings)``
-    or both (the settings replace the config's); ``settings`` keeps the config and
-    ``config`` is it as a JSON-able dict with the model's registry ``name``."""
+    """A model of its frozen ``Config``: ``Model(config, **settings)`` (either optional; the
+    settings replace the config's) keeps it as ``settings`` and calls ``build(settings)``;
+    ``config`` is it as a JSON-able dict with ``name``: ``build_model(**model.config)``
+    rebuilds the model. ``has_attention_net``: ``model.attention`` decides where to look."""
 
     name: str
     Config: type
-    # Whether the model has an ``attention`` network that decides where to look, which
-    # ``fit`` trains at its own ``attention_lr``.
     has_attention_net = False
 
     def __init__(self, config=None, **settings):
@@ -61,7 +54,9 @@ class Configured(nn.Module):
         if not isinstance(config, self.Config):
             raise TypeError(f"config must be a {self.Config.__name__}, got {type(config).__name__}")
         self.settings = updated(config, **settings)
+        _checks.positive_int("num_classes", self.settings.num_classes)
         self.in_channels = _checks.positive_int("in_channels", self.settings.in_channels)
+        self.build(self.settings)
 
     @property
     def config(self) -> dict:
@@ -73,14 +68,10 @@ class AttentionNet(nn.Module):
     attention logit maps: ``[B, C, H, W] -> [B, K, H', W']``.
 
     Padding keeps the map aligned with the image (the original's shrank 120 px to 112).
-    ``stride = r > 1`` average-pools the image by r first (about r^2 times cheaper); DHAM
-    reads the map as spanning the image, so positions are then off by at most r / 2
-    image pixels, uncorrected. ``uniform_start`` zeroes the last convolution: the first
-    PMF is uniform and the first glimpse covers most of the canvas (an STN's identity
-    start). ``init="ink"`` makes the first convolution's weights non-negative and its
-    biases zero, so no channel starts silent on the digit. ``slope`` is the leaky ReLU's
-    (0: the original's ReLU); with a leak, a channel Adam's first steps push below zero
-    still passes a gradient and comes back (data/results/README.md, "lock-on").
+    ``stride = r > 1`` average-pools the image first (r^2 times cheaper, off by <= r / 2 px).
+    ``uniform_start`` zeroes the last convolution (a uniform first PMF); ``init="ink"``
+    makes conv1's weights >= 0 and biases 0 (no channel silent on the digit); ``slope``: a
+    leaky ReLU's, so a channel pushed below zero still learns (results README, "lock-on").
     """
 
     def __init__(
@@ -99,10 +90,7 @@ class AttentionNet(nn.Module):
             _checks.positive_int(name, value)
         self.stride = _checks.positive_int("stride", stride)
         self.slope = _checks.fraction("slope", slope)
-        if _checks.positive_int("depth", depth) < 2:
-            raise ValueError(
-                f"depth must be at least 2 (an input and an output convolution), got {depth}"
-            )
+        _checks.int_at_least("depth", depth, 2)  # an input and an output convolution
         self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)
         # Between conv1 and conv2, so that checkpoints of the two-layer network keep their keys.
         self.middle = nn.ModuleList(nn.Conv2d(width, width, 5, padding=2) for _ in range(depth - 2))
@@ -138,13 +126,6 @@ CLASSIFIERS = {
 }
 
 
-def _lenet_side(n: int, padding: int, pools: int) -> int:
-    """Side of the map a LeNet with ``pools`` 2x2 max-pools hands its FC layer."""
-    for _ in range(2):
-        n = (n + 2 * padding - 4) // 2
-    return n // 2 ** (pools - 2)
-
-
 class GlimpseClassifier(nn.Module):
     """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
 
@@ -155,24 +136,20 @@ class GlimpseClassifier(nn.Module):
     def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):
         super().__init__()
         h, w = _checks.size_pair("glimpse_size", glimpse_size)
-        (c1, c2), padding, pools, hidden, dropout = CLASSIFIERS[
-            _checks.option("arch", arch, CLASSIFIERS)
-        ]
-        side = [_lenet_side(n, padding, pools) for n in (h, w)]
+        _checks.option("arch", arch, CLASSIFIERS)
+        (c1, c2), padding, pools, hidden, dropout = CLASSIFIERS[arch]
+        # The FC layer's map: two 5x5 convolutions, each pooled by 2, then the extra pools.
+        side = [((n + 2 * padding - 4) // 2 + 2 * padding - 4) // 2 ** (pools - 1) for n in (h, w)]
         if min(side) < 1:
             raise ValueError(f"glimpse_size is too small for the {arch!r} LeNet, got {(h, w)}")
-        self.in_shape = (
-            _checks.positive_int("k", k),
-            _checks.positive_int("in_channels", in_channels),
-            h,
-            w,
-        )
-        self.extra_pools = pools - 2
+        for name, value in [("k", k), ("in_channels", in_channels), ("num_classes", num_classes)]:
+            _checks.positive_int(name, value)
+        self.in_shape, self.extra_pools = (k, in_channels, h, w), pools - 2
         self.conv1 = nn.Conv2d(k * in_channels, c1, 5, padding=padding)
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=padding)
         self.fc1 = nn.Linear(c2 * side[0] * side[1], hidden)
         self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden, _checks.positive_int("num_classes", num_classes))
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, glimpses: torch.Tensor) -> torch.Tensor:
         """``[B, K, C, h, w] -> [B, num_classes]`` logits."""
@@ -186,6 +163,15 @@ class GlimpseClassifier(nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2 ** (1 + self.extra_pools))
         return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1)))))
+
+
+def _conv_stages(channels: list[int], kernels: list[int], batch_norm=False) -> list[nn.Module]:
+    """A "same"-padded conv [-> BatchNorm] -> ReLU -> maxpool 2 per kernel size in ``kernels``."""
+    layers = []
+    for c_in, c_out, n in zip(channels[:-1], channels[1:], kernels, strict=True):
+        norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+        layers += [nn.Conv2d(c_in, c_out, n, padding=n // 2), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+    return layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +188,7 @@ class OracleConfig(PlainCNNConfig):
 
     glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
     classifier: str = setting(
-        "course", "the glimpse classifier (models.CLASSIFIERS)", tuple(CLASSIFIERS)
+        "course", "the glimpse LeNet (models.CLASSIFIERS)", tuple(CLASSIFIERS)
     )
 
 
@@ -247,29 +233,15 @@ class PooledCNNConfig(PlainCNNConfig):
 
 
 class DHAMClassifier(Configured):
-    """AttentionNet -> DHAM -> GlimpseClassifier, trained by the class loss alone.
-
-    All-convolutional attention, so any canvas size runs (04_clean_translated_mnist).
-    ``width`` is the attention convolutions' channels (the seed claim: more noise needs
-    more of them); the other settings are :class:`DHAMConfig`'s.
-    """
+    """AttentionNet -> DHAM -> GlimpseClassifier, trained by the class loss alone; any canvas
+    size runs. ``width``: the attention channels (the seed claim: more noise needs more)."""
 
     name, Config = "dham", DHAMConfig
     has_attention_net = True
 
-    def __init__(self, config: DHAMConfig | None = None, **settings):
-        super().__init__(config, **settings)
-        c = self.settings
-        self.attention = AttentionNet(
-            c.in_channels,
-            c.width,
-            c.k,
-            c.stride,
-            c.uniform_start,
-            c.attention_init,
-            c.attention_slope,
-            c.attention_depth,
-        )
+    def build(self, c: DHAMConfig) -> None:
+        net = (c.width, c.k, c.stride, c.uniform_start, c.attention_init, c.attention_slope)
+        self.attention = AttentionNet(c.in_channels, *net, c.attention_depth)
         size = _checks.size_pair("glimpse_size", c.glimpse_size)
         self.dham = DHAM(size, norm=c.norm, temperature=c.temperature)
         self.classifier = GlimpseClassifier(c.in_channels, c.k, c.num_classes, size, c.classifier)
@@ -277,8 +249,7 @@ class DHAMClassifier(Configured):
     def attend(self, canvas: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         """The attention PMF ``[B, K, H', W']`` and its ``tx, ty, s`` (each ``[B, K]``), as
         ``forward`` computes them, for figures (``course.figures.plot_pmf``)."""
-        _canvas(canvas, self.in_channels)
-        return self.dham.attention(self.attention(canvas))
+        return self.dham.attention(self.attention(_canvas(canvas, self.in_channels)))
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` (boxes ``[B, K, 4]``); ``true_box`` is ignored."""
@@ -291,55 +262,40 @@ class DHAMClassifier(Configured):
 class STNClassifier(Configured):
     """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
 
-    The localisation network (three conv + ReLU + maxpool 2 stages on the canvas
-    average-pooled by ``pool``) ends in an adaptive pool to the ``canvas // (8 pool)`` grid
-    a ``canvas``-sized input gives, so other sizes still run. ``transform``: ``"affine"``
-    (six parameters) or ``"zoom"`` (``s, tx, ty``: DHAM's own glimpse). The last layer
-    starts at zero weight and a bias that makes every first glimpse the centred
-    ``start_scale`` times the canvas (1: the STN paper's identity); the zoom STN localises
-    from 0.5 where it did not from 1 (data/results/README.md, "The STN").
+    The localisation network (three conv stages on the canvas average-pooled by ``pool``)
+    pools adaptively to the grid a ``canvas``-sized input gives, so any size runs.
+    ``transform``: ``"affine"`` (six parameters) or ``"zoom"`` (``s, tx, ty``, DHAM's
+    glimpse). The first glimpse is the centred ``start_scale`` times the canvas (1: the
+    identity; the zoom STN localises from 0.5, not 1: results README, "The STN").
     """
 
     name, Config = "stn", STNConfig
     has_attention_net = True
 
-    def __init__(self, config: STNConfig | None = None, **settings):
-        super().__init__(config, **settings)
-        self._build(self.settings)
-
-    def _build(self, c: STNConfig) -> None:
-        """The localisation network and the classifier of the settings ``c``."""
-        if _checks.positive_int("canvas", c.canvas) < 28:
-            raise ValueError(f"canvas must be at least 28, got {c.canvas}")
+    def build(self, c: STNConfig) -> None:
+        _checks.int_at_least("canvas", c.canvas, 28)
         self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
         self.transform = _checks.option("transform", c.transform, ("affine", "zoom"))
         self.pool = _checks.positive_int("pool", c.pool)
-        self.grid = max(1, c.canvas // (8 * c.pool))
+        grid = max(1, c.canvas // (8 * c.pool))
         s0 = _checks.positive("start_scale", c.start_scale)
         start = [s0, 0.0, 0.0, 0.0, s0, 0.0] if c.transform == "affine" else [s0, 0.0, 0.0]
         last = nn.Linear(32, len(start))
         nn.init.zeros_(last.weight)
-        with torch.no_grad():
-            last.bias.copy_(torch.tensor(start))
+        last.bias = nn.Parameter(torch.tensor(start))
         # Named "attention" like DHAM's attention network: the part that decides where
         # to look, which fit's attention_lr then tunes alike for both.
         self.attention = nn.Sequential(
-            *self._stage(c.in_channels, 8, 5),
-            *self._stage(8, 16, 5),
-            *self._stage(16, 16, 3),
-            nn.AdaptiveAvgPool2d(self.grid),
+            *_conv_stages([c.in_channels, 8, 16, 16], [5, 5, 3]),
+            nn.AdaptiveAvgPool2d(grid),
             nn.Flatten(),
-            nn.Linear(16 * self.grid**2, 32),
+            nn.Linear(16 * grid**2, 32),
             nn.ReLU(),
             last,
         )
         self.classifier = GlimpseClassifier(
             c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
         )
-
-    @staticmethod
-    def _stage(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
-        return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
 
     def theta(self, canvas: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, 2, 3]`` affine maps from glimpse to canvas (normalised)."""
@@ -354,12 +310,10 @@ class STNClassifier(Configured):
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` (boxes ``[B, 1, 4]``); ``true_box`` is ignored."""
-        _canvas(canvas, self.in_channels)
-        b, c, height, width = canvas.shape
+        b, c, height, width = _canvas(canvas, self.in_channels).shape
         theta = self.theta(canvas)
         grid = F.affine_grid(theta, [b, c, *self.glimpse_size], align_corners=True)
-        crop = F.grid_sample(canvas, grid, padding_mode="border", align_corners=True)
-        glimpses = crop.unsqueeze(1)
+        glimpses = F.grid_sample(canvas, grid, padding_mode="border", align_corners=True)[:, None]
         boxes = affine_box(theta, (height, width)).unsqueeze(1)
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 
@@ -371,23 +325,16 @@ class ZoomSTN(STNClassifier):
 
     name, Config = "stn_zoom", ZoomSTNConfig
 
-    def __init__(self, config: ZoomSTNConfig | None = None, **settings):
-        Configured.__init__(self, config, **settings)
-        zoom = dataclasses.asdict(self.settings)
-        self._build(STNConfig(**zoom, transform="zoom", pool=2))
+    def build(self, c: ZoomSTNConfig) -> None:
+        super().build(STNConfig(**dataclasses.asdict(c), transform="zoom", pool=2))
 
 
 def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
-    """The pixel bounding box ``[B, 4]`` of an affine glimpse ``theta [B, 2, 3]``.
-
-    The glimpse's corners ``(+-1, +-1)`` map to ``theta @ [u, v, 1]`` in
-    normalised canvas coordinates; the box is their axis-aligned hull.
-    """
+    """The pixel bounding box ``[B, 4]`` of an affine glimpse ``theta [B, 2, 3]``: the hull
+    of its corners ``(+-1, +-1)``, mapped to ``theta @ [u, v, 1]`` in normalised coordinates."""
     height, width = _checks.size_pair("image_size", image_size)
     corners = theta.new_tensor([[-1, -1, 1], [1, -1, 1], [-1, 1, 1], [1, 1, 1]])
-    xy = corners @ theta.transpose(1, 2)  # [B, 4 corners, 2]
-    scale = theta.new_tensor([width - 1, height - 1])
-    xy = (xy + 1) / 2 * scale
+    xy = (corners @ theta.transpose(1, 2) + 1) / 2 * theta.new_tensor([width - 1, height - 1])
     return torch.cat([xy.amin(dim=1), xy.amax(dim=1)], dim=1)
 
 
@@ -399,8 +346,7 @@ class _WholeCanvas(Configured):
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
-        _canvas(canvas, self.in_channels)
-        if min(canvas.shape[-2:]) < self.smallest:
+        if min(_canvas(canvas, self.in_channels).shape[-2:]) < self.smallest:
             raise ValueError(
                 f"canvas must be at least {self.smallest}x{self.smallest}{self.smallest_why}, "
                 f"got {tuple(canvas.shape)}"
@@ -410,78 +356,52 @@ class _WholeCanvas(Configured):
 
 class PlainCNN(_WholeCanvas):
     """The no-attention baseline: 4 x (conv3x3 + ReLU + maxpool 2), 16/32/64/64 channels,
-    then a LeNet-like head (FC 128 -> ReLU -> FC classes) on a 7x7 grid of features.
-
-    The head keeps where features are: with global average pooling instead, the four
-    3x3 layers' 31-pixel receptive field sees only part of a 48-pixel digit, and the
-    model reached 85.9% on clean canvases against 96% for the oracle. Adaptive pooling
-    to 7x7 (what a 120x120 canvas gives) lets it run on other canvas sizes.
-    """
+    then FC 128 -> ReLU -> FC classes on a 7x7 grid of features (adaptively pooled, so any
+    canvas runs). A global average pool instead scored 85.9% on clean canvases (oracle 96%):
+    the 31-pixel receptive field sees only part of a 48-pixel digit."""
 
     name, Config = "cnn", PlainCNNConfig
 
-    def __init__(self, config: PlainCNNConfig | None = None, **settings):
-        super().__init__(config, **settings)
-        channels = [self.in_channels, 16, 32, 64, 64]
-        layers = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7))
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128),
-            nn.ReLU(),
-            nn.Linear(128, _checks.positive_int("num_classes", self.settings.num_classes)),
-        )
+    def build(self, c: PlainCNNConfig) -> None:
+        stages = _conv_stages([self.in_channels, 16, 32, 64, 64], [3] * 4)
+        self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(7))
+        head = [nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, c.num_classes)]
+        self.head = nn.Sequential(*head)
 
 
 class PooledCNN(_WholeCanvas):
-    """The translation-invariant baseline: ``stages`` x (conv3x3 + ReLU + maxpool 2), the
-    channels doubling from ``width`` up to ``4 * width``, then a global max over positions
-    and one linear layer; ``batch_norm`` puts a BatchNorm after each convolution, which
-    steadies training at higher learning rates (notebook 07).
-
-    The global max makes the score the same wherever the digit is, and lets any canvas
-    size run with the same weights, as DHAM does; five stages give a receptive field of
-    63 pixels, more than the largest digit's 48.
-    """
+    """The translation-invariant baseline: ``stages`` x (conv3x3 [+ BatchNorm] + ReLU + maxpool
+    2), channels doubling from ``width`` to ``4 * width``, a global max, one linear layer
+    (notebook 07). It scores a digit the same anywhere, on any canvas; five stages see 63
+    pixels, more than the largest digit's 48; BatchNorm steadies higher learning rates."""
 
     name, Config = "pooled_cnn", PooledCNNConfig
 
-    def __init__(self, config: PooledCNNConfig | None = None, **settings):
-        super().__init__(config, **settings)
-        c = self.settings
+    def build(self, c: PooledCNNConfig) -> None:
         _checks.positive_int("width", c.width)
         if not isinstance(c.batch_norm, bool):
             raise TypeError(f"batch_norm must be True or False, got {c.batch_norm!r}")
         stages = _checks.positive_int("stages", c.stages)
         widths = [c.width * 2 ** min(i, 2) for i in range(stages)]
-        layers = []
-        for c_in, c_out in zip([c.in_channels, *widths[:-1]], widths, strict=True):
-            norm = [nn.BatchNorm2d(c_out)] if c.batch_norm else []
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+        layers = _conv_stages([c.in_channels, *widths], [3] * stages, c.batch_norm)
         self.features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        self.head = nn.Linear(widths[-1], _checks.positive_int("num_classes", c.num_classes))
+        self.head = nn.Linear(widths[-1], c.num_classes)
         self.smallest, self.smallest_why = 2**stages, f" for {stages} stages"
 
 
 def forward_flops(model: nn.Module, canvas_size: tuple[int, int], in_channels: int = 1) -> int:
-    """Floating-point operations of one forward pass on one canvas ``[1, C, H, W]``.
-
-    Counted by ``torch.utils.flop_counter`` (two per multiply-add of the convolutions and
-    linear layers; the softmax, the sampler and the pooling are not counted: they are a
-    small share). The oracle, which needs the true box, is counted on a centred one.
-    """
+    """Floating-point operations of one forward pass on one canvas ``[1, C, H, W]``, by
+    ``torch.utils.flop_counter``: two per multiply-add of the convolutions and linear layers
+    (not the softmax, sampler and pooling, a small share); the oracle's on a centred box."""
     from torch.utils.flop_counter import FlopCounterMode
 
     height, width = _checks.size_pair("canvas_size", canvas_size)
-    canvas = torch.zeros(1, in_channels, height, width)
-    box = torch.tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
+    canvas = torch.zeros(1, in_channels, height, width, device=next(model.parameters()).device)
+    box = canvas.new_tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
     was_training = model.training
-    model.eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(canvas.to(next(model.parameters()).device), true_box=box)
+        model.eval()(canvas, true_box=box)
     model.train(was_training)
     return counter.get_total_flops()
 
@@ -491,9 +411,7 @@ class OracleClassifier(Configured):
 
     name, Config = "oracle", OracleConfig
 
-    def __init__(self, config: OracleConfig | None = None, **settings):
-        super().__init__(config, **settings)
-        c = self.settings
+    def build(self, c: OracleConfig) -> None:
         self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
         self.classifier = GlimpseClassifier(
             c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
@@ -518,14 +436,8 @@ class OracleClassifier(Configured):
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 
 
-MODELS = {
-    "dham": DHAMClassifier,
-    "stn": STNClassifier,
-    "stn_zoom": ZoomSTN,
-    "cnn": PlainCNN,
-    "pooled_cnn": PooledCNN,
-    "oracle": OracleClassifier,
-}
+_ALL = (DHAMClassifier, STNClassifier, ZoomSTN, PlainCNN, PooledCNN, OracleClassifier)
+MODELS = {model.name: model for model in _ALL}
 
 
 def list_models() -> list[str]:
@@ -534,9 +446,7 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, **settings) -> nn.Module:
-    """Build a model by name (one of :func:`list_models`) with its recipe's defaults,
-    changed by ``settings`` (fields of its ``Config``; a list is a tuple there, as JSON
-    reads one back). ``build_model(**model.config)`` rebuilds a model of the same
-    architecture."""
+    """The model ``name`` (one of :func:`list_models`), its ``Config``'s defaults changed by
+    ``settings`` (a list becomes a tuple, as JSON reads one back)."""
     model = MODELS[_checks.option("name", name, MODELS)]
     return model(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
