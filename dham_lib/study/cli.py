@@ -1,14 +1,14 @@
 """The command line: ``python -m dham_lib train|sweep|report|export ...`` (``--help`` on each).
 
-Every setting's option is generated from its config dataclass (type, default, help, choices:
-the model configs, ``runs.DataConfig``, ``runs.TrainConfig``), so a new setting appears here
-by being added there; an option sets the setting of that name in every config that has it.
-A sweep's axes (models, widths, SNRs, seeds) take lists.
+Every option is a dataclass field: a setting's is its config's (``runs.DataConfig``,
+``runs.TrainConfig``, the models'), so a setting added there appears here and sets the setting
+of that name in every config that has it; a command's own are below. ``AXES`` take lists.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,182 +20,204 @@ import torch
 
 import dham_lib
 from dham_lib.checkpoints import save_checkpoint
-from dham_lib.models import MODELS, build_model, list_models
+from dham_lib.models import MODELS, build_model
 from dham_lib.study import results, runs
 from dham_lib.study.executors import EXECUTORS, make_executor
 
-# A sweep's axes: the settings that take a list, under their plural option.
-AXES = {"model": "--models", "width": "--widths", "snr_db": "--snr-db", "seed": "--seeds"}
-AXIS_DEFAULTS = {
-    "model": ["dham"],
-    "width": [2, 4, 8, 16, 32],
-    "snr_db": [None, 12.0, 6.0, 3.0, 0.0, -3.0],
-    "seed": [0, 1],
+# A sweep's axes: the settings that take a list, under their plural option, and its default.
+AXES = {
+    "model": ("--models", ["dham"]),
+    "width": ("--widths", [2, 4, 8, 16, 32]),
+    "snr_db": ("--snr-db", [None, 12.0, 6.0, 3.0, 0.0, -3.0]),
+    "seed": ("--seeds", [0, 1]),
 }
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _snr(text: str) -> float | None:
-    """An SNR: a finite number of dB, or ``clean`` (``none``) for no noise."""
-    if text.lower() in ("clean", "none"):
-        return None
-    value = _number(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number of dB, got {text!r}")
-    return value
+def _typed(expected: str, convert, ok=lambda value: True):
+    """An argparse type: ``convert(text)`` if ``ok`` of it, else a usage error."""
 
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return int(value) if value.is_integer() else value
-
-
-def _at_least(minimum: int, convert=int, strict: bool = False):
-    """A type for an int (or, with ``convert=_number``, a number) >= ``minimum`` (> if
-    ``strict``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum or (strict and value == minimum):
-            kind, sign = "an integer" if convert is int else "a number", ">" if strict else ">="
-            raise argparse.ArgumentTypeError(f"expected {kind} {sign} {minimum}, got {text!r}")
-        return value
+    def parse(text: str):
+        with contextlib.suppress(ValueError, KeyError):
+            if ok(value := convert(text)):
+                return value
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
 
     return parse
 
 
-def _flag(text: str) -> bool:
-    """``true``/``false`` (or ``1``/``0``, ``yes``/``no``), any case."""
-    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-    if text.lower() not in words:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return words[text.lower()]
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _at_least(minimum: int):
+    return _typed(f"an integer >= {minimum}", int, lambda value: value >= minimum)
+
+
+def _snr(text: str) -> float | None:
+    return None if text.lower() in ("clean", "none") else _number(text)
 
 
 def _shard(text: str) -> tuple[int, int]:
-    """``--shard I/N`` with 0 <= I < N."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected I/N such as 0/2, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
-    return index, count
+    index, count = map(int, text.split("/"))
+    return (index, count) if 0 <= index < count else ()
 
 
-def setting_fields() -> dict[str, tuple[dataclasses.Field, object]]:
-    """Every setting's field and type, by name, first seen first: the data's, the training's,
-    then each model's (a name that several configs share is one option)."""
-    configs = [runs.DataConfig, runs.TrainConfig, *(model.Config for model in MODELS.values())]
-    fields = {}
-    for config in configs:
+NUMBER, FLAG = _typed("a number", _number), _typed("true or false", lambda t: FLAGS[t.lower()])
+SNR = _typed("a finite number of dB, or clean", _snr, lambda v: v is None or math.isfinite(v))
+
+
+def _own(default, help: str, **keywords):
+    """A command's own option: a field whose metadata holds ``add_argument``'s keywords."""
+    return dataclasses.field(default=default, metadata={"help": help, **keywords})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    model: str = _own("dham", "model", choices=tuple(MODELS))
+    seed: int = _own(0, "initial weights and training canvases", minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    device: str | None = _own(None, "cpu, cuda or mps; default: the best found")
+    no_progress: bool = _own(False, "hide progress bars", action="store_true", type=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    executor: str = _own(
+        "local",
+        "local: one run after the other in this process; ray: each run a task of a Ray cluster",
+        choices=EXECUTORS,
+    )
+    address: str | None = _own(
+        None,
+        "Ray cluster to join: 'auto' (the one `ray start` started here) or HEAD:6379; "
+        "default: $RAY_ADDRESS, else a new cluster on this machine alone",
+    )
+    num_cpus: float = _own(1, "CPUs per task", type=_typed("a number > 0", _number, (0).__lt__))
+    num_gpus: float = _own(0, "GPUs per task", type=_typed("a number >= 0", _number, (0).__le__))
+    max_retries: int = _own(
+        3, "times Ray reruns a run whose worker died; a run that raises is reported", minimum=0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFiles:
+    out: str = _own(None, "output folder (created if missing)", required=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+    results: str = _own(
+        None, "folder of result tables and their records, e.g. data/results", flag="results"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFiles:
+    out: str = _own(None, "the table (CSV); records go beside it", required=True)
+    checkpoints: str | None = _own(None, "folder to save each run's model in")
+    shard: tuple = _own(
+        (0, 1),
+        "I/N: run every N-th run from the I-th, so N processes can share one table",
+        type=_typed("I/N with 0 <= I < N, such as 0/2", _shard, bool),
+    )
+
+
+def _setting_configs() -> list[tuple[str, type]]:
+    """Each setting's config dataclass, after the title of its option group."""
+    models = [
+        ("model (each applies to the models that have it)", m.Config) for m in MODELS.values()
+    ]
+    return [("data", runs.DataConfig), ("training", runs.TrainConfig), *models]
+
+
+def _setting_names() -> set[str]:
+    return {field.name for _, config in _setting_configs() for field in dataclasses.fields(config)}
+
+
+def _type(field: dataclasses.Field, kind) -> dict:
+    """``add_argument``'s type (and a tuple's nargs) for a field of type ``kind``."""
+    kinds = [each for each in typing.get_args(kind) if each is not type(None)] or [kind]
+    at_least = _at_least(field.metadata.get("minimum", 1))
+    if typing.get_origin(kind) is tuple:
+        return {"type": at_least, "nargs": len(kinds)}
+    by_kind = {bool: FLAG, int: at_least, float: NUMBER}
+    return {"type": SNR if field.name == "snr_db" else by_kind.get(kinds[0])}
+
+
+def _option(field: dataclasses.Field, kind, axes: bool, setting: bool) -> tuple[str, dict]:
+    """The flag of one field and ``add_argument``'s keywords; a setting not given keeps its
+    config's default; with ``axes``, a sweep's axis takes a list."""
+    extra = {k: v for k, v in field.metadata.items() if k not in ("help", "minimum", "flag")}
+    shown = "clean" if field.name == "snr_db" else field.default
+    shown = "none" if shown is None and setting else shown
+    help = field.metadata["help"] + ("" if shown is None else f" (default: {shown})")
+    default = argparse.SUPPRESS if setting else field.default
+    keywords = {**_type(field, kind), "default": default, "help": help, **extra}
+    flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+    if axes and field.name in AXES:
+        (flag, keywords["default"]), keywords["dest"] = AXES[field.name], field.name
+        keywords.update(nargs="+", help=help.split(" (default")[0] + " (%(default)s)")
+    return flag, {k: v for k, v in keywords.items() if v is not None}
+
+
+def add_options(parser: argparse.ArgumentParser, configs: list[tuple], axes: bool) -> None:
+    """An option per field of each (group title, dataclass) pair in ``configs``, in that
+    group (None: none); a name that several configs share is one option."""
+    groups, seen, settings = {None: parser}, set(), _setting_names()
+    for title, config in configs:
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
         hints = typing.get_type_hints(config)
-        for field in dataclasses.fields(config):
-            fields.setdefault(field.name, (field, hints[field.name]))
-    return fields
-
-
-def _option(name: str, field: dataclasses.Field, kind) -> dict:
-    """``add_argument``'s keywords for one setting, from its field and type."""
-    choices = field.metadata.get("choices")
-    base = {a for a in typing.get_args(kind) if a is not type(None)} or {kind}
-    shown = field.default if field.default is not None else "none"
-    keywords = {"help": f"{field.metadata.get('help', name)} (default: {shown})"}
-    if name == "snr_db":
-        keywords.update(type=_snr, help=f"{field.metadata['help']} (default: clean)")
-    elif base == {bool}:
-        keywords["type"] = _flag
-    elif base == {int}:
-        keywords["type"] = _at_least(field.metadata.get("minimum", 1))
-    elif base == {float}:
-        keywords["type"] = _number
-    elif typing.get_origin(kind) is tuple:
-        keywords.update(type=_at_least(1), nargs=len(typing.get_args(kind)))
-    if choices is not None:
-        keywords["choices"] = choices
-    return keywords
-
-
-def _add(group, name: str, keywords: dict, axes: bool, default=argparse.SUPPRESS) -> None:
-    """The option of setting ``name``; with ``axes``, a sweep's axis takes a list."""
-    if axes and name in AXES:
-        keywords["help"] = keywords["help"].split(" (default")[0] + " (%(default)s)"
-        group.add_argument(
-            AXES[name], dest=name, nargs="+", default=AXIS_DEFAULTS[name], **keywords
-        )
-    else:
-        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default, **keywords)
-
-
-def add_setting_options(parser: argparse.ArgumentParser, axes: bool) -> None:
-    """An option per setting, in groups; with ``axes``, a sweep's axes take lists."""
-    # The run's model and seed are no config's field.
-    run = parser.add_argument_group("run")
-    _add(run, "model", {"choices": list_models(), "help": "model (default: dham)"}, axes, "dham")
-    seed = {"type": _at_least(0), "help": "initial weights and training canvases (default: 0)"}
-    _add(run, "seed", seed, axes, 0)
-    groups = {
-        "data": parser.add_argument_group("data"),
-        "training": parser.add_argument_group("training"),
-        "model": parser.add_argument_group("model (each applies to the models that have it)"),
-    }
-    data, train = set(runs._fields(runs.DataConfig)), set(runs._fields(runs.TrainConfig))
-    for name, (field, kind) in setting_fields().items():
-        group = groups["data" if name in data else "training" if name in train else "model"]
-        _add(group, name, _option(name, field, kind), axes)
-    running = parser.add_argument_group("running")
-    running.add_argument("--device", default=None, help="cpu, cuda or mps (default: best found)")
-    running.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        for field in (f for f in dataclasses.fields(config) if f.name not in seen):
+            seen.add(field.name)
+            flag, keywords = _option(field, hints[field.name], axes, field.name in settings)
+            groups[title].add_argument(flag, **keywords)
 
 
 def given_settings(args: argparse.Namespace, leave=()) -> dict:
-    """The settings the command line gave (every option not given keeps its config's
-    default), without the names in ``leave``."""
-    names = set(setting_fields())
-    return {k: v for k, v in vars(args).items() if k in names and k not in leave}
+    """The settings the command line gave, less those named in ``leave``; a list as a tuple."""
+    names = _setting_names() - set(leave)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names}
 
 
 def _checked(run_list: list[runs.Run]) -> list[runs.Run]:
     """Build each distinct model once, so that a bad setting fails now, not after hours."""
-    for model, settings in {(r.model, r.settings) for r in run_list}:
+    for model, settings in {(run.model, run.settings) for run in run_list}:
         build_model(model, **dataclasses.asdict(settings))
     return run_list
 
 
 def _save_figures(model, history, test_set, out: Path) -> list[str]:
+    """The learning curves and, for a model that looks, its glimpses of 8 test canvases."""
     from dham_lib.study import figures
 
     figures.save(figures.plot_learning_curves(history), out / "learning_curves.png")
-    written = ["learning_curves.png"]
-    canvases, labels, true_boxes = test_set.batch(list(range(min(8, len(test_set)))))
+    canvases, labels, boxes = test_set.batch(list(range(min(8, len(test_set)))))
     device = next(model.parameters()).device
     with torch.no_grad():
-        prediction = model(canvases.to(device), true_box=true_boxes.to(device))
-    if prediction.boxes is not None:
-        figure = figures.plot_glimpses(
-            canvases,
-            prediction.boxes.cpu(),
-            prediction.glimpses.cpu(),
-            labels=labels,
-            predictions=prediction.logits.argmax(dim=1).cpu(),
-            true_boxes=true_boxes,
-        )
-        figures.save(figure, out / "glimpses.png")
-        written.append("glimpses.png")
-    return written
+        seen = model(canvases.to(device), true_box=boxes.to(device))
+    if seen.boxes is None:
+        return ["learning_curves.png"]
+    guesses = seen.logits.argmax(dim=1).cpu()
+    figure = figures.plot_glimpses(
+        canvases, seen.boxes.cpu(), seen.glimpses.cpu(), labels, guesses, true_boxes=boxes
+    )
+    figures.save(figure, out / "glimpses.png")
+    return ["learning_curves.png", "glimpses.png"]
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    """Train one run as the options say and write its files; returns its record."""
+    """Train one run and write its record, checkpoint and figures.
+
+    Train one run; write record.json, checkpoint.pt and figures into --out."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = runs.make_run(args.model, args.seed, **given_settings(args, ("model", "seed")))
-    (run,) = _checked([run])
+    (run,) = _checked([runs.make_run(args.model, args.seed, **given_settings(args))])
     model, record = runs.train_run(run, device=args.device, progress=not args.no_progress)
     record["checkpoint_sha256"] = save_checkpoint(
         out / "checkpoint.pt", model, data_config=record["run"], metrics=record["scores"]
@@ -211,81 +233,48 @@ def run_train(args: argparse.Namespace) -> dict:
 
 
 def run_sweep(args: argparse.Namespace):
-    """Train the grid of runs that the options describe, resumably."""
-    settings = given_settings(args, tuple(AXES))
-    grid = _checked(runs.grid(args.model, args.width, args.snr_db, args.seed, **settings))
-    cluster = {name: getattr(args, name) for name in ("address", "num_cpus", "num_gpus")}
-    executor = make_executor(args.executor, max_retries=args.max_retries, **cluster)
-    return runs.sweep(
-        grid,
-        args.out,
-        checkpoints=args.checkpoints,
-        device=args.device,
-        progress=not args.no_progress,
-        shard=args.shard,
-        executor=executor,
-    )
+    """Train a grid of models x widths x SNRs x seeds, one record per run, resumably.
+
+    Train every run of the grid that has no record yet in the folder beside --out (a CSV
+    named after it), then export --out from the records; kill it at any time and run the
+    same command to resume."""
+    grid = runs.grid(args.model, args.width, args.snr_db, args.seed, **given_settings(args, AXES))
+    cluster = {field.name: getattr(args, field.name) for field in dataclasses.fields(Cluster)}
+    executor = make_executor(cluster.pop("executor"), **cluster)
+    options = {name: getattr(args, name) for name in ("checkpoints", "device", "shard")}
+    progress = not args.no_progress
+    return runs.sweep(_checked(grid), args.out, progress=progress, executor=executor, **options)
+
+
+def run_report(args: argparse.Namespace):
+    """Summarise result tables: tables, the width verdict, heat maps.
+
+    Read a folder's clean comparison (clean_validated.csv, else clean.csv) and sweep
+    (sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest width per
+    SNR and the lock-on test; write figures into its figures/ folder."""
+    return results.report(args.results)
 
 
 def run_export(args: argparse.Namespace) -> list[Path]:
-    """Regenerate every table of a folder whose records are beside it."""
-    written = []
-    for folder in sorted(p for p in Path(args.results).iterdir() if p.is_dir()):
-        if any(folder.glob("*.json")):
-            table = folder.with_suffix(".csv")
-            print(f"{table.name}: {len(runs.export_table(table))} runs")
-            written.append(table)
-    return written
+    """Regenerate a folder's tables (CSV) from the records beside them.
+
+    For every folder of records in RESULTS, write the table named after it."""
+    folders = [
+        p for p in sorted(Path(args.results).iterdir()) if p.is_dir() and any(p.glob("*.json"))
+    ]
+    for table in (folder.with_suffix(".csv") for folder in folders):
+        print(f"{table.name}: {len(runs.export_table(table))} runs")
+    return [folder.with_suffix(".csv") for folder in folders]
 
 
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """Where a sweep's runs train: here, or as the tasks of a Ray cluster."""
-    cluster = parser.add_argument_group("where the runs train (ray: pip install -e '.[cluster]')")
-    add = cluster.add_argument
-    add(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help="local: one run after the other "
-        "in this process; ray: each run a task of a Ray cluster (%(default)s)",
-    )
-    add(
-        "--address",
-        help="Ray cluster to join: 'auto' (the one `ray start` started here) or "
-        "HEAD:6379; default: $RAY_ADDRESS, else a new cluster on this machine alone",
-    )
-    add("--num-cpus", type=_at_least(0, _number, strict=True), default=1, help="CPUs per task (1)")
-    add("--num-gpus", type=_at_least(0, _number), default=0, help="GPUs per task (0)")
-    add(
-        "--max-retries",
-        type=_at_least(0),
-        default=3,
-        help="times Ray reruns a run whose worker died; a run that raises is reported (3)",
-    )
-
-
-# Each sub-command's one-line help and its description.
+# Each command: its handler (whose docstring is its help), whether it takes the settings (True:
+# a sweep's, its axes lists) and its own options, each dataclass after its group's title.
+CLUSTER = "where the runs train (ray: pip install -e '.[cluster]')"
 COMMANDS = {
-    "train": (
-        "train one run and write its record, checkpoint and figures",
-        "Train one run; write record.json, checkpoint.pt and figures into --out.",
-    ),
-    "sweep": (
-        "train a grid of models x widths x SNRs x seeds, one record per run, resumably",
-        "Train every run of the grid that has no record yet in the folder beside --out (a CSV "
-        "named after it), then export --out from the records; kill it at any time and run the "
-        "same command to resume.",
-    ),
-    "report": (
-        "summarise result tables: tables, the width verdict, heat maps",
-        "Read a folder's clean comparison (clean_validated.csv, else clean.csv) and sweep "
-        "(sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest width per "
-        "SNR and the lock-on test; write figures into its figures/ folder.",
-    ),
-    "export": (
-        "regenerate a folder's tables (CSV) from the records beside them",
-        "For every folder of records in RESULTS, write the table named after it.",
-    ),
+    "train": (run_train, False, [("running", Running), (None, TrainFiles)]),
+    "sweep": (run_sweep, True, [("running", Running), (None, SweepFiles), (CLUSTER, Cluster)]),
+    "report": (run_report, None, [(None, Folder)]),
+    "export": (run_export, None, [(None, Folder)]),
 }
 
 
@@ -297,31 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=dham_lib.__version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train, sweep, report, export = (
-        commands.add_parser(name, help=summary, description=description)
-        for name, (summary, description) in COMMANDS.items()
-    )
-    add_setting_options(train, axes=False)
-    train.add_argument("--out", required=True, help="output folder (created if missing)")
-    train.set_defaults(handler=run_train)
-
-    add_setting_options(sweep, axes=True)
-    sweep.add_argument("--out", required=True, help="the table (CSV); records go beside it")
-    sweep.add_argument("--checkpoints", help="folder to save each run's model in")
-    sweep.add_argument(
-        "--shard",
-        type=_shard,
-        default=(0, 1),
-        help="I/N: run every N-th run from the I-th, so N processes can share one table",
-    )
-    _add_cluster_options(sweep)
-    sweep.set_defaults(handler=run_sweep)
-
-    report.add_argument("results", help="folder holding a clean comparison and/or a sweep")
-    report.set_defaults(handler=lambda args: results.report(args.results))
-
-    export.add_argument("results", help="folder of tables and their records, e.g. data/results")
-    export.set_defaults(handler=run_export)
+    for name, (handler, axes, own) in COMMANDS.items():
+        summary, description = handler.__doc__.split("\n\n", 1)
+        command = commands.add_parser(name, help=summary, description=description)
+        command.set_defaults(handler=handler)
+        settings = [("run", RunOptions), *_setting_configs()] if axes is not None else []
+        add_options(command, [*settings, *own], axes)
     return parser
 
 
