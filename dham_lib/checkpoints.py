@@ -1,10 +1,6 @@
-"""Save and load trained models, safely and verifiably.
-
-A checkpoint is a ``torch.save`` file of plain types only (dicts, lists, strings, numbers,
-tensors), so ``torch.load(weights_only=True)`` reads it without running pickled code.
-Beside it, ``<file>.sha256`` holds its ``sha256sum``: a truncated download or a corrupted
-commit fails loudly instead of loading garbage weights.
-"""
+"""Save and load trained models, safely and verifiably: a checkpoint holds plain types only,
+so ``torch.load(weights_only=True)`` reads it without running pickled code, and the
+``sha256sum`` beside it, ``<file>.sha256``, makes a truncated or corrupted file fail loudly."""
 
 from __future__ import annotations
 
@@ -34,20 +30,16 @@ def sha256_file(path) -> str:
 
 def sidecar_path(path) -> Path:
     """Where the checksum of ``path`` lives: ``<path>.sha256``."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
+    return Path(f"{path}.sha256")
 
 
 def _check_plain(name: str, value) -> None:
     """Check that ``value`` nests only types that ``weights_only`` loading accepts."""
-    if isinstance(value, dict):
-        for key, item in value.items():
+    if isinstance(value, (dict, list, tuple)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
             if not isinstance(key, (str, int)):
                 raise TypeError(f"{name} keys must be str or int, got {key!r}")
             _check_plain(f"{name}[{key!r}]", item)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(f"{name}[{i}]", item)
     elif not isinstance(value, _PLAIN):
         raise TypeError(
             f"{name} must hold only dicts, lists, str, numbers, None or tensors, "
@@ -56,19 +48,18 @@ def _check_plain(name: str, value) -> None:
 
 
 def save_checkpoint(path, model: nn.Module, data_config=None, metrics=None, extra=None) -> str:
-    """Save ``model`` (its ``config`` dict and weights) and metadata to ``path`` and the
-    sidecar ``<path>.sha256``; returns the sha256."""
+    """Save ``model`` (its ``config`` and weights) and metadata to ``path`` and its sha256 to
+    ``<path>.sha256``; returns the sha256."""
     if not isinstance(getattr(model, "config", None), dict):
         raise TypeError(f"model must have a config dict (a dham_lib model), got {type(model)}")
-    for name, value in [("data_config", data_config), ("metrics", metrics), ("extra", extra)]:
+    meta = {"data_config": data_config, "metrics": metrics, "extra": extra}
+    for name, value in meta.items():
         _check_plain(name, value)
     checkpoint = {
         "format": FORMAT,
         "model_config": dict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "data_config": data_config,
-        "metrics": metrics,
-        "extra": extra,
+        **meta,
         "library_version": dham_lib.__version__,
         "torch_version": str(torch.__version__),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -94,8 +85,7 @@ def _verify(path: Path) -> str:
             f"checkpoint {path} has no checksum file {sidecar.name}; "
             "save it with save_checkpoint, which writes both"
         )
-    fields = sidecar.read_text().split()
-    expected = fields[0].lower() if fields else ""
+    expected = (sidecar.read_text().split() or [""])[0].lower()
     actual = sha256_file(path)
     if actual != expected:
         raise ValueError(
@@ -122,23 +112,18 @@ def _check_config(path: Path, config: dict, expected: dict) -> None:
     if not isinstance(expected, dict):
         raise TypeError(f"expected_config must be a model config dict, got {expected!r}")
     expected = {k: list(v) if isinstance(v, tuple) else v for k, v in expected.items()}
-    differing = sorted(
-        k for k in config.keys() | expected.keys() if config.get(k) != expected.get(k)
-    )
-    if differing:
-        details = ", ".join(
-            f"{k}: saved {config.get(k)!r}, expected {expected.get(k)!r}" for k in differing
-        )
-        raise ValueError(f"checkpoint {path} has another model config ({details})")
+    differing = sorted(k for k in config | expected if config.get(k) != expected.get(k))
+    details = [f"{k}: saved {config.get(k)!r}, expected {expected.get(k)!r}" for k in differing]
+    if details:
+        raise ValueError(f"checkpoint {path} has another model config ({', '.join(details)})")
 
 
 def load_checkpoint(path, expected_config=None, map_location="cpu") -> tuple[nn.Module, dict]:
     """Load a checkpoint saved by ``save_checkpoint``: returns ``(model in eval mode, meta)``.
 
     Verifies the sha256 sidecar, loads with ``weights_only=True``, rebuilds the model from
-    its saved config (compared with ``expected_config`` when given, e.g.
-    ``build_model("dham", width=16).config``) and loads the weights strictly. ``meta`` is
-    everything saved but the weights, plus the file's ``sha256``.
+    its config (compared with ``expected_config``, e.g. ``build_model("dham").config``, when
+    given) and loads the weights strictly. ``meta``: all saved but the weights, and ``sha256``.
     """
     path = Path(path)
     digest = _verify(path)
@@ -156,5 +141,4 @@ def load_checkpoint(path, expected_config=None, map_location="cpu") -> tuple[nn.
             f"checkpoint {path} has weights that do not fit its model: {error}"
         ) from error
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
-    meta["sha256"] = digest
-    return model.to(map_location).eval(), meta
+    return model.to(map_location).eval(), {**meta, "sha256": digest}

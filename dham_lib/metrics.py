@@ -1,8 +1,5 @@
-"""Box metrics: how well a glimpse box matches the true digit box (notebook 04).
-
-Boxes are ``[..., 4]`` tensors ``x0, y0, x1, y1`` in pixel coordinates (the centre
-of pixel i is at i), as docs/conventions.md fixes for every box in the library.
-"""
+"""Box metrics: how well a glimpse box matches the true digit box (notebook 04). Boxes are
+``[..., 4]`` tensors ``x0, y0, x1, y1`` in pixel coordinates (docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -75,11 +72,9 @@ def box_centre_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 def ink_square(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
     """The square that frames each image's ink: ``[B, 1, H, W]`` → ``[B, 4]`` boxes.
 
-    The ink is every pixel brighter than ``threshold``; the square has the side of the
-    ink's bounding box's longer side and the same centre. The true digit box of the
-    data (the resized 28×28 tile) includes MNIST's empty margins, so this square is
-    the tightest fair target for a square glimpse (notebook 04). Clean canvases only:
-    on a noisy one the noise counts as ink. An image without ink is an error.
+    The ink's (pixels above ``threshold``) bounding box, widened to a square about its
+    centre: the tightest fair target for a square glimpse, as the data's box includes
+    MNIST's empty margins (notebook 04). Clean canvases only; an image without ink is an error.
     """
     _checks.tensor("images", images, ndim=4)
     if images.shape[1] != 1:
@@ -100,11 +95,9 @@ def ink_square(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
 
 
 def _first_and_last(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the first and last True of each row of ``[B, N]``, as float ``[B]`` each."""
-    index = torch.arange(mask.shape[1], dtype=torch.float32, device=mask.device).expand_as(mask)
-    first = torch.where(mask, index, torch.full_like(index, float("inf"))).amin(dim=1)
-    last = torch.where(mask, index, torch.full_like(index, -1.0)).amax(dim=1)
-    return first, last
+    """Index of the first and last True of each row of ``[B, N]`` (each has one): ``[B]`` each."""
+    last = mask.shape[1] - 1 - mask.flip(1).float().argmax(dim=1)
+    return mask.float().argmax(dim=1).float(), last.float()
 
 
 def measured_snr_db(clean: torch.Tensor, noisy: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -115,9 +108,7 @@ def measured_snr_db(clean: torch.Tensor, noisy: torch.Tensor, boxes: torch.Tenso
     box of the clean canvas, noise power the variance of ``noisy - clean`` where
     the clean canvas has no stroke.
     """
-    b, _, h, w = clean.shape
-    ys = torch.arange(h)[None, :, None]
-    xs = torch.arange(w)[None, None, :]
+    ys, xs = torch.arange(clean.shape[2])[:, None], torch.arange(clean.shape[3])
     x0, y0, x1, y1 = (boxes[:, k, None, None] for k in range(4))
     inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
     signal = (clean[:, 0] ** 2 * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2))
