@@ -55,36 +55,27 @@ def cluttered_mnist(images, labels, canvas: int = 60, seed: int = 0) -> Translat
 class TranslatedMNIST(Dataset):
     """MNIST digits resized and placed at random on a larger canvas, with their true boxes.
 
-    Item ``i`` is digit ``images[i]`` resized (bilinear, antialiased) to a square of side
+    Item ``i`` is ``images[i]`` resized (bilinear, antialiased) to a square of side
     ``S = round(u · min(H, W))``, ``u ~ U(scale)``, at a random integer position fully inside
     the canvas, intensities in [0, 1], on a background:
 
     * clean (``snr_db=None``) or Gaussian noise N(0, σ²), σ set per canvas so that
       ``10·log10(mean(d²) / σ²) == snr_db`` for the resized digit ``d`` over its S×S square;
       stroke pixels (``d > 0``) replace the noise; nothing is clipped;
-    * ``background="clutter"``: ``n_clutter`` 8×8 pieces of other digits at random places
-      (overlaps keep the brighter pixel), their ink replacing the noise, the digit over them;
-    * ``background="mnist_cluttered"``, no noise: ``n_clutter`` 8×8 crops of other digits,
-      added to each other and to the digit, then clipped to [0, 1] (:func:`cluttered_mnist`).
+    * ``background="clutter"``: ``n_clutter`` (default 8 per 120×120, scaled with area) 8×8
+      pieces of other digits (overlaps keep the brighter pixel), under the digit's strokes;
+    * ``background="mnist_cluttered"``, no noise: ``n_clutter`` (default
+      ``LITERATURE_DISTRACTORS``) 8×8 crops of other digits, added to each other and to the
+      digit, then clipped to [0, 1] (:func:`cluttered_mnist`).
 
-    Every random choice is drawn per item at construction from ``default_rng(seed)``, so an
-    item is the same in any batch; geometry and noise come before the clutter, so a clean, a
-    noisy and a cluttered set with one seed put each digit at the same box.
-
-    Args:
-        images: ``[N, 28, 28]`` uint8 (0–255) or float in [0, 1], NumPy array or tensor.
-        labels: ``[N]`` integers, NumPy array or tensor.
-        canvas: side ``H = W`` (int) or ``(H, W)``, each at least 28.
-        scale: ``(a, b)``, ``0 < a <= b <= 1``: the range of digit side / canvas side.
-        snr_db: SNR of the noise in dB, or None for none.
-        background: one of ``BACKGROUNDS``.
-        seed: seed of every random choice.
-        n_clutter: pieces per canvas (clutter backgrounds); default 8 per 120×120 scaled with
-            area for ``"clutter"``, ``LITERATURE_DISTRACTORS`` for ``"mnist_cluttered"``.
+    ``images``: ``[N, 28, 28]`` uint8 (0–255) or float in [0, 1], ``labels``: ``[N]`` integers,
+    each a NumPy array or a tensor; ``canvas``: ``H = W`` or ``(H, W)``, each at least 28;
+    ``scale``: ``(a, b)``, ``0 < a <= b <= 1``. Every random choice is drawn per item at
+    construction from ``default_rng(seed)``, so an item is the same in any batch; geometry and
+    noise come before the clutter, so sets with one seed put each digit at the same box.
 
     Attributes: ``canvas_size`` ``(H, W)``; ``side`` int64 ``[N]``, each digit's S; ``sigma``
     float64 ``[N]``, each noise σ (0 when clean); ``n_clutter`` (0 without clutter); ``seed``.
-
     Items are ``(canvas float32 [1, H, W], label int64 [], box float32 [4])``, the box
     ``[x0, y0, x1, y1]`` the centres of the S×S square's first and last column and row.
     """
@@ -114,16 +105,11 @@ class TranslatedMNIST(Dataset):
         self._draw_parameters()
 
     def variant(self, seed=None, snr_db=_UNCHANGED, canvas=None) -> TranslatedMNIST:
-        """The same digits and settings, with what the arguments name changed.
-
-        Args:
-            seed: every random choice drawn anew from this seed (fresh canvases each epoch);
-                None: the dataset's own seed, which draws the same canvases again.
-            snr_db: another SNR (``None``: clean) of the same canvases and noise pattern, only
-                σ changed (a noise curriculum); left out, the SNR stays.
-            canvas: canvases of side ``canvas`` (int or ``(H, W)``), the digits at the same
-                pixel sizes and the clutter at the same pieces per area (a canvas curriculum).
-        """
+        """The same digits and settings, with what the arguments name changed: ``seed`` draws
+        every random choice anew (fresh canvases each epoch; None keeps the dataset's seed and
+        so its draws); ``snr_db`` (None: clean) changes only σ of the same canvases and noise
+        pattern (a noise curriculum); ``canvas`` (int or ``(H, W)``) keeps the digits' pixel
+        sizes and the clutter's pieces per area (a canvas curriculum)."""
         other = copy.copy(self)
         if snr_db is not _UNCHANGED:
             other.snr_db = _check_snr_db(snr_db, self.background)
@@ -195,7 +181,7 @@ class TranslatedMNIST(Dataset):
         if self.snr_db is not None:
             self._add_noise(canvases, idx)
         if self.n_clutter:
-            canvases = self._draw_clutter(canvases, idx)
+            self._draw_clutter(canvases, idx)
         self._draw_digits(canvases, idx)
         if self.background == "mnist_cluttered":
             canvases.clamp_(0.0, 1.0)
@@ -240,41 +226,40 @@ class TranslatedMNIST(Dataset):
             canvas.normal_(generator=generator)
         canvases.mul_(torch.from_numpy(self.sigma[idx]).float().view(-1, 1, 1, 1))
 
-    def _draw_clutter(self, canvases: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        """``canvases`` ``[B, 1, H, W]`` with each item's 8×8 pieces drawn on: the brightest
-        one's ink replacing what is there, or (``"mnist_cluttered"``) all of them added."""
-        batch, _, height, width = canvases.shape
-        offsets = torch.arange(PIECE)
-        crop = torch.from_numpy(self._clutter_crop[idx])  # [B, P, 2] (row, column)
-        rows = (crop[..., 0, None] + offsets)[..., :, None]  # [B, P, 8, 1]
-        cols = (crop[..., 1, None] + offsets)[..., None, :]  # [B, P, 1, 8]
-        src = torch.from_numpy(self._clutter_src[idx])[..., None, None]
-        pieces = self._images[src, rows, cols]  # [B, P, 8, 8]
+    def _draw_clutter(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
+        """Draw each item's 8×8 pieces into ``canvases`` ``[B, 1, H, W]`` in place: the
+        brightest one's ink replacing what is there, or (``"mnist_cluttered"``) all added."""
+        crop = self._clutter_crop[idx]  # [B, P, 2]: (row, column) in the source digit
+        cut = _squares(self._clutter_src[idx], crop[..., 0], crop[..., 1], PIECE, DIGIT_SIDE)
+        pieces = self._images.view(-1)[cut]  # [B·P, 8, 8]
         pieces = pieces.float() / 255 if pieces.dtype == torch.uint8 else pieces
-        y = torch.from_numpy(self._clutter_y[idx])[..., None, None] + offsets[:, None]
-        x = torch.from_numpy(self._clutter_x[idx])[..., None, None] + offsets
-        target = (y * width + x).reshape(batch, -1)
+        rows = np.repeat(np.arange(len(idx)), self.n_clutter)
+        where = _squares(rows, self._clutter_y[idx], self._clutter_x[idx], PIECE, *self.canvas_size)
         added = self.background == "mnist_cluttered"
-        layer = torch.zeros(batch, height * width)
-        layer.scatter_reduce_(1, target, pieces.reshape(batch, -1), "sum" if added else "amax")
-        flat = canvases.view(batch, -1)
-        return (flat + layer if added else torch.where(layer > 0, layer, flat)).view_as(canvases)
+        layer = torch.zeros(canvases.numel())
+        layer.scatter_reduce_(0, where.flatten(), pieces.flatten(), "sum" if added else "amax")
+        flat = canvases.view(-1)
+        flat.copy_(flat + layer if added else torch.where(layer > 0, layer, flat))
 
     def _draw_digits(self, canvases: torch.Tensor, idx: np.ndarray) -> None:
         """Draw each item's resized digit into ``canvases`` ``[B, 1, H, W]`` in place: its
         stroke pixels replace what is there, or (``"mnist_cluttered"``) add to it."""
-        height, width = self.canvas_size
         flat = canvases.view(-1)
         for rows, tiles in self._tile_groups(idx):
-            offsets = torch.arange(tiles.shape[-1])
-            top = torch.from_numpy(self._top[idx[rows]])[:, None, None]
-            left = torch.from_numpy(self._left[idx[rows]])[:, None, None]
-            start = torch.from_numpy(rows)[:, None, None] * (height * width)
-            where = start + (top + offsets[:, None]) * width + left + offsets  # [G, S, S]
+            top, left = self._top[idx[rows]], self._left[idx[rows]]
+            where = _squares(rows, top, left, tiles.shape[-1], *self.canvas_size)
             if self.background == "mnist_cluttered":
                 flat[where] += tiles
             else:
                 flat[where] = torch.where(tiles > 0, tiles, flat[where])
+
+
+def _squares(rows, top, left, side: int, height: int, width: int | None = None) -> torch.Tensor:
+    """Flat indices ``[G, side, side]`` into a stack of ``[H, W]`` images (``W = H`` if left
+    out) of the squares at ``top``, ``left`` of images ``rows`` (arrays of G entries each)."""
+    rows, top, left = (torch.as_tensor(a).reshape(-1, 1, 1) for a in (rows, top, left))
+    offsets = torch.arange(side)
+    return (rows * height + top + offsets[:, None]) * (width or height) + left + offsets
 
 
 def _integers(name: str, value, n: int | None = None) -> np.ndarray:
@@ -309,8 +294,7 @@ def _check_images(images) -> torch.Tensor:
 
 def _check_canvas(canvas) -> tuple[int, int]:
     """``canvas`` (an int side or an ``(H, W)`` pair) as ``(H, W)``, each at least 28."""
-    plain_int = isinstance(canvas, int) and not isinstance(canvas, bool)
-    size = (canvas, canvas) if plain_int else _checks.size_pair("canvas", canvas)
+    size = _checks.size_pair("canvas", (canvas, canvas) if isinstance(canvas, int) else canvas)
     if min(size) < DIGIT_SIDE:
         raise ValueError(f"canvas must be at least 28 pixels on each side, got {canvas!r}")
     return size
@@ -346,9 +330,7 @@ def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int
     """Pieces per canvas: 0 for noise, else ``n_clutter`` or the background's default."""
     if background == "noise":
         if n_clutter is not None:
-            raise ValueError(
-                f"n_clutter applies to clutter backgrounds, got {n_clutter!r} with noise"
-            )
+            raise ValueError(f"n_clutter applies to clutter backgrounds, not noise: {n_clutter!r}")
         return 0
     if n < 2:
         raise ValueError(f"images must hold 2 digits or more for {background}, got {n}")

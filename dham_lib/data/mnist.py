@@ -27,9 +27,8 @@ EXTRACTED_MD5 = {
 }
 SPLITS = ("train", "val", "test", "train+val")
 SOURCES = ("bundled", "full", "auto")
-# Validation digits: per class from the bundled set, the last twelfth of the full one.
-VAL_PER_CLASS = 50
-FULL_VAL_FRACTION = 12
+VAL_PER_CLASS = 50  # the bundled set's validation digits per class
+FULL_VAL_FRACTION = 12  # the full set's validation digits: the last twelfth
 # What a failed download raises: torchvision's RuntimeError, or socket timeouts, broken
 # connections, truncated gzip streams and damaged idx files as they come.
 _READ_ERRORS = (RuntimeError, OSError, EOFError, AssertionError, ValueError, HTTPException)
@@ -170,13 +169,10 @@ def _load_full(split: str, raw_dir: Path) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _stale_files(raw_dir: Path, resources) -> list[Path]:
-    """The cached files to delete and download again: archives that fail their md5 and, beside
-    them, extracted files that lack their published md5.
-
-    torchvision checks an archive's md5 only right after downloading it and then trusts the
-    extracted file by its name. An extracted file without its archive is a copy a user put
-    there: it is used when its md5 is the published one and refused otherwise, never deleted.
-    """
+    """The cached files to download again: archives that fail their md5 (torchvision checks it
+    only right after a download) and extracted files beside them without their published md5.
+    An extracted file without its archive is a user's copy: used if its md5 is the published
+    one, refused otherwise, never deleted."""
     from torchvision.datasets.utils import calculate_md5, check_integrity
 
     stale = []
@@ -203,8 +199,7 @@ def _stale_files(raw_dir: Path, resources) -> list[Path]:
 def _short_reason(err: BaseException) -> str:
     """The last line of an error (torchvision lists every mirror it tried, the last one's
     error last) without urllib's wrapper, at most 160 characters."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(err).__name__
+    text = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()
     if text.startswith("<urlopen error ") and text.endswith(">"):
         text = text[len("<urlopen error ") : -1]
     return text if len(text) <= 160 else text[:157] + "..."
