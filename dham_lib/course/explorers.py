@@ -1,8 +1,8 @@
 """The slider functions of notebooks 01 to 06 and the app: pure functions of the slider values.
 
-Each returns a :class:`~dham_lib.course.widgets.View`, the figure it draws and the numbers it
-shows, and its docstring names its notebook. They take normalised coordinates (-1 and +1 are
-the centres of the first and last pixel) and draw in pixel coordinates (pixel i's centre at i).
+Each returns a :class:`~dham_lib.course.widgets.View` (its figure and numbers). They take
+normalised coordinates (-1 and +1 are the centres of the first and last pixel) and draw in
+pixel coordinates (pixel i's centre at i).
 """
 
 from __future__ import annotations
@@ -65,13 +65,7 @@ def _heat(fig, ax, values: torch.Tensor, label: str, **style) -> None:
     fig.colorbar(ax.imshow(values.numpy(), **style), ax=ax, label=label, shrink=0.85)
 
 
-def gaussian_logits(
-    peak_x: float,
-    peak_y: float,
-    spread: float,
-    size: tuple[int, int] = (24, 24),
-    height: float = 8.0,
-) -> torch.Tensor:
+def gaussian_logits(peak_x: float, peak_y: float, spread: float, size=(24, 24), height=8.0):
     """A logits map with one Gaussian bump, ``[1, 1, h, w]`` float64 (notebook 01):
     ``height · exp(-d² / (2 spread²))``, ``d`` the distance from ``(peak_x, peak_y)``, all
     normalised. It is 0 far from the bump, so the background keeps some probability, which
@@ -123,15 +117,13 @@ def pmf_explorer(
     return View(fig, {**numbers, "p_max": pmf.max().item()})
 
 
-def bilinear_explorer(x: float, y: float, image: torch.Tensor | None = None) -> View:
-    """One bilinear sample at pixel coordinates ``(x, y)``, ``x`` in ``[0, W-1]`` and ``y`` in
-    ``[0, H-1]``, of ``image`` ``[H, W]`` (default :data:`BILINEAR_DEMO_IMAGE`; notebook 02).
-
-    Draws the image with its pixel values, the sample point and its four neighbours with
-    their weights. Numbers: the weights ``w_00`` (top left), ``w_01`` (top right), ``w_10``,
-    ``w_11`` and the sampled ``value`` (from ``bilinear_sample``).
+def bilinear_explorer(x: float, y: float) -> View:
+    """One bilinear sample of :data:`BILINEAR_DEMO_IMAGE` (3×4) at pixel coordinates ``x`` in
+    ``[0, 3]``, ``y`` in ``[0, 2]`` (notebook 02): the image with its pixel values, the point
+    and its four neighbours with their weights. Numbers: the weights ``w_00`` (top left),
+    ``w_01`` (top right), ``w_10``, ``w_11`` and the sampled ``value`` (``bilinear_sample``).
     """
-    image = one_image("image", BILINEAR_DEMO_IMAGE if image is None else image)
+    image = BILINEAR_DEMO_IMAGE[None, None]
     h, w = image.shape[-2:]
     x, y = _number("x", x, 0.0, w - 1.0), _number("y", y, 0.0, h - 1.0)
     x0, y0 = min(math.floor(x), w - 2), min(math.floor(y), h - 2)

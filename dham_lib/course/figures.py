@@ -1,8 +1,6 @@
-"""The classroom's figures: PMFs over images, canvas grids, glimpse sizes (notebooks 04, 06).
-
-Each function returns a matplotlib ``Figure`` without ``plt.show``; a training run's and a
-results table's figures are in :mod:`dham_lib.study.figures`. Pixel i's centre is drawn at
-coordinate i, the library's pixel coordinates.
+"""The classroom's figures (notebooks 01 to 06), each a matplotlib ``Figure`` (no
+``plt.show``), pixel i's centre drawn at i; a training run's and a results table's figures
+are in :mod:`dham_lib.study.figures`.
 """
 
 from __future__ import annotations
@@ -14,9 +12,10 @@ import torch
 from matplotlib.figure import Figure
 
 from dham_lib import _checks
+from dham_lib.course.widgets import _number
 from dham_lib.pmf import expected_norm, expected_position
 from dham_lib.sampling import glimpse_box
-from dham_lib.study.figures import as_tensor, box_patch, map_extent
+from dham_lib.study.figures import box_patch, map_extent
 
 # The legend of a slider figure's canvas panel.
 LEGEND = {"loc": "upper right", "fontsize": 8, "framealpha": 0.8}
@@ -69,14 +68,6 @@ def one_image(name: str, value) -> torch.Tensor:
     return _checks.tensor(name, value.detach().cpu().float().reshape(1, 1, *value.shape[-2:]))
 
 
-def _scalar(name: str, value) -> torch.Tensor:
-    """A number or one-element tensor as a ``[1, 1]`` tensor."""
-    value = as_tensor(name, value, (0, 1, 2))
-    if value.numel() != 1:
-        raise ValueError(f"{name} must be one number, got shape {tuple(value.shape)}")
-    return value.reshape(1, 1)
-
-
 def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -> Figure:
     """The PMF ``[H', W']`` or ``[1, 1, H', W']`` as a heat map with its mean and glimpse box
     (notebooks 04 and 06).
@@ -90,7 +81,8 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     if any(given) and not all(given):
         raise ValueError(f"tx, ty and s must be given together or not at all, got {given}")
     if any(given):
-        tx, ty, s = _scalar("tx", tx), _scalar("ty", ty), _scalar("s", s)
+        values = {"tx": tx, "ty": ty, "s": s}
+        tx, ty, s = (torch.tensor([[_number(n, v)]]) for n, v in values.items())
     else:
         (tx, ty), s = expected_position(pmf), expected_norm(pmf)
     image_size = map_size = tuple(pmf.shape[-2:])
