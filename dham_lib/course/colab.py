@@ -1,10 +1,8 @@
 """The course on Colab: the first code cell of every notebook and the "Open in Colab" links.
 
-The repository's address is defined here once; a fork of the course changes
-``REPOSITORY`` (and ``BRANCH``) and runs ``make student``, which writes every notebook's
-first code cell and badges from here. The first cell stops with one message
-naming the address when the clone fails, instead of letting a ``ModuleNotFoundError``
-surface two cells later.
+A fork changes ``REPOSITORY`` (and ``BRANCH``) and runs ``make student``, which writes every
+notebook's first cell and badges from here. The cell names the address when the clone fails,
+rather than let a ``ModuleNotFoundError`` surface two cells later.
 """
 
 from __future__ import annotations
@@ -12,9 +10,8 @@ from __future__ import annotations
 REPOSITORY = "https://github.com/dham-course/dham-course"
 BRANCH = "main"
 
-# The first code cell of every notebook, word for word (tests/test_notebooks.py checks it).
-# DHAM_FORCE_COLAB=1 runs it outside Colab and DHAM_REPO_URL points it at another
-# clone, so the cell can be tried offline.
+# The first code cell of every notebook, word for word (tests/test_notebooks.py checks it);
+# DHAM_FORCE_COLAB=1 and DHAM_REPO_URL (another clone) try it offline.
 COLAB_CELL = f"""\
 # On Colab only: fetch the course and install it beside Colab's own PyTorch (never reinstalled).
 import os
