@@ -1,14 +1,7 @@
-"""The run, the unit of every study (notebooks 04-07).
-
-A :class:`Run` is a model (its name and its own config dataclass, ``dham_lib.models``), a
-:class:`DataConfig`, a :class:`TrainConfig` and a seed, as nested frozen dataclasses; each
-setting is defined once, in its config class. ``train_run`` trains one and returns its
-**record**: the run's config, its final scores, the per-epoch history, the device, the
-commit and the library versions. ``sweep`` writes each record, atomically, to
-``<table>/<run name>.json`` beside the table it exports (``<table>.csv``): a run is done
-when its record exists, so a sweep can be killed, resumed, or shared by processes that
-write different records, with no lock. A run killed mid-training resumes after its last
-finished epoch. Tables are pandas over records (``runs_table``); a CSV is an export.
+"""The run, the unit of every study (notebooks 04-07): a model, its :class:`DataConfig`, its
+:class:`TrainConfig` and a seed. ``sweep`` writes each run's record (config, scores, history,
+device, commit, versions) atomically to ``<table>/<run name>.json`` beside the CSV it exports:
+a run is done when its record exists, so sweeps can be killed, resumed or shared, lock-free.
 """
 
 from __future__ import annotations
@@ -16,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -24,7 +18,6 @@ import subprocess
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -32,46 +25,25 @@ from tqdm.auto import tqdm
 
 import dham_lib
 from dham_lib import _checks
+from dham_lib import train as training
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import BACKGROUNDS, SOURCES, TranslatedMNIST, cluttered_mnist, load_mnist
 from dham_lib.models import MODELS
 from dham_lib.settings import as_json, setting
-from dham_lib.study.executors import Failure, InProcess, read_record, write_record
-from dham_lib.train import (
-    ATTENTION_LR,
-    BATCH_SIZE,
-    CANVAS_CURRICULUM_START,
-    CURRICULUM_EPOCHS,
-    LR,
-    EpochSchedule,
-    choose_device,
-    evaluate,
-    fit,
-    seed_everything,
-)
+from dham_lib.study.executors import RECORD_FORMAT, Failure, InProcess, read_record, write_record
 
-# Every model and seed is scored on the same test canvases, and watched on the same
-# validation canvases.
+# Every model and seed is scored on the same test canvases and watched on the same val ones.
 TEST_SEED = 2018
 VAL_SEED = 2019
-# What a run may train on: the training digits without the validation ones, or, for the
-# runs made before the validation split existed, all of them.
+# Train on the digits but the validation ones, or (runs older than that split) on all.
 TRAIN_SPLITS = ("train", "train+val")
 SCALE = (0.24, 0.40)  # of the side of the original's canvas, REFERENCE_CANVAS pixels
 REFERENCE_CANVAS = 120
 LARGER_CANVASES = (160, 200)
 SCORES = (
-    "val_acc",
-    "test_acc",
-    "test_loss",
-    "iou",
-    "centre_error",
-    "coverage",
-    "train_seconds",
-    "seconds_to_90",
+    *"val_acc test_acc test_loss iou centre_error coverage train_seconds seconds_to_90".split(),
     *(f"acc_canvas{side}" for side in LARGER_CANVASES),
 )
-RECORD_FORMAT = 1
 # The models whose head reads a canvas of the size they were trained on: no canvas curriculum.
 FIXED_CANVAS_MODELS = ("cnn",)
 
@@ -96,13 +68,14 @@ class TrainConfig:
     """How a run trains; the defaults are the course's recipe (data/results/README.md)."""
 
     epochs: int = setting(20, "passes over the training digits")
-    lr: float = setting(LR, "Adam learning rate")
+    lr: float = setting(training.LR, "Adam learning rate")
     attention_lr: float | None = setting(
-        ATTENTION_LR, "learning rate of the network that decides where to look (DHAM, STNs)"
+        training.ATTENTION_LR,
+        "learning rate of the network that decides where to look (DHAM, STNs)",
     )
-    batch_size: int = setting(BATCH_SIZE, "canvases per step")
+    batch_size: int = setting(training.BATCH_SIZE, "canvases per step")
     curriculum: int = setting(
-        CURRICULUM_EPOCHS,
+        training.CURRICULUM_EPOCHS,
         "epochs over which noisy training canvases go from 12 dB to --snr-db (0: at it)",
         minimum=0,
     )
@@ -112,22 +85,17 @@ class TrainConfig:
         minimum=0,
     )
     canvas_curriculum_start: int = setting(
-        CANVAS_CURRICULUM_START, "the side in px of a canvas curriculum's first epoch"
+        training.CANVAS_CURRICULUM_START, "the side in px of a canvas curriculum's first epoch"
     )
-
-
-def _no_settings() -> None:
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One training run: ``model`` (a name of ``dham_lib.models.MODELS``) with its
-    ``settings`` (that model's ``Config``; None: its defaults), ``data``, ``train`` and
-    ``seed`` (the initial weights and the training canvases)."""
+    """``model`` (a name of ``MODELS``) with its ``settings`` (its ``Config``; None: defaults),
+    ``data``, ``train`` and ``seed`` (of the initial weights and the training canvases)."""
 
     model: str = "dham"
-    settings: Any = dataclasses.field(default_factory=_no_settings)
+    settings: object = None
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     seed: int = 0
@@ -146,40 +114,35 @@ def _fields(config_class) -> list[str]:
     return [field.name for field in dataclasses.fields(config_class)]
 
 
+def _tuples(settings: dict, config_class=None) -> dict:
+    """``settings`` (of ``config_class`` alone, if given), lists (as JSON has tuples) as tuples."""
+    names = settings if config_class is None else _fields(config_class)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
+
+
 def make_run(model: str = "dham", seed: int = 0, **settings) -> Run:
-    """The run of ``model`` with ``settings`` given flat, each sent to the config that has it
-    (the model's, ``DataConfig``, ``TrainConfig``; ``canvas`` to the data and to an STN
-    alike), as the command line does; a setting of another model is ignored, one that no
-    config has is a ``TypeError``. Training settings that do not apply are set to their
-    neutral value, so that one run has one name: no SNR curriculum on clean canvases, no
-    canvas curriculum on a canvas no larger than its start, no ``attention_lr`` for a
-    model without an attention network. A canvas curriculum for a model of
-    ``FIXED_CANVAS_MODELS`` is a ``ValueError``."""
+    """The run of ``model`` with ``settings`` given flat, as the command line does, each sent
+    to the config that has it (``canvas`` to the data and to an STN alike); another model's
+    is ignored, one no config has is a ``TypeError``. One run, one name: no SNR curriculum on
+    clean canvases, no canvas curriculum on a canvas no larger than its start (a
+    ``ValueError`` for ``FIXED_CANVAS_MODELS``), no ``attention_lr`` without an attention net."""
     config = MODELS[_checks.option("model", model, MODELS)].Config
-    known = {name for cls in MODELS.values() for name in _fields(cls.Config)}
-    known |= {*_fields(DataConfig), *_fields(TrainConfig)}
-    unknown = sorted(set(settings) - known)
+    configs = [*(each.Config for each in MODELS.values()), DataConfig, TrainConfig]
+    unknown = sorted(set(settings).difference(*map(_fields, configs)))
     if unknown:
         raise TypeError(f"no config has the setting {', '.join(unknown)}")
-
-    def part(cls) -> dict:
-        return {k: v for k, v in settings.items() if k in _fields(cls)}
-
-    data, train = DataConfig(**part(DataConfig)), TrainConfig(**part(TrainConfig))
+    data = DataConfig(**_tuples(settings, DataConfig))
+    train = TrainConfig(**_tuples(settings, TrainConfig))
     if data.snr_db is None:
         train = dataclasses.replace(train, curriculum=0)
     if data.canvas <= train.canvas_curriculum_start or not train.canvas_curriculum:
-        train = dataclasses.replace(
-            train, canvas_curriculum=0, canvas_curriculum_start=CANVAS_CURRICULUM_START
-        )
+        start = training.CANVAS_CURRICULUM_START
+        train = dataclasses.replace(train, canvas_curriculum=0, canvas_curriculum_start=start)
     if not MODELS[model].has_attention_net:
         train = dataclasses.replace(train, attention_lr=None)
     if train.canvas_curriculum and model in FIXED_CANVAS_MODELS:
-        raise ValueError(
-            f"canvas_curriculum needs a model that takes any canvas size, not {model!r}"
-        )
-    model_settings = {k: tuple(v) if isinstance(v, list) else v for k, v in part(config).items()}
-    return Run(model, config(**model_settings), data, train, seed)
+        raise ValueError(f"canvas_curriculum needs a model of any canvas size, not {model!r}")
+    return Run(model, config(**_tuples(settings, config)), data, train, seed)
 
 
 def with_settings(run: Run, **settings) -> Run:
@@ -196,14 +159,9 @@ def flat_settings(run: Run) -> dict:
 def run_from_json(payload: dict) -> Run:
     """The :class:`Run` that ``as_json(run)`` wrote."""
     config = MODELS[_checks.option("model", payload["model"], MODELS)].Config
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["settings"].items()}
-    return Run(
-        payload["model"],
-        config(**settings),
-        DataConfig(**payload["data"]),
-        TrainConfig(**payload["train"]),
-        payload["seed"],
-    )
+    settings = config(**_tuples(payload["settings"], config))
+    data, train = DataConfig(**payload["data"]), TrainConfig(**payload["train"])
+    return Run(payload["model"], settings, data, train, payload["seed"])
 
 
 def run_name(run: Run) -> str:
@@ -216,91 +174,54 @@ def run_name(run: Run) -> str:
     return f"{label}-seed{run.seed}-{digest}"
 
 
-# --------------------------------------------------------------------------- training a run
-
-
 def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedMNIST:
     """The run's ``"train"``, ``"val"`` or ``"test"`` set on canvases of side ``canvas``
-    (default the run's). The digits keep the pixel size they have on the original's
-    120-pixel canvas, 29 to 48 pixels, whatever the side: a larger canvas is more empty
-    background around the same digits; with ``background="mnist_cluttered"``, the
-    literature's cluttered MNIST instead (``dham_lib.data.cluttered_mnist``: native 28-px
-    digits, 60 or 100 px canvases). The training digits are those of
-    ``run.data.train_split``; ``run.data.test_size`` caps validation and test."""
-    _checks.option("split", split, ("train", "val", "test"))
+    (default the run's), digits 29 to 48 px whatever the side (a larger canvas is more
+    background), or, with ``background="mnist_cluttered"``, the literature's cluttered MNIST
+    (native 28-px digits). ``run.data.test_size`` caps validation and test."""
+    seeds = {"train": run.seed, "val": VAL_SEED, "test": TEST_SEED}
+    seed = seeds[_checks.option("split", split, seeds)]
     data = run.data
-    images, labels = load_mnist(
-        data.train_split if split == "train" else split, source=data.source, verbose=False
-    )
+    digits = data.train_split if split == "train" else split
+    images, labels = load_mnist(digits, source=data.source, verbose=False)
     size = data.train_size if split == "train" else data.test_size
+    images, labels = images[:size], labels[:size]
     side = data.canvas if canvas is None else canvas
-    seed = {"train": run.seed, "val": VAL_SEED, "test": TEST_SEED}[split]
     if data.background == "mnist_cluttered":  # the literature's protocol: native digits
-        return cluttered_mnist(images[:size], labels[:size], canvas=side, seed=seed)
+        return cluttered_mnist(images, labels, canvas=side, seed=seed)
     ratio = REFERENCE_CANVAS / side
-    return TranslatedMNIST(
-        images[:size],
-        labels[:size],
-        canvas=side,
-        scale=(SCALE[0] * ratio, SCALE[1] * ratio),
-        snr_db=data.snr_db,
-        background=data.background,
-        seed=seed,
-    )
+    scale = (SCALE[0] * ratio, SCALE[1] * ratio)
+    return TranslatedMNIST(images, labels, side, scale, data.snr_db, data.background, seed)
 
 
 def evaluate_canvases(model, run: Run, sides=(120, 160, 200), batch_size: int = 128) -> list:
-    """Score ``model`` on the run's test digits drawn on canvases of each side in ``sides``
-    (digits of the same pixel size, so a larger canvas is more empty background): one dict
-    per side, ``canvas`` and the metrics of :func:`dham_lib.train.evaluate` (notebook 07)."""
+    """Score ``model`` on the run's test digits on canvases of each side in ``sides`` (notebook
+    07): per side, a dict of ``canvas`` and the metrics of :func:`dham_lib.train.evaluate`."""
     if not isinstance(run, Run):
         raise TypeError(f"run must be a study.runs.Run, got {type(run).__name__}")
-    return [
-        {
-            "canvas": _checks.positive_int("side", side),
-            **evaluate(model, make_dataset(run, "test", canvas=side), batch_size=batch_size),
-        }
-        for side in sides
-    ]
+    scores = []
+    for side in sides:
+        test_set = make_dataset(run, "test", canvas=_checks.positive_int("side", side))
+        scores.append({"canvas": side, **training.evaluate(model, test_set, batch_size=batch_size)})
+    return scores
 
 
-def run_schedule(run: Run) -> EpochSchedule:
-    """The run's training batches, epoch by epoch (``dham_lib.train.EpochSchedule``): its
-    training digits, batch size, seed and curricula."""
+def run_schedule(run: Run) -> training.EpochSchedule:
+    """The run's training batches, epoch by epoch (``dham_lib.train.EpochSchedule``)."""
     t = run.train
-    return EpochSchedule(
-        make_dataset(run, "train"),
-        t.batch_size,
-        run.seed,
-        t.curriculum,
-        t.canvas_curriculum,
-        t.canvas_curriculum_start,
-    )
+    curricula = (t.curriculum, t.canvas_curriculum, t.canvas_curriculum_start)
+    return training.EpochSchedule(make_dataset(run, "train"), t.batch_size, run.seed, *curricula)
 
 
 def fit_run(run: Run, model, watched, **options) -> dict:
-    """``fit`` ``model`` with the run's recipe (its schedule, epochs, learning rates and
-    seed), watching ``watched``; ``options`` are ``fit``'s others (device, progress, ...)."""
+    """``fit`` ``model`` with the run's recipe, watching ``watched``; ``options``: fit's others."""
     t = run.train
-    return fit(
-        model,
-        run_schedule(run),
-        watched,
-        epochs=t.epochs,
-        lr=t.lr,
-        attention_lr=t.attention_lr,
-        seed=run.seed,
-        **options,
-    )
-
-
-def _partial_path(folder: Path | None, run: Run) -> Path | None:
-    return None if folder is None else Path(folder) / f"{run_name(run)}.partial.pt"
+    recipe = {"epochs": t.epochs, "lr": t.lr, "attention_lr": t.attention_lr, "seed": run.seed}
+    return training.fit(model, run_schedule(run), watched, **recipe, **options)
 
 
 def _load_partial(path: Path | None, model) -> dict | None:
-    """The state a killed run saved after its last finished epoch, loaded into ``model``;
-    None when there is none or it is unreadable (then the run starts again)."""
+    """A killed run's state after its last epoch, loaded into ``model``; None: start again."""
     if path is None or not path.exists():
         return None
     try:
@@ -316,63 +237,42 @@ def _load_partial(path: Path | None, model) -> dict | None:
 def _save_partial(path: Path, state) -> None:
     """Save what resumes a run after this epoch: weights, optimiser, generator, history."""
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "epoch": state.epoch,
-            "history": state.history,
-            "model": state.model.state_dict(),
-            "optimiser": state.optimiser.state_dict(),
-            "rng": state.rng,
-        },
-        temporary,
-    )
+    weights = {"model": state.model.state_dict(), "optimiser": state.optimiser.state_dict()}
+    torch.save({**state._asdict(), **weights}, temporary)
     os.replace(temporary, path)
 
 
 def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
-    """Train and score one run: returns ``(model, record)``.
-
-    Training is watched on the validation canvases (the history and ``seconds_to_90`` are
-    theirs), or, for a ``"train+val"`` run, which has none, on the test canvases. The
-    record's ``scores``: validation accuracy (NaN for ``"train+val"``), test accuracy and
-    loss, the box metrics (NaN without a box), training seconds, the training seconds when
-    the watched accuracy first reached 90% (NaN if never), and the test accuracy on the
-    larger canvases. With ``resume_dir``, the state after each epoch is kept there until
-    the run ends, and a run killed midway resumes after its last finished epoch.
-    """
-    device = choose_device(device)
+    """Train and score one run: ``(model, record)``. Training watches the validation canvases
+    (the test ones for a ``"train+val"`` run, whose ``val_acc`` is NaN); ``seconds_to_90`` is
+    when the watched accuracy first reached 90% (NaN if never); box metrics are NaN without a
+    box. With ``resume_dir``, a run killed midway resumes there after its last epoch."""
+    device = training.choose_device(device)
     test_set = make_dataset(run, "test")
     held_out = run.data.train_split == "train"
     watched = make_dataset(run, "val") if held_out else test_set
-    seed_everything(run.seed)  # the initial weights are drawn when the model is built
+    training.seed_everything(run.seed)  # the initial weights are drawn when the model is built
     model = MODELS[run.model](run.settings)
-    partial = _partial_path(resume_dir, run)
-    history = fit_run(
-        run,
-        model,
-        watched,
-        device=device,
-        progress=progress,
-        on_epoch_end=None if partial is None else functools.partial(_save_partial, partial),
-        resume=_load_partial(partial, model),
-    )
-    final = evaluate(model, test_set)
+    partial = None if resume_dir is None else Path(resume_dir) / f"{run_name(run)}.partial.pt"
+    save = None if partial is None else functools.partial(_save_partial, partial)
+    options = {"device": device, "progress": progress, "on_epoch_end": save}
+    history = fit_run(run, model, watched, **options, resume=_load_partial(partial, model))
+    final = training.evaluate(model, test_set)
     reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
+    # The literature's cluttered canvases come in their two sizes only.
+    larger = [] if run.data.background == "mnist_cluttered" else LARGER_CANVASES
     scores = {
         "val_acc": history["test_acc"][-1] if held_out else math.nan,
         "test_acc": final["acc"],
         "test_loss": final["loss"],
-        "iou": final["iou"],
-        "centre_error": final["centre_error"],
-        "coverage": final["coverage"],
+        **{key: final[key] for key in ("iou", "centre_error", "coverage")},
         "train_seconds": history["seconds"][-1],
         "seconds_to_90": reached[0] if reached else math.nan,
+        **{f"acc_canvas{side}": math.nan for side in LARGER_CANVASES},
+        **{
+            f"acc_canvas{s['canvas']}": s["acc"] for s in evaluate_canvases(model, run, larger, 256)
+        },
     }
-    for side in LARGER_CANVASES:  # the literature's canvases come in their two sizes only
-        larger = run.data.background != "mnist_cluttered"
-        scores[f"acc_canvas{side}"] = (
-            evaluate(model, make_dataset(run, "test", side))["acc"] if larger else math.nan
-        )
     if partial is not None:
         partial.unlink(missing_ok=True)
     return model, make_record(run, scores, history, device.type)
@@ -381,14 +281,9 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
 @functools.cache
 def _commit() -> str | None:
     """The library's git commit, when it runs from a clone."""
+    command = ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10)
     except OSError:
         return None
     return out.stdout.strip() or None
@@ -396,6 +291,7 @@ def _commit() -> str | None:
 
 def make_record(run: Run, scores: dict, history: dict | None, device: str, **extra) -> dict:
     """A run's record: its name, config, scores, per-epoch history, device, commit, versions."""
+    versions = {"dham_lib": dham_lib.__version__, "torch": torch.__version__}
     return {
         "format": RECORD_FORMAT,
         "name": run_name(run),
@@ -404,11 +300,7 @@ def make_record(run: Run, scores: dict, history: dict | None, device: str, **ext
         "history": history,
         "device": device,
         "commit": _commit(),
-        "versions": {
-            "dham_lib": dham_lib.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": {**versions, "python": platform.python_version()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
@@ -421,20 +313,14 @@ def run_remote(run: Run, device=None, keep_model: bool = False, resume_dir=None)
     return (model.cpu() if keep_model else None), record
 
 
-# --------------------------------------------------------------------------- records and tables
-
-
 def records_folder(table: str | os.PathLike) -> Path:
     """Where the records behind a table live: ``<table without .csv>/`` beside it."""
-    table = Path(table)
-    return table.with_name(table.stem)
+    return Path(table).with_name(Path(table).stem)
 
 
 def read_records(folder: str | os.PathLike, report: bool = False) -> list[dict]:
-    """Every whole record in ``folder``, in name order; a broken one (truncated, corrupt,
-    another name inside than outside, a config that does not read) is left out, and named
-    with ``report``. A record keeps the name it was written under: a setting added to a
-    config later changes new runs' names, not the old records' (their runs match by config)."""
+    """Every whole record in ``folder``, in name order; a broken one (truncated, corrupt, named
+    as another run, a config that does not read) is left out, and named with ``report``."""
     records = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
@@ -451,24 +337,14 @@ def read_records(folder: str | os.PathLike, report: bool = False) -> list[dict]:
 
 
 def runs_table(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per record, flat columns: ``model``, ``seed``, every setting of the run
-    (a model's own, then data and training; a setting another model lacks is empty),
-    the scores and ``device``."""
+    """One row per record: ``model``, ``seed``, the data's, training's and model's settings
+    (empty where a model lacks one), the scores and ``device``."""
     rows = []
     for record in records:
         run = record["run"]
-        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in run["settings"].items()}
-        rows.append(
-            {
-                "model": run["model"],
-                "seed": run["seed"],
-                **run["data"],
-                **run["train"],
-                **settings,
-                **record["scores"],
-                "device": record["device"],
-            }
-        )
+        settings = {**run["data"], **run["train"], **_tuples(run["settings"])}
+        model_seed = {"model": run["model"], "seed": run["seed"]}
+        rows.append({**model_seed, **settings, **record["scores"], "device": record["device"]})
     return pd.DataFrame(rows)
 
 
@@ -484,25 +360,14 @@ def export_table(table: str | os.PathLike) -> pd.DataFrame:
 
 
 def sweep(
-    runs: Iterable[Run],
-    table: str | os.PathLike,
-    checkpoints: str | os.PathLike | None = None,
-    device=None,
-    progress: bool = True,
-    shard: tuple[int, int] = (0, 1),
-    executor=None,
+    runs, table, checkpoints=None, device=None, progress=True, shard=(0, 1), executor=None
 ) -> pd.DataFrame:
-    """Train every run that has no record yet beside ``table`` (a CSV path), writing each
-    record as it finishes and exporting the table; returns the table.
-
-    ``shard=(i, n)`` trains only every n-th run from the i-th, so n processes can share a
-    table. ``executor`` says where the runs train (``dham_lib.study.executors``): in this
-    process (the default) or as tasks of a Ray cluster, which return their records to this
-    process, the only one that writes. With ``checkpoints``, each model is saved there.
-    A run whose task failed is reported at the end, in a ``RuntimeError`` naming it;
-    every other record is written by then.
-    """
-    table = Path(table)
+    """Train every :class:`Run` in ``runs`` with no record yet beside ``table`` (a CSV path),
+    writing each record as it finishes and exporting the table; returns the table.
+    ``shard=(i, n)``: every n-th run from the i-th. ``executor``
+    (``dham_lib.study.executors``): here (default) or on Ray, whose tasks return their
+    records to this process, the only writer. ``checkpoints``: a folder for the models.
+    Failed runs are named at the end, in a ``RuntimeError``."""
     folder = _checks.writable_folder("the table's records folder", records_folder(table))
     if checkpoints is not None:
         checkpoints = _checks.writable_folder("checkpoints", Path(checkpoints))
@@ -519,14 +384,8 @@ def sweep(
     todo = [run for run in runs if run not in done]
     print(f"sweep: {len(runs) - len(todo)} of {len(runs)} runs already in {folder.name}/")
     executor = InProcess() if executor is None else executor
-    outcomes = executor.map(
-        run_remote,
-        todo,
-        names=run_name,
-        device=device,
-        keep_model=checkpoints is not None,
-        resume_dir=folder,
-    )
+    options = {"device": device, "keep_model": checkpoints is not None, "resume_dir": folder}
+    outcomes = executor.map(run_remote, todo, names=run_name, **options)
     failed = []
     try:
         for run, outcome in tqdm(outcomes, total=len(todo), desc="sweep", disable=not progress):
@@ -536,16 +395,12 @@ def sweep(
                 tqdm.write(f"{name}: failed, no record: {outcome.error}")
                 continue
             model, record = outcome
+            scores = record["scores"]
             if checkpoints is not None:
-                save_checkpoint(
-                    checkpoints / f"{name}.pt",
-                    model,
-                    data_config=record["run"],
-                    metrics=record["scores"],
-                )
+                path = checkpoints / f"{name}.pt"
+                save_checkpoint(path, model, data_config=record["run"], metrics=scores)
             write_record(folder / f"{name}.json", record)
             export_table(table)
-            scores = record["scores"]
             tqdm.write(
                 f"{name}: acc {scores['test_acc']:.3f} iou {scores['iou']:.3f} "
                 f"({scores['train_seconds']:.0f} s training on {record['device']})"
@@ -567,11 +422,8 @@ def grid(
     the whole grid once); a model without a ``width`` setting gets one run per (SNR, seed)."""
     models = [_checks.option("model", model, MODELS) for model in models]
     runs = []
-    for seed in seeds:
-        for snr in snrs:
-            for model in models:
-                has_width = "width" in _fields(MODELS[model].Config)
-                for width in widths if has_width else [None]:
-                    chosen = {"width": width} if has_width else {}
-                    runs.append(make_run(model, seed, snr_db=snr, **settings, **chosen))
+    for seed, snr, model in itertools.product(seeds, snrs, models):
+        has_width = "width" in _fields(MODELS[model].Config)
+        for chosen in [{"width": width} for width in widths] if has_width else [{}]:
+            runs.append(make_run(model, seed, snr_db=snr, **settings, **chosen))
     return list(dict.fromkeys(runs))
