@@ -1,8 +1,8 @@
 """The figures of a training run and of a results table: glimpses, learning curves, heat maps.
 
-``python -m dham_lib`` draws these, so they live in the study layer (the course's other plots
-are in ``dham_lib.course.figures``). Each function returns a matplotlib ``Figure`` without
-``plt.show``. Pixel i's centre is drawn at coordinate i, so boxes are drawn where they sample.
+``python -m dham_lib`` draws these (the course's other plots are in ``dham_lib.course.figures``).
+Each returns a matplotlib ``Figure`` without ``plt.show``. Pixel i's centre is drawn at
+coordinate i, so boxes are drawn where they sample.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from dham_lib import _checks
-from dham_lib.study.results import CLEAN, is_accuracy, mean_interval, snr_label
+from dham_lib.study.results import is_accuracy, is_share, snr_label, summary_intervals
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
 # Axis labels with units for the result columns that have them.
@@ -31,6 +31,30 @@ _METRIC_LABELS = {
     "acc_canvas200": "accuracy on 200×200 canvases (%)",
 }
 _SMALL = 8
+HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
+# The learning curves' box panels, drawn when the history records them.
+_BOX_PANELS = {
+    "test_iou": {"title": "glimpse box vs true box", "ylabel": "IoU", "ylim": (0, 1)},
+    "test_centre_error": {
+        "title": "glimpse centre vs digit centre",
+        "ylabel": "centre error (pixels)",
+        "ylim": (0, None),
+    },
+}
+# The box metrics that the oracle, which crops the true box, has by construction.
+_BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
+
+
+def _style(ax, grid: str | None = "both", small: bool = False, **settings) -> None:
+    """``ax.set(**settings)``, a light grid along ``grid``; with ``small``, small labels."""
+    ax.set(**settings)
+    if grid:
+        ax.grid(axis=grid, alpha=0.3)
+    if small:
+        ax.title.set_fontsize(_SMALL + 1)
+        for label in (ax.xaxis.label, ax.yaxis.label):
+            label.set_fontsize(_SMALL)
+        ax.tick_params(labelsize=_SMALL)
 
 
 def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
@@ -49,14 +73,13 @@ def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
     return _checks.tensor(name, value)
 
 
-def _batch(names: tuple[str, ...], values: tuple[torch.Tensor | None, ...]) -> int:
-    """Check that the given tensors share one batch size; returns it."""
-    given = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
-    sizes = {len(v) for _, v in given}
-    if len(sizes) != 1:
-        listed = ", ".join(f"{n} {len(v)}" for n, v in given)
-        raise ValueError(f"{', '.join(n for n, _ in given)} must have one batch size, got {listed}")
-    return sizes.pop()
+def _batch(**tensors: torch.Tensor | None) -> int:
+    """The one batch size of the given tensors (None ones aside); raises naming them if not."""
+    given = {name: len(value) for name, value in tensors.items() if value is not None}
+    if len(set(given.values())) != 1:
+        listed = ", ".join(f"{name} {size}" for name, size in given.items())
+        raise ValueError(f"{', '.join(given)} must have one batch size, got {listed}")
+    return next(iter(given.values()))
 
 
 def box_patch(box: torch.Tensor, colour: str, style: str = "-", label=None) -> Rectangle:
@@ -67,21 +90,11 @@ def box_patch(box: torch.Tensor, colour: str, style: str = "-", label=None) -> R
     )
 
 
-def _show(ax, image: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None:
-    """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels."""
+def _show(ax, image: torch.Tensor, title: str, unit: str) -> None:
+    """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels in ``unit``."""
     pixels = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1)
     ax.imshow(pixels.numpy(), cmap="gray")
-    ax.set_title(title, fontsize=_SMALL + 1)
-    ax.set_xlabel(xlabel, fontsize=_SMALL)
-    ax.set_ylabel(ylabel, fontsize=_SMALL)
-    ax.tick_params(labelsize=_SMALL)
-
-
-def _item_title(i: int, labels, predictions) -> str:
-    """A glimpse column's title: item ``i``'s label and prediction where given."""
-    parts = [] if labels is None else [f"label {int(labels[i])}"]
-    parts += [] if predictions is None else [f"pred {int(predictions[i])}"]
-    return ", ".join(parts) or f"item {i}"
+    _style(ax, None, True, title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
 
 
 def plot_glimpses(
@@ -105,19 +118,19 @@ def plot_glimpses(
     glimpses = as_tensor("glimpses", glimpses, (4, 5))
     boxes = boxes[:, None] if boxes.dim() == 2 else boxes
     glimpses = glimpses[:, None] if glimpses.dim() == 4 else glimpses
-    if boxes.shape[-1] != 4 or boxes.shape[1] != glimpses.shape[1]:
+    k = glimpses.shape[1]
+    if boxes.shape[-1] != 4 or boxes.shape[1] != k:
         raise ValueError(
-            f"boxes must have shape [B, K, 4] with K = {glimpses.shape[1]} (the glimpses'), "
+            f"boxes must have shape [B, K, 4] with K = {k} (the glimpses'), "
             f"got {tuple(boxes.shape)}"
         )
     if true_boxes is not None:
         true_boxes = as_tensor("true_boxes", true_boxes, (2,))
     labels = None if labels is None else as_tensor("labels", labels, (1,))
     predictions = None if predictions is None else as_tensor("predictions", predictions, (1,))
-    names = ("canvases", "boxes", "glimpses", "labels", "predictions", "true_boxes")
-    size = _batch(names, (canvases, boxes, glimpses, labels, predictions, true_boxes))
-    n = min(_checks.positive_int("n", n), size)
-    k = glimpses.shape[1]
+    named = {"canvases": canvases, "boxes": boxes, "glimpses": glimpses, "labels": labels}
+    named.update(predictions=predictions, true_boxes=true_boxes)
+    n = min(_checks.positive_int("n", n), _batch(**named))
     if glimpse_names is None:
         glimpse_names = ["glimpse"] if k == 1 else [f"glimpse {j}" for j in range(k)]
     if len(glimpse_names) != k or not all(isinstance(name, str) for name in glimpse_names):
@@ -126,14 +139,12 @@ def plot_glimpses(
         )
     fig, axes = plt.subplots(1 + k, n, figsize=(2.0 * n, 2.1 * (1 + k)), squeeze=False)
     for i in range(n):
-        _show(
-            axes[0, i], canvases[i], _item_title(i, labels, predictions), "x (pixels)", "y (pixels)"
-        )
+        title = [] if labels is None else [f"label {int(labels[i])}"]
+        title += [] if predictions is None else [f"pred {int(predictions[i])}"]
+        _show(axes[0, i], canvases[i], ", ".join(title) or f"item {i}", "pixels")
         for j in range(k):
             axes[0, i].add_patch(box_patch(boxes[i, j], BOX_COLOURS[j % len(BOX_COLOURS)]))
-            _show(
-                axes[1 + j, i], glimpses[i, j], glimpse_names[j], "x (glimpse px)", "y (glimpse px)"
-            )
+            _show(axes[1 + j, i], glimpses[i, j], glimpse_names[j], "glimpse px")
         if true_boxes is not None:
             axes[0, i].add_patch(box_patch(true_boxes[i], "lime", "--"))
     fig.tight_layout()
@@ -148,9 +159,6 @@ def map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[
     return (-dx / 2, (w - 0.5) * dx, (h - 0.5) * dy, -dy / 2)
 
 
-HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
-
-
 def _check_history(history) -> None:
     """Check the keys, equal lengths and accuracy fractions of a training history."""
     if not isinstance(history, dict):
@@ -158,8 +166,7 @@ def _check_history(history) -> None:
     missing = [k for k in HISTORY_KEYS if k not in history]
     if missing:
         raise ValueError(f"history must have the keys {HISTORY_KEYS}, missing {missing}")
-    keys = [*HISTORY_KEYS, *(["test_iou"] if "test_iou" in history else [])]
-    lengths = {k: len(history[k]) for k in keys}
+    lengths = {k: len(history[k]) for k in (*HISTORY_KEYS, "test_iou") if k in history}
     if len(set(lengths.values())) != 1 or lengths["epoch"] == 0:
         raise ValueError(
             f"history lists must be non-empty and of one length, got lengths {lengths}"
@@ -179,30 +186,21 @@ def plot_learning_curves(history) -> Figure:
     in the right place but too large from one elsewhere).
     """
     _check_history(history)
-    box_panels = [
-        key
-        for key in ("test_iou", "test_centre_error")
-        if any(not math.isnan(v) for v in history.get(key, []))
-    ]
-    panels = 2 + len(box_panels)
-    fig, axes = plt.subplots(1, panels, figsize=(3.7 * panels, 3.4))
+    boxes = [k for k in _BOX_PANELS if any(not math.isnan(v) for v in history.get(k, []))]
+    fig, axes = plt.subplots(1, 2 + len(boxes), figsize=(3.7 * (2 + len(boxes)), 3.4))
     epoch = history["epoch"]
     for split in ("train", "test"):
         axes[0].plot(epoch, history[f"{split}_loss"], "o-", label=split)
         axes[1].plot(epoch, [100 * a for a in history[f"{split}_acc"]], "o-", label=split)
-    axes[0].set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
-    axes[1].set(title="classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
-    for ax, key in zip(axes[2:], box_panels, strict=True):
+    axes[0].set(title="cross-entropy loss", ylabel="loss")
+    axes[1].set(title="classification accuracy", ylabel="accuracy (%)")
+    for ax, key in zip(axes[2:], boxes, strict=True):
         ax.plot(epoch, history[key], "o-", color="C2", label="test")
-        if key == "test_iou":
-            ax.set(title="glimpse box vs true box", xlabel="epoch", ylabel="IoU", ylim=(0, 1))
-        else:
-            ax.set(title="glimpse centre vs digit centre", xlabel="epoch")
-            ax.set(ylabel="centre error (pixels)", ylim=(0, None))
+        ax.set(**_BOX_PANELS[key])
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
-        ax.grid(alpha=0.3)
+        _style(ax, xlabel="epoch")
     fig.tight_layout()
     return fig
 
@@ -225,36 +223,34 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
         raise ValueError("summary must hold at least one row with model 'dham'")
     if f"{metric}_mean" not in cells:
         raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
-    accuracy = is_accuracy(metric)
-    scale, digits = (100, 1) if accuracy else (1, 2)
-    table = cells.pivot(index="width", columns="snr_db").sort_index(axis=1, ascending=False)
-    means, stds, n = (table[column] for column in (f"{metric}_mean", f"{metric}_std", "n"))
+    scale, digits = (100, 1) if is_accuracy(metric) else (1, 2)
+    low, high = summary_intervals(cells, metric, is_share(metric))
+    table = cells.assign(low=low * scale, high=high * scale)
+    table = table.pivot(index="width", columns="snr_db").sort_index(axis=1, ascending=False)
+    means = table[f"{metric}_mean"] * scale
     fig, ax = plt.subplots(figsize=(1.4 * means.shape[1] + 2, 0.85 * means.shape[0] + 1.8))
-    image = ax.imshow(means.to_numpy() * scale, cmap="viridis", aspect="auto")
+    image = ax.imshow(means.to_numpy(), cmap="viridis", aspect="auto")
     for (i, j), mean in np.ndenumerate(means.to_numpy()):
         if math.isnan(mean):
             continue
-        # Accuracy, IoU and coverage are shares: their intervals stop at 0 and 1.
-        share = accuracy or metric in ("iou", "coverage")
-        low, high = mean_interval(mean, stds.iat[i, j], int(n.iat[i, j]), share=share)
+        seeds, low, high = (
+            int(table["n"].iat[i, j]),
+            table["low"].iat[i, j],
+            table["high"].iat[i, j],
+        )
+        spread = f"{low:.{digits}f}–{high:.{digits}f}" if seeds > 1 else "—"
         # White on the dark end of viridis, black on the light end, so every cell reads.
-        colour = "w" if image.norm(mean * scale) < 0.5 else "k"
-        seeds = int(n.iat[i, j])
-        spread = f"{low * scale:.{digits}f}–{high * scale:.{digits}f}" if seeds > 1 else "—"
-        text = f"{mean * scale:.{digits}f}\n{spread}\nn={seeds}"
+        colour = "w" if image.norm(mean) < 0.5 else "k"
+        text = f"{mean:.{digits}f}\n{spread}\nn={seeds}"
         ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color=colour)
     fig.colorbar(image, ax=ax, label=_metric_label(metric))
-    snrs = ["clean" if v == CLEAN else f"{v:g}" for v in means.columns]
-    ax.set_xticks(range(len(snrs)), snrs)
-    ax.set_yticks(range(len(means.index)), [str(w) for w in means.index])
+    ax.set_xticks(range(means.shape[1]), [snr_label(v).removesuffix(" dB") for v in means])
+    ax.set_yticks(range(means.shape[0]), [str(w) for w in means.index])
     xlabel = "SNR (dB); noisier to the right"
     if means.isna().to_numpy().any():
         xlabel += "\n(blank: no run of this width at this SNR in these rows)"
-    ax.set(
-        xlabel=xlabel,
-        ylabel="attention width (channels)",
-        title=title or f"DHAM {_metric_label(metric)}: mean, 95% interval over seeds",
-    )
+    title = title or f"DHAM {_metric_label(metric)}: mean, 95% interval over seeds"
+    _style(ax, None, xlabel=xlabel, ylabel="attention width (channels)", title=title)
     fig.tight_layout()
     return fig
 
@@ -273,34 +269,32 @@ def plot_lock_on(table) -> Figure:
     for i, snr in enumerate(snrs):
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
-        label = snr_label(snr)
-        for ax, (mid, low, high) in (
-            (ax_fail, ("fail_rate", "fail_low", "fail_high")),
-            (ax_acc, ("acc_locked", "locked_low", "locked_high")),
+        for ax, columns in (
+            (ax_fail, ["fail_rate", "fail_low", "fail_high"]),
+            (ax_acc, ["acc_locked", "locked_low", "locked_high"]),
         ):
-            y = rows[mid].to_numpy(dtype=float) * 100  # both are shares, drawn in %
-            error = [y - rows[low].to_numpy() * 100, rows[high].to_numpy() * 100 - y]
-            ax.errorbar(x, y, yerr=error, fmt="o-", capsize=3, color=f"C{i}", label=label)
+            y, low, high = (rows[columns].to_numpy(dtype=float) * 100).T  # shares, in %
+            ax.errorbar(
+                x,
+                y,
+                yerr=[y - low, high - y],
+                fmt="o-",
+                capsize=3,
+                color=f"C{i}",
+                label=snr_label(snr),
+            )
     widths = sorted(table["width"].unique())
     for ax in (ax_fail, ax_acc):
         ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])
-        ax.set_xlabel("attention width (channels, log scale)")
-        ax.grid(alpha=0.3)
-    ax_fail.set(
-        title="runs that never locked on (95% Wilson interval)",
-        ylabel="failed runs (%)",
-        ylim=(-3, 103),
-    )
+        _style(ax, xlabel="attention width (channels, log scale)")
+    ax_fail.set(title="runs that never locked on (95% Wilson interval)", ylabel="failed runs (%)")
+    ax_fail.set_ylim(-3, 103)
     ax_acc.set(
         title="accuracy of the runs that locked on (95% bootstrap)", ylabel="test accuracy (%)"
     )
     ax_fail.legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
     fig.tight_layout()
     return fig
-
-
-# The box metrics that the oracle, which crops the true box, has by construction.
-_BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
 
 
 def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
@@ -321,25 +315,22 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
     ]
     for ax, metric in zip(axes[0], metrics, strict=True):
         scale = 100 if is_accuracy(metric) else 1
+        means = summary[f"{metric}_mean"].to_numpy() * scale
+        lows, highs = summary_intervals(summary, metric, is_accuracy(metric)) * scale
         left_out = []
-        for i, (_, entry) in enumerate(summary.iterrows()):
-            mean = entry[f"{metric}_mean"]
+        for i, (mean, low, high) in enumerate(zip(means, lows, highs, strict=True)):
             if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(models[i], ()):
                 left_out.append(names[i])
                 continue
-            low, high = mean_interval(
-                mean, entry[f"{metric}_std"], int(entry["n"]), share=is_accuracy(metric)
-            )
-            error = [[scale * (mean - low)], [scale * (high - mean)]]
-            ax.errorbar(i, scale * mean, yerr=error, fmt="o", capsize=4, color=f"C{i}")
+            yerr = [[mean - low], [high - mean]]
+            ax.errorbar(i, mean, yerr=yerr, fmt="o", capsize=4, color=f"C{i}")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        ax.set_xlim(-0.5, len(names) - 0.5)
         unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
-        ax.set(title=_metric_label(metric), xlabel="model", ylabel=unit)
+        title = _metric_label(metric)
+        _style(ax, "y", xlim=(-0.5, len(names) - 0.5), title=title, xlabel="model", ylabel=unit)
         if left_out:
             note = f"not shown: {', '.join(left_out)}"
             ax.annotate(note, (0.02, 0.02), xycoords="axes fraction", fontsize=_SMALL)
-        ax.grid(axis="y", alpha=0.3)
     fig.suptitle("by model: mean over seeds, 95% interval", fontsize=10)
     fig.tight_layout()
     return fig
