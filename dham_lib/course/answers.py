@@ -1,10 +1,8 @@
-"""The exercise checks whose reference would give the answer away in a check cell
-(notebooks 01 to 06).
+"""The exercise checks of notebooks 01 to 06 whose reference would give the answer away.
 
-The library call that computes the reference of a number asked for by hand *is* the answer:
-in the check cell, a student could copy it. Each check here computes its reference out of the
-notebook's sight and prints :func:`~dham_lib.course.widgets.check_answers`' hints ("too
-high", "too low", "missing"), never the reference; the check cell is one call.
+The library call that computes a number asked for by hand *is* the answer, which a student
+could copy from a check cell. Each check computes it out of sight and prints
+:func:`~dham_lib.course.widgets.check_answers`' hints, never the reference.
 """
 
 from __future__ import annotations
