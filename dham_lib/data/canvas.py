@@ -28,9 +28,8 @@ _UNCHANGED = object()  # variant()'s default snr_db, where None means a clean ca
 
 
 def noise_sigma(digit_power, snr_db: float):
-    """The noise σ that puts a digit of mean power ``mean(d²)`` (a number or an array) over its
-    square at ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook
-    05)."""
+    """The noise σ that puts a digit of mean power ``mean(d²)`` (a number or an array) at
+    ``snr_db``: ``sqrt(mean(d²) / 10^(snr_db / 10))`` (docs/conventions.md, notebook 05)."""
     return np.sqrt(digit_power / 10 ** (snr_db / 10))
 
 
@@ -99,20 +98,20 @@ class TranslatedMNIST(Dataset):
         self.canvas_size = _check_canvas(canvas)
         self.scale = _check_scale(scale, min(self.canvas_size))
         self.background = _checks.option("background", background, BACKGROUNDS)
-        self.snr_db = _check_snr_db(snr_db, background)
+        self.snr_db = _checks.snr_db("snr_db", snr_db)
         self.n_clutter = _check_n_clutter(n_clutter, background, self.canvas_size, len(self))
         self.seed = _check_seed(seed)
         self._draw_parameters()
 
     def variant(self, seed=None, snr_db=_UNCHANGED, canvas=None) -> TranslatedMNIST:
         """The same digits and settings, with what the arguments name changed: ``seed`` draws
-        every random choice anew (fresh canvases each epoch; None keeps the dataset's seed and
-        so its draws); ``snr_db`` (None: clean) changes only σ of the same canvases and noise
-        pattern (a noise curriculum); ``canvas`` (int or ``(H, W)``) keeps the digits' pixel
-        sizes and the clutter's pieces per area (a canvas curriculum)."""
+        every random choice anew (fresh canvases each epoch; None: the dataset's seed);
+        ``snr_db`` (None: clean) changes only σ of the same canvases and noise pattern (a noise
+        curriculum); ``canvas`` (int or ``(H, W)``) keeps the digits' pixel sizes and the
+        clutter's pieces per area (a canvas curriculum)."""
         other = copy.copy(self)
         if snr_db is not _UNCHANGED:
-            other.snr_db = _check_snr_db(snr_db, self.background)
+            other.snr_db = _checks.snr_db("snr_db", snr_db)
         if canvas is not None:
             other.canvas_size = _check_canvas(canvas)
             ratio = min(self.canvas_size) / min(other.canvas_size)
@@ -144,6 +143,8 @@ class TranslatedMNIST(Dataset):
 
     def _noise_sigma(self) -> np.ndarray:
         """σ of every item, float64 ``[N]``, from the power ``mean(d²)`` of its resized digit."""
+        if self.background == "mnist_cluttered":  # the literature's canvases have no noise
+            raise ValueError(f"snr_db must be None for mnist_cluttered canvases, got {self.snr_db}")
         power = np.empty(len(self))
         for rows, tiles in self._tile_groups(np.arange(len(self))):
             power[rows] = tiles.double().square().mean(dim=(1, 2)).numpy()
@@ -316,14 +317,6 @@ def _check_scale(scale, short_side: int) -> tuple[float, float]:
 def _check_seed(seed) -> int:
     """``seed``: a non-negative int (NumPy's integers too)."""
     return _checks.non_negative_int("seed", int(seed) if isinstance(seed, np.integer) else seed)
-
-
-def _check_snr_db(snr_db, background: str) -> float | None:
-    """``snr_db``: None or finite dB; None for the literature's canvases, which have no noise."""
-    snr_db = _checks.snr_db("snr_db", snr_db)
-    if snr_db is not None and background == "mnist_cluttered":
-        raise ValueError(f"snr_db must be None with background='mnist_cluttered', got {snr_db}")
-    return snr_db
 
 
 def _check_n_clutter(n_clutter, background: str, canvas: tuple[int, int], n: int) -> int:
