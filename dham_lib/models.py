@@ -187,9 +187,7 @@ class OracleConfig(PlainCNNConfig):
     """What every model that classifies a glimpse has; all the oracle has."""
 
     glimpse_size: tuple[int, int] = setting((28, 28), "glimpse height and width in pixels")
-    classifier: str = setting(
-        "course", "the glimpse LeNet (models.CLASSIFIERS)", tuple(CLASSIFIERS)
-    )
+    classifier: str = setting("course", "the glimpse LeNet (CLASSIFIERS)", tuple(CLASSIFIERS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +272,7 @@ class STNClassifier(Configured):
 
     def build(self, c: STNConfig) -> None:
         _checks.int_at_least("canvas", c.canvas, 28)
-        self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
+        size = self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
         self.transform = _checks.option("transform", c.transform, ("affine", "zoom"))
         self.pool = _checks.positive_int("pool", c.pool)
         grid = max(1, c.canvas // (8 * c.pool))
@@ -293,9 +291,7 @@ class STNClassifier(Configured):
             nn.ReLU(),
             last,
         )
-        self.classifier = GlimpseClassifier(
-            c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
-        )
+        self.classifier = GlimpseClassifier(c.in_channels, 1, c.num_classes, size, c.classifier)
 
     def theta(self, canvas: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, 2, 3]`` affine maps from glimpse to canvas (normalised)."""
@@ -412,10 +408,8 @@ class OracleClassifier(Configured):
     name, Config = "oracle", OracleConfig
 
     def build(self, c: OracleConfig) -> None:
-        self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
-        self.classifier = GlimpseClassifier(
-            c.in_channels, 1, c.num_classes, self.glimpse_size, c.classifier
-        )
+        size = self.glimpse_size = _checks.size_pair("glimpse_size", c.glimpse_size)
+        self.classifier = GlimpseClassifier(c.in_channels, 1, c.num_classes, size, c.classifier)
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W]`` and ``true_box [B, 4]`` -> Prediction (boxes ``[B, 1, 4]``)."""

@@ -8,9 +8,8 @@ from typing import Any
 
 
 def setting(default: Any, help: str, choices: tuple | None = None, minimum: int = 1) -> Any:
-    """A frozen config dataclass's field: ``default``, the ``help`` that the command line
-    shows, the ``choices`` it accepts (None: any value of the field's type) and, for an
-    int, its ``minimum``."""
+    """A frozen config dataclass's field: ``default``, the command line's ``help``, the
+    ``choices`` it accepts (None: any of the field's type) and, for an int, its ``minimum``."""
     metadata = {"help": help, "choices": choices, "minimum": minimum}
     return dataclasses.field(default=default, metadata=metadata)
 

@@ -1,11 +1,6 @@
-"""Training and evaluation loops for every model of the course (notebook 04).
-
-``fit`` trains a model with Adam on any batches of ``(canvases [B, C, H, W], labels [B],
-boxes [B, 4])``: a list, a ``torch.utils.data.DataLoader``, or a per-epoch schedule (a
-callable ``epoch -> batches``) such as :class:`EpochSchedule`, the course's: fresh canvases
-every epoch, and the SNR and canvas curricula as small pure functions. ``evaluate``
-measures a model on one set of batches.
-"""
+"""Training and evaluation loops for every model of the course (notebook 04): ``fit`` trains
+with Adam on batches of ``(canvases [B, C, H, W], labels [B], boxes [B, 4])``, ``evaluate``
+measures a model on one set of them; :class:`EpochSchedule` draws fresh canvases each epoch."""
 
 from __future__ import annotations
 
@@ -32,13 +27,13 @@ SCORE_KEYS = ("loss", "acc", "iou", "centre_error", "coverage")
 HISTORY_KEYS = ("epoch", "seconds", "train_loss", "train_acc", *(f"test_{k}" for k in SCORE_KEYS))
 # The course's recipe (data/results/README.md says how each was found): Adam at LR, the
 # network that decides where to look at ATTENTION_LR, BATCH_SIZE canvases a step, noisy
-# canvases from CURRICULUM_START_DB down to the target over CURRICULUM_EPOCHS.
+# canvases from CURRICULUM_START_DB down to the target over CURRICULUM_EPOCHS, and a canvas
+# curriculum from the side the recipe was found on.
 LR = 1e-3
 ATTENTION_LR = 1e-2
 BATCH_SIZE = 64
 CURRICULUM_EPOCHS = 4
 CURRICULUM_START_DB = 12.0
-# A canvas curriculum starts, by default, on canvases of the side the recipe was found on.
 CANVAS_CURRICULUM_START = 120
 
 
@@ -48,29 +43,22 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators, so a run can be repeated."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    # The library draws from explicit generators; these global ones are seeded for
-    # the students' own code in the notebooks, and for dropout.
+    _checks.non_negative_int("seed", seed)
+    # The library draws from explicit generators; these are for the students' code and dropout.
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002
     torch.manual_seed(seed)
 
 
 def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) -> float | None:
-    """The SNR (dB) to train at in ``epoch`` (1-based) of a clean-to-noisy curriculum.
-
-    From ``CURRICULUM_START_DB`` (12 dB, where every attention width locked on in the
-    sweep) linearly in dB to ``target_db`` at epoch ``curriculum_epochs + 1`` and after.
-    A clean target (``None``), one of at least 12 dB, or no curriculum: the target throughout.
-    """
+    """The SNR (dB) to train at in ``epoch`` (1-based): from ``CURRICULUM_START_DB`` (12 dB,
+    where every attention width locked on in the sweep) linearly to ``target_db`` at epoch
+    ``curriculum_epochs + 1``; a clean target, one of >= 12 dB, or no curriculum: the target."""
     _checks.positive_int("epoch", epoch)
     _checks.non_negative_int("curriculum_epochs", curriculum_epochs)
     if target_db is None or target_db >= CURRICULUM_START_DB or epoch > curriculum_epochs:
@@ -82,14 +70,10 @@ def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) 
 def curriculum_canvas(
     epoch: int, target: int, curriculum_epochs: int, start: int = CANVAS_CURRICULUM_START
 ) -> int:
-    """The canvas side to train at in ``epoch`` (1-based) of a small-to-large curriculum.
-
-    From ``start`` pixels linearly (to the nearest pixel) to ``target`` at epoch
-    ``curriculum_epochs + 1`` and after; a target of at most ``start``, or no curriculum:
-    the target throughout. Notebook 07: DHAM's uniform first glimpse on a large canvas
-    shows the digit too small to learn from, and the zoom STN localises on 120 px only
-    after starting at 60.
-    """
+    """The canvas side to train at in ``epoch`` (1-based): from ``start`` pixels linearly (to
+    the nearest pixel) to ``target`` at epoch ``curriculum_epochs + 1``; a target <= ``start``
+    or no curriculum: the target. Notebook 07: DHAM's first glimpse of a large canvas shows
+    the digit too small to learn from; the zoom STN localises on 120 px only from 60."""
     _checks.positive_int("epoch", epoch)
     _checks.positive_int("target", target)
     _checks.non_negative_int("canvas_curriculum_epochs", curriculum_epochs)
@@ -105,11 +89,9 @@ class EpochSchedule:
     """The course's per-epoch training data from one :class:`~dham_lib.data.TranslatedMNIST`.
 
     ``schedule(epoch)`` (1-based) yields the epoch's batches ``(canvases [B, 1, H, W],
-    labels [B], boxes [B, 4])``: the same digits with fresh placements and noise drawn
-    from ``seed * 10_000 + epoch`` (so the model cannot memorise fixed canvases), at the
-    SNR of :func:`curriculum_snr` and the canvas side of :func:`curriculum_canvas`, in a
-    random order drawn from the same seed. ``len(schedule)`` is the batches per epoch.
-    """
+    labels [B], boxes [B, 4])``: the same digits, placed and noised afresh (and shuffled)
+    from ``seed * 10_000 + epoch``, at :func:`curriculum_snr` and :func:`curriculum_canvas`.
+    ``len(schedule)`` is the batches per epoch."""
 
     dataset: TranslatedMNIST
     batch_size: int = BATCH_SIZE
@@ -148,31 +130,24 @@ class EpochSchedule:
 
 
 def _best_box_scores(boxes: torch.Tensor, true_boxes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Box metrics of each item's best attention channel: ``[B, K, 4]``, ``[B, 4]`` → ``[B]`` each.
-
-    With K > 1 glimpses the channel with the highest IoU is the one that found the digit.
-    """
-    iou = box_iou(boxes, true_boxes[:, None])
-    best = iou.argmax(dim=1, keepdim=True)
-    return {
-        "iou": iou.gather(1, best)[:, 0],
-        "centre_error": box_centre_error(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
-        "coverage": box_coverage(boxes, true_boxes[:, None]).gather(1, best)[:, 0],
-    }
+    """Box metrics of each item's best attention channel (highest IoU, the one that found the
+    digit): ``[B, K, 4]``, ``[B, 4]`` → ``[B]`` each."""
+    true_boxes = true_boxes[:, None]
+    best = box_iou(boxes, true_boxes).argmax(dim=1, keepdim=True)
+    metrics = {"iou": box_iou, "centre_error": box_centre_error, "coverage": box_coverage}
+    return {key: metric(boxes, true_boxes).gather(1, best)[:, 0] for key, metric in metrics.items()}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict[str, float]:
-    """Mean ``SCORE_KEYS`` of ``model`` on ``data`` (a ``TranslatedMNIST`` or any iterable of
-    ``(canvases, labels, boxes)`` batches): ``loss``, ``acc`` (a fraction), and the box
-    scores ``iou``, ``centre_error`` (pixels) and ``coverage`` (share of the true box inside
-    the glimpse box), ``nan`` for models without a box.
-    """
+    """Mean ``SCORE_KEYS`` of ``model`` on ``data`` (a ``TranslatedMNIST`` or ``(canvases,
+    labels, boxes)`` batches): ``loss``, ``acc`` (a fraction), and the box scores ``iou``,
+    ``centre_error`` (pixels) and ``coverage`` (share of the true box in the glimpse box),
+    ``nan`` for models without a box."""
     device = next(model.parameters()).device if device is None else torch.device(device)
     was_training = model.training
     model.eval()
-    totals = dict.fromkeys(SCORE_KEYS, 0.0)
-    has_boxes, count = False, 0
+    totals, count = {"loss": 0.0, "acc": 0.0}, 0  # the box scores only for a model with boxes
     if isinstance(data, TranslatedMNIST):
         data = data.batches(batch_size, shuffle=False)
     for canvases, labels, true_boxes in data:
@@ -181,28 +156,21 @@ def evaluate(model: nn.Module, data, batch_size: int = 256, device=None) -> dict
         totals["loss"] += F.cross_entropy(prediction.logits, labels, reduction="sum").item()
         totals["acc"] += (prediction.logits.argmax(dim=1) == labels).sum().item()
         if prediction.boxes is not None:
-            has_boxes = True
             for key, value in _best_box_scores(prediction.boxes.float(), true_boxes).items():
-                totals[key] += value.sum().item()
+                totals[key] = totals.get(key, 0.0) + value.sum().item()
         count += len(labels)
     model.train(was_training)
     if count == 0:
         raise ValueError("data must hold at least one batch, got none")
-    metrics = {key: value / count for key, value in totals.items()}
-    if not has_boxes:
-        metrics.update(iou=math.nan, centre_error=math.nan, coverage=math.nan)
-    return metrics
+    return {key: totals.get(key, math.nan) / count for key in SCORE_KEYS}
 
 
 def train_step(
     model: nn.Module, optimiser: torch.optim.Optimizer, canvases, labels, true_boxes=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of gradient descent on one batch (the step notebook 04 writes out).
-
-    ``canvases [B, C, H, W]``, ``labels [B]`` (and ``true_boxes [B, 4]``, which only the
-    oracle reads) go forward, the cross-entropy comes back through every weight, and
-    ``optimiser`` steps. Returns the detached loss and class scores ``[B, num_classes]``.
-    """
+    """One step of gradient descent on the cross-entropy of one batch (notebook 04 writes it
+    out): ``canvases [B, C, H, W]``, ``labels [B]``, ``true_boxes [B, 4]`` (the oracle's) →
+    the detached loss and class scores ``[B, num_classes]``."""
     prediction = model(canvases, true_box=true_boxes)
     loss = F.cross_entropy(prediction.logits, labels)
     optimiser.zero_grad(set_to_none=True)
@@ -218,12 +186,10 @@ def parameter_groups(model: nn.Module, lr: float, attention_lr: float | None) ->
     if attention_lr is None or attention is None:
         return [{"params": list(model.parameters()), "lr": lr}]
     attention_lr = _checks.positive("attention_lr", attention_lr)
-    own = {id(p) for p in attention.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in own]
-    return [
-        {"params": list(attention.parameters()), "lr": attention_lr},
-        {"params": rest, "lr": lr},
-    ]
+    own = list(attention.parameters())
+    own_ids = {id(p) for p in own}
+    rest = [p for p in model.parameters() if id(p) not in own_ids]
+    return [{"params": own, "lr": attention_lr}, {"params": rest, "lr": lr}]
 
 
 class EpochEnd(NamedTuple):
@@ -261,8 +227,7 @@ def _resumed(resume, optimiser: torch.optim.Optimizer) -> tuple[dict[str, list],
         return {key: [] for key in HISTORY_KEYS}, 0
     resume = resume._asdict() if isinstance(resume, EpochEnd) else resume
     saved = resume["optimiser"]
-    is_optimiser = isinstance(saved, torch.optim.Optimizer)
-    optimiser.load_state_dict(saved.state_dict() if is_optimiser else saved)
+    optimiser.load_state_dict(saved if isinstance(saved, dict) else saved.state_dict())
     torch.set_rng_state(resume["rng"])
     return {key: list(resume["history"][key]) for key in HISTORY_KEYS}, resume["epoch"]
 
@@ -280,20 +245,18 @@ def fit(
     on_epoch_end: Callable[[EpochEnd], bool | None] | None = None,
     resume: EpochEnd | dict | None = None,
 ) -> dict[str, list]:
-    """Train ``model`` with Adam on the cross-entropy; evaluate ``val_batches`` after each epoch.
+    """Train ``model`` with Adam on the cross-entropy alone (no term rewards the attention box);
+    evaluate ``val_batches`` (a ``TranslatedMNIST`` or re-readable batches) after each epoch.
 
-    The classifier's loss is the only loss: no term rewards the attention box.
-    ``train_batches``: ``(canvases, labels, boxes)`` batches re-read every epoch (a list, a
-    ``DataLoader``), a callable ``epoch -> batches`` (:class:`EpochSchedule`), or a
-    ``TranslatedMNIST`` (gets ``EpochSchedule(train_batches, seed=seed)``). ``val_batches``:
-    a ``TranslatedMNIST`` or re-readable batches (None: no evaluation). ``attention_lr`` is
-    ``model.attention``'s own learning rate (None: ``lr``). Training stops when
-    ``on_epoch_end(EpochEnd)`` returns True. ``resume``, an earlier call's ``EpochEnd`` (or
-    a dict of its fields but the model, the optimiser's as its ``state_dict``), continues
-    after its epoch with its optimiser, generator and history, on a model holding its
-    weights. A NaN or infinite loss raises ``FloatingPointError`` naming the epoch. Returns
-    the history, lists keyed by ``HISTORY_KEYS`` (``seconds``: cumulative training time,
-    evaluation excluded; ``test_*``: the scores on ``val_batches``).
+    ``train_batches``: ``(canvases, labels, boxes)`` batches (a list, a ``DataLoader``), a
+    callable ``epoch -> batches`` (:class:`EpochSchedule`) or a ``TranslatedMNIST`` (gets
+    ``EpochSchedule(train_batches, seed=seed)``). ``attention_lr``: ``model.attention``'s
+    (None: ``lr``). ``on_epoch_end(EpochEnd)`` returning True stops training. ``resume``, an
+    earlier ``EpochEnd`` (or a dict of its fields, the optimiser's as its ``state_dict``),
+    continues after its epoch with its optimiser, generator and history, on a model holding
+    its weights. A NaN or infinite loss raises ``FloatingPointError`` naming the epoch.
+    Returns the history, lists keyed by ``HISTORY_KEYS`` (``seconds``: cumulative training
+    time, evaluation excluded; ``test_*``: the scores on ``val_batches``).
     """
     _checks.positive_int("epochs", epochs)
     lr = _checks.positive("lr", lr)
@@ -304,8 +267,7 @@ def fit(
     model.to(device)
     optimiser = torch.optim.Adam(parameter_groups(model, lr, attention_lr))
     history, done = _resumed(resume, optimiser)
-    steps = len(train_batches) if hasattr(train_batches, "__len__") else None
-    total = None if steps is None else (epochs - done) * steps
+    total = (epochs - done) * len(train_batches) if hasattr(train_batches, "__len__") else None
     with tqdm(total=total, desc=type(model).__name__, disable=not progress) as bar:
         for epoch in range(done + 1, epochs + 1):
             start = time.perf_counter()
@@ -316,14 +278,10 @@ def fit(
                     f"the training loss became {train_loss} in epoch {epoch}; "
                     "try a lower lr or attention_lr"
                 )
-            seconds = (history["seconds"][-1] if history["seconds"] else 0.0) + (
-                time.perf_counter() - start
-            )
-            scores = (
-                evaluate(model, val_batches, device=device)
-                if val_batches is not None
-                else dict.fromkeys(SCORE_KEYS, math.nan)
-            )
+            seconds = (history["seconds"] or [0.0])[-1] + time.perf_counter() - start
+            scores = dict.fromkeys(SCORE_KEYS, math.nan)
+            if val_batches is not None:
+                scores = evaluate(model, val_batches, device=device)
             values = (epoch, seconds, train_loss, train_acc, *scores.values())
             for key, value in zip(HISTORY_KEYS, values, strict=True):
                 history[key].append(value)
