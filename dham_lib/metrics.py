@@ -8,14 +8,6 @@ import torch
 from dham_lib import _checks
 
 
-def _check_boxes(name: str, boxes: torch.Tensor) -> None:
-    _checks.tensor(name, boxes)
-    if boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
-    if (boxes[..., 2] < boxes[..., 0]).any() or (boxes[..., 3] < boxes[..., 1]).any():
-        raise ValueError(f"{name} must have x1 >= x0 and y1 >= y0 in every box")
-
-
 def _area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
@@ -25,11 +17,14 @@ def _intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return sides[..., 0] * sides[..., 1]
 
 
-def _pair(
-    a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a", "b")
-) -> tuple[torch.Tensor, torch.Tensor]:
-    _check_boxes(names[0], a)
-    _check_boxes(names[1], b)
+def _pair(a: torch.Tensor, b: torch.Tensor, names=("a", "b")) -> tuple[torch.Tensor, ...]:
+    """Check two tensors of boxes ``[..., 4]`` and broadcast them together."""
+    for name, boxes in zip(names, (a, b), strict=True):
+        _checks.tensor(name, boxes)
+        if boxes.shape[-1] != 4:
+            raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
+        if (boxes[..., 2:] < boxes[..., :2]).any():
+            raise ValueError(f"{name} must have x1 >= x0 and y1 >= y0 in every box")
     try:
         return torch.broadcast_tensors(a, b)
     except RuntimeError:
@@ -64,9 +59,8 @@ def box_coverage(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 def box_centre_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Euclidean distance in pixels between the two boxes' centres: ``[..., 4]`` x2 → ``[...]``."""
     pred, true = _pair(pred, true, ("pred", "true"))
-    dx = (pred[..., 0] + pred[..., 2] - true[..., 0] - true[..., 2]) / 2
-    dy = (pred[..., 1] + pred[..., 3] - true[..., 1] - true[..., 3]) / 2
-    return torch.sqrt(dx**2 + dy**2)
+    dxy = (pred[..., :2] + pred[..., 2:] - true[..., :2] - true[..., 2:]) / 2
+    return torch.sqrt(dxy[..., 0] ** 2 + dxy[..., 1] ** 2)
 
 
 def ink_square(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
