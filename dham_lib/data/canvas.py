@@ -174,9 +174,7 @@ class TranslatedMNIST(Dataset):
         from the end) as ``(canvases float32 [B, 1, H, W], labels int64 [B], boxes [B, 4])``."""
         idx, n = _integers("indices", indices), len(self)
         if idx.min() < -n or idx.max() >= n:
-            raise IndexError(
-                f"indices must lie in [-{n}, {n}), got values {idx.min()}..{idx.max()}"
-            )
+            raise IndexError(f"indices must lie in [-{n}, {n}), got {idx.min()}..{idx.max()}")
         idx = np.where(idx < 0, idx + n, idx)
         canvases = torch.zeros(len(idx), 1, *self.canvas_size)
         if self.snr_db is not None:

@@ -74,21 +74,19 @@ def load_mnist(
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(f"cache_dir must be None, a str or a path, got {type(cache_dir).__name__}")
     root = cache_dir_default() if cache_dir is None else Path(cache_dir).expanduser()
+    raw_dir = root / "MNIST" / "raw"
     if source == "bundled":
         (images, labels, held_out), what = _load_bundled(split), "bundled MNIST subset"
     else:
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(timeout)  # urllib inherits it: a dead network fails, not hangs
         try:
-            (images, labels, held_out), what = (
-                _load_full(split, root / "MNIST" / "raw"),
-                "full MNIST",
-            )
+            (images, labels, held_out), what = _load_full(split, raw_dir), "full MNIST"
         except _FullUnavailable as err:
             reason, hint = err.args
             if source == "full":
                 raise RuntimeError(
-                    f"Could not download the full MNIST into {root / 'MNIST' / 'raw'} ({reason}); "
+                    f"Could not download the full MNIST into {raw_dir} ({reason}); "
                     f'{hint}, or use source="bundled" for the 5,000-digit subset that ships '
                     "with the course."
                 ) from None
