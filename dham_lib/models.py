@@ -64,15 +64,12 @@ class Configured(nn.Module):
 
 
 class AttentionNet(nn.Module):
-    """``depth`` "same"-padded 5x5 convolutions (the original's two) from the image to K
-    attention logit maps: ``[B, C, H, W] -> [B, K, H', W']``.
-
-    Padding keeps the map aligned with the image (the original's shrank 120 px to 112).
-    ``stride = r > 1`` average-pools the image first (r^2 times cheaper, off by <= r / 2 px).
-    ``uniform_start`` zeroes the last convolution (a uniform first PMF); ``init="ink"``
-    makes conv1's weights >= 0 and biases 0 (no channel silent on the digit); ``slope``: a
-    leaky ReLU's, so a channel pushed below zero still learns (results README, "lock-on").
-    """
+    """``depth`` "same"-padded 5x5 convolutions (the original's two, unpadded) from the image
+    to K attention logit maps: ``[B, C, H, W] -> [B, K, H', W']``. ``stride = r > 1``
+    average-pools the image first (r^2 times cheaper, off by <= r / 2 px). ``uniform_start``
+    zeroes the last convolution (a uniform first PMF); ``init="ink"`` makes conv1's weights
+    >= 0 and biases 0 (no channel silent on the digit); ``slope``: a leaky ReLU's, so a
+    channel pushed below zero still learns (data/results/README.md, "lock-on")."""
 
     def __init__(
         self,
@@ -127,11 +124,9 @@ CLASSIFIERS = {
 
 
 class GlimpseClassifier(nn.Module):
-    """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``.
-
+    """A LeNet on the K glimpses, stacked along channels: ``[B, K, C, h, w] -> [B, classes]``:
     conv5x5 -> ReLU -> maxpool 2 -> conv5x5 -> ReLU -> maxpool 2 [-> maxpool 2] -> FC ->
-    ReLU -> [dropout ->] FC num_classes, sized by ``arch`` (:data:`CLASSIFIERS`).
-    """
+    ReLU -> [dropout ->] FC num_classes, sized by ``arch`` (:data:`CLASSIFIERS`)."""
 
     def __init__(self, in_channels=1, k=1, num_classes=10, glimpse_size=(28, 28), arch="course"):
         super().__init__()
@@ -335,17 +330,15 @@ def affine_box(theta: torch.Tensor, image_size) -> torch.Tensor:
 
 
 class _WholeCanvas(Configured):
-    """A model of the whole canvas, without a glimpse: ``features`` then ``head``; its
-    canvas needs ``smallest`` pixels a side (``smallest_why`` says why, for the error)."""
-
-    smallest, smallest_why = 16, ""
+    """A model of the whole canvas, without a glimpse: ``features`` (``stages`` 2x2 pools,
+    so a canvas needs ``2 ** stages`` pixels a side) then ``head``."""
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` with boxes and glimpses ``None``."""
-        if min(_canvas(canvas, self.in_channels).shape[-2:]) < self.smallest:
+        if min(_canvas(canvas, self.in_channels).shape[-2:]) < 2**self.stages:
             raise ValueError(
-                f"canvas must be at least {self.smallest}x{self.smallest}{self.smallest_why}, "
-                f"got {tuple(canvas.shape)}"
+                f"canvas must be at least {2**self.stages}x{2**self.stages} for "
+                f"{self.stages} stages, got {tuple(canvas.shape)}"
             )
         return Prediction(self.head(self.features(canvas)), None, None)
 
@@ -359,8 +352,9 @@ class PlainCNN(_WholeCanvas):
     name, Config = "cnn", PlainCNNConfig
 
     def build(self, c: PlainCNNConfig) -> None:
-        stages = _conv_stages([self.in_channels, 16, 32, 64, 64], [3] * 4)
-        self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(7))
+        self.stages = 4
+        layers = _conv_stages([self.in_channels, 16, 32, 64, 64], [3] * self.stages)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7))
         head = [nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, c.num_classes)]
         self.head = nn.Sequential(*head)
 
@@ -377,12 +371,11 @@ class PooledCNN(_WholeCanvas):
         _checks.positive_int("width", c.width)
         if not isinstance(c.batch_norm, bool):
             raise TypeError(f"batch_norm must be True or False, got {c.batch_norm!r}")
-        stages = _checks.positive_int("stages", c.stages)
+        stages = self.stages = _checks.positive_int("stages", c.stages)
         widths = [c.width * 2 ** min(i, 2) for i in range(stages)]
         layers = _conv_stages([c.in_channels, *widths], [3] * stages, c.batch_norm)
         self.features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.head = nn.Linear(widths[-1], c.num_classes)
-        self.smallest, self.smallest_why = 2**stages, f" for {stages} stages"
 
 
 def forward_flops(model: nn.Module, canvas_size: tuple[int, int], in_channels: int = 1) -> int:
