@@ -32,14 +32,10 @@ _METRIC_LABELS = {
 }
 _SMALL = 8
 HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
-# The learning curves' box panels, drawn when the history records them.
+# The learning curves' box panels (title, ylabel, ylim), drawn when the history records them.
 _BOX_PANELS = {
-    "test_iou": {"title": "glimpse box vs true box", "ylabel": "IoU", "ylim": (0, 1)},
-    "test_centre_error": {
-        "title": "glimpse centre vs digit centre",
-        "ylabel": "centre error (pixels)",
-        "ylim": (0, None),
-    },
+    "test_iou": ("glimpse box vs true box", "IoU", (0, 1)),
+    "test_centre_error": ("glimpse centre vs digit centre", "centre error (pixels)", (0, None)),
 }
 # The box metrics that the oracle, which crops the true box, has by construction.
 _BY_CONSTRUCTION = {"oracle": ("iou", "coverage", "centre_error")}
@@ -59,13 +55,10 @@ def _style(ax, grid: str | None = "both", small: bool = False, **settings) -> No
 
 def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
     """A detached CPU float tensor from a tensor or array, with one of ``ndims`` dimensions."""
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"{name} must be a tensor or array, got {type(value).__name__}"
-            ) from None
+    try:
+        value = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a tensor or array, got {type(value).__name__}") from None
     value = value.detach().cpu().float()
     if value.dim() not in ndims:
         expected = " or ".join(f"{n}-D" for n in ndims)
@@ -183,8 +176,7 @@ def plot_learning_curves(history) -> Figure:
 
     ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
     optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
-    in the right place but too large from one elsewhere).
-    """
+    in the right place but too large from one elsewhere)."""
     _check_history(history)
     boxes = [k for k in _BOX_PANELS if any(not math.isnan(v) for v in history.get(k, []))]
     fig, axes = plt.subplots(1, 2 + len(boxes), figsize=(3.7 * (2 + len(boxes)), 3.4))
@@ -196,7 +188,8 @@ def plot_learning_curves(history) -> Figure:
     axes[1].set(title="classification accuracy", ylabel="accuracy (%)")
     for ax, key in zip(axes[2:], boxes, strict=True):
         ax.plot(epoch, history[key], "o-", color="C2", label="test")
-        ax.set(**_BOX_PANELS[key])
+        title, ylabel, ylim = _BOX_PANELS[key]
+        ax.set(title=title, ylabel=ylabel, ylim=ylim)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
@@ -210,14 +203,10 @@ def _metric_label(metric: str) -> str:
 
 
 def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
-    """Heat map of a DHAM sweep: attention width (rows) against SNR (columns, clean first);
-    notebook 05.
-
-    ``summary``: a ``results.summarise`` table (``model``, ``width``, ``snr_db``,
-    ``<metric>_mean``, ``<metric>_std``, ``n``), its DHAM rows drawn. A cell shows the mean,
-    its 95% interval over seeds ("—" for one seed) and ``n``; accuracies in % to one
-    decimal, others to two. A note says when cells have not been run.
-    """
+    """Heat map of the DHAM rows of a ``results.summarise`` table (``model``, ``width``,
+    ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``): width (rows) against SNR (columns,
+    clean first), notebook 05. A cell: the mean, its 95% interval over seeds ("—" for one
+    seed) and ``n``; accuracies in % to one decimal, others to two."""
     cells = summary[summary["model"] == "dham"]
     if cells.empty:
         raise ValueError("summary must hold at least one row with model 'dham'")
@@ -256,12 +245,9 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
 
 
 def plot_lock_on(table) -> Figure:
-    """Lock-on apart from accuracy against attention width, a line per SNR (notebook 05).
-
-    ``table``: ``results.lock_on_summary``. Left, the share of runs that never locked on
-    (Wilson interval); right, the mean accuracy of those that did (bootstrap interval).
-    Widths on a log2 axis; each SNR's points nudged sideways so intervals do not overlap.
-    """
+    """``results.lock_on_summary`` against attention width (log2 axis), a line per SNR nudged
+    sideways (notebook 05): left, the share of runs that never locked on (Wilson interval);
+    right, the mean accuracy of those that did (bootstrap interval)."""
     if len(table) == 0:
         raise ValueError("table must hold at least one (width, SNR) row")
     fig, (ax_fail, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -298,13 +284,10 @@ def plot_lock_on(table) -> Figure:
 
 
 def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
-    """Each model's mean over seeds with its 95% interval (Student's t), a panel per metric
-    (notebook 07).
-
-    ``summary``: a ``results.summarise`` table, a row per model. Points, not bars, so each
-    axis spans the data. A metric a model lacks (NaN) and the oracle's box metrics (exact by
-    construction) are left out, and the panel's note says so.
-    """
+    """Each model's mean over seeds with its 95% interval (Student's t) from a
+    ``results.summarise`` table, a panel per metric (notebook 07). Points, not bars, so each
+    axis spans the data; a metric a model lacks (NaN) and the oracle's box metrics (exact by
+    construction) are left out, as the panel's note says."""
     if summary.empty:
         raise ValueError("summary must not be empty")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)

@@ -1,5 +1,4 @@
-"""The checkpoints behind notebooks 04-07 and the app: load one when it matches, else
-train it.
+"""The checkpoints behind notebooks 04-07 and the app: load one when it matches, else train.
 
 ``train_or_load`` loads ``data/checkpoints/<name>.pt`` when it was trained for exactly the
 requested :class:`~dham_lib.study.runs.Run`. It trains instead when asked (``train=True`` or

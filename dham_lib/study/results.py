@@ -1,9 +1,7 @@
-"""Reading results back as pandas tables: means over seeds, intervals, the width verdict.
+"""Results as pandas tables: means over seeds, intervals, lock-on, the width verdict.
 
-``load_results`` reads a table that :func:`dham_lib.study.runs.sweep` exported (a row per run,
-flat columns; a clean canvas has ``snr_db = inf``; a setting a model lacks is NaN).
-``narrowest_widths`` answers the original's claim per SNR (notebook 05); ``report`` prints
-it all for a folder.
+``load_results`` reads what :func:`dham_lib.study.runs.sweep` exported (a row per run; a clean
+canvas has ``snr_db = inf``; a setting a model lacks is NaN); ``report`` prints it all.
 """
 
 from __future__ import annotations
@@ -24,13 +22,11 @@ from dham_lib.study.runs import SCORES, DataConfig, TrainConfig
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
 CLEAN = math.inf
-# No attention, learned affine or zoom attention, DHAM, then the bound that is told where
-# the digit is.
+# No attention, affine or zoom attention, DHAM, then the bound told where the digit is.
 MODEL_ORDER = ("cnn", "pooled_cnn", "stn", "stn_zoom", "dham", "oracle")
 SUMMARY_METRICS = ("test_acc", "iou", "coverage", "centre_error", "train_seconds")
 COMPARISON_METRICS = (*SUMMARY_METRICS, "acc_canvas160", "acc_canvas200")
-# The files that ``report`` reads as the clean comparison and as the sweep: the runs made
-# on the validation split, or where a folder has none, those made before it existed.
+# What ``report`` reads: the runs on the validation split, else those made before it.
 CLEAN_FILES = ("clean_validated.csv", "clean.csv")
 SWEEP_FILES = ("sweep_validated.csv", "sweep.csv")
 # The columns of every table of runs: a CSV without them is another kind of table.
@@ -58,12 +54,9 @@ def summarise(
     by: tuple[str, ...] = ("model", "width", "snr_db"),
     metrics: tuple[str, ...] = SUMMARY_METRICS,
 ) -> pd.DataFrame:
-    """Mean and standard deviation over the runs that share ``by`` (in practice: seeds).
-
-    One row per group, in order of appearance: the ``by`` columns, ``n`` (runs in the
-    group), and ``<metric>_mean`` and ``<metric>_std`` per metric (NaN runs are left out
-    of both; the std of a single run is 0).
-    """
+    """Mean and std over the runs that share ``by`` (in practice: seeds): a row per group in
+    order of appearance, ``by``, ``n``, then ``<metric>_mean`` and ``<metric>_std`` per metric
+    (NaNs left out; one run's std is 0)."""
     unknown = [name for name in (*by, *metrics) if name not in frame.columns]
     if unknown:
         raise ValueError(f"by and metrics must name result columns, got unknown {unknown}")
@@ -89,13 +82,9 @@ def _dham_runs(frame: pd.DataFrame, fraction: float, metric: str = "test_acc") -
 def narrowest_widths(
     frame: pd.DataFrame, fraction: float = 0.9, statistic: str = "mean"
 ) -> dict[float, int | None]:
-    """For each SNR, the narrowest DHAM width whose accuracy over seeds reaches
-    ``fraction`` of the oracle's mean accuracy at that SNR (None if no width tried does).
-
-    ``statistic="mean"``: the width works on average over seeds; ``"best"``: its best seed
-    does (the width *can* work). Keys: the SNRs in dB (``inf``, clean, first) with both DHAM
-    and oracle results (notebook 05).
-    """
+    """Per SNR with DHAM and oracle runs (clean first), the narrowest DHAM width whose
+    accuracy reaches ``fraction`` of the oracle's mean there, None if none does (notebook
+    05): on average over seeds (``statistic="mean"``) or for its best seed (``"best"``)."""
     _checks.option("statistic", statistic, ("mean", "best"))
     dham = _dham_runs(frame, fraction)
     score = dham.groupby(["snr_db", "width"]).agg(
@@ -185,13 +174,10 @@ def _by_sign(low: float, high: float, negative: str, positive: str, neither: str
 def differences_from(
     frame: pd.DataFrame, reference: str = "dham", metric: str = "test_acc"
 ) -> pd.DataFrame:
-    """``metric`` of the ``reference`` model's runs minus each other (model, width)'s, with
-    :func:`difference_interval` and a verdict (notebook 07).
-
-    ``frame``: a row per run, one setting of the reference model. Columns: model, width,
-    difference, low, high, runs (of the other model), verdict ("a tie", "<reference> ahead",
-    "<reference> behind" or "no interval (one run)").
-    """
+    """``metric`` of the ``reference`` model's runs (one setting) minus each other (model,
+    width)'s, with :func:`difference_interval` (notebook 07). Columns: model, width,
+    difference, low, high, runs (of the other), verdict ("a tie", "<reference> ahead" or
+    "behind", "no interval (one run)")."""
     mine = frame.loc[frame["model"] == reference, metric]
     others = frame[frame["model"] != reference].groupby(["model", "width"], dropna=False)
     rows = []
@@ -221,10 +207,8 @@ def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_ac
     return _dham_runs(frame, fraction, metric)["locked"]
 
 
-_LOCK_ON_COLUMNS = (
-    *("runs", "failures", "fail_rate", "fail_low", "fail_high"),
-    *("acc", "acc_low", "acc_high", "acc_locked", "locked_low", "locked_high"),
-)
+_LOCK_ON_COLUMNS = "runs failures fail_rate fail_low fail_high acc acc_low acc_high".split()
+_LOCK_ON_COLUMNS += ["acc_locked", "locked_low", "locked_high"]
 
 
 def lock_on_summary(
@@ -234,14 +218,11 @@ def lock_on_summary(
     level: float = 0.95,
     by: tuple[str, ...] = ("width", "snr_db"),
 ) -> pd.DataFrame:
-    """Per DHAM group (``by``: width and SNR, or e.g. canvas and canvas curriculum): lock-on
-    failures apart from accuracy once locked on (notebooks 05 and 07).
-
-    Columns: the ``by`` columns, ``runs``, ``failures``, the failure rate with its Wilson
-    interval (``fail_rate``, ``fail_low``, ``fail_high``); the mean ``metric`` of every run
-    and of the runs that locked on, with bootstrap intervals (``acc``, ``acc_low``,
-    ``acc_high``; ``acc_locked``, ``locked_low``, ``locked_high``).
-    """
+    """Lock-on failures apart from accuracy once locked on, per DHAM group (``by``: width and
+    SNR, or e.g. canvas); notebooks 05 and 07. Columns: ``by``, ``runs``, ``failures``, the
+    failure rate with its Wilson interval (``fail_rate``, ``fail_low``, ``fail_high``), the
+    mean ``metric`` of every run (``acc``, ``acc_low``, ``acc_high``) and of those that locked
+    on (``acc_locked``, ``locked_low``, ``locked_high``), with bootstrap intervals."""
 
     def group(runs: pd.DataFrame) -> pd.Series:
         failures, good = (~runs["locked"]).sum(), runs.loc[runs["locked"], metric]
@@ -301,15 +282,11 @@ def _logit_term(formula: str, term: str, data: pd.DataFrame) -> tuple[float, ...
 
 
 def width_trend_test(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc"):
-    """Does width help lock-on more as the SNR falls? A logistic regression on noisy runs.
-
-    ``locked ~ log2(width) * snr_db`` over DHAM's runs at finite SNRs (statsmodels); the
-    original's claim predicts a negative interaction. Returns a dict: ``interaction``,
-    ``low``, ``high`` (95% interval), ``p_value``, ``runs``, ``failures``; the width's own
-    effect from ``locked ~ log2(width) + snr_db`` (``width_effect``, ``width_low``,
-    ``width_high``, ``width_p``); ``verdict``, two sentences (notebook 05). With no failure
-    (or no success) there is nothing to fit, and the verdict says so.
-    """
+    """Does width help lock-on more as the SNR falls? ``locked ~ log2(width) * snr_db`` over
+    DHAM's noisy runs (statsmodels' logit; the claim predicts a negative interaction), notebook
+    05. A dict: ``interaction``, ``low``, ``high`` (95%), ``p_value``, ``runs``, ``failures``;
+    from ``locked ~ log2(width) + snr_db``, ``width_effect``, ``width_low``, ``width_high``,
+    ``width_p``; a two-sentence ``verdict`` (alone, where every run or none failed)."""
     data = _dham_runs(frame, fraction, metric)
     data = data[np.isfinite(data["snr_db"])].assign(
         locked=lambda d: d["locked"].astype(int), log2_width=lambda d: np.log2(d["width"])
@@ -354,13 +331,9 @@ def snr_label(snr_db: float) -> str:
 
 
 def claim_verdict(widths: dict) -> str:
-    """One sentence on the original's claim ("noisier input needs wider attention
-    convolutions"), from ``narrowest_widths``' answer.
-
-    The data support the claim when the narrowest sufficient width never shrinks
-    as the SNR falls and grows at least once; an SNR where no width suffices
-    counts as needing more than the widest tried.
-    """
+    """One sentence on the claim "noisier input needs wider attention convolutions" from
+    :func:`narrowest_widths`: supported when the width needed never shrinks as the SNR falls
+    and grows at least once (no width suffices: more than the widest tried)."""
     if not widths:
         raise ValueError("widths must name at least one SNR; run the sweep first")
     order = sorted(widths, reverse=True)
@@ -421,13 +394,9 @@ def model_summary(
     width: int | None = None,
     metrics: tuple[str, ...] = COMPARISON_METRICS,
 ) -> pd.DataFrame:
-    """Mean ± std over seeds of each model in a results CSV, in :data:`MODEL_ORDER`.
-
-    Keeps the runs at ``snr_db`` (None: clean) with ``background``, and for DHAM only
-    attention ``width`` (None: every width, one row each). A missing file or one without
-    such runs gives an empty table, so a notebook runs while the sweep that fills it is
-    still going. Columns as in :func:`summarise`.
-    """
+    """:func:`summarise` of each model in a results CSV at ``snr_db`` (None: clean) with
+    ``background``, DHAM at ``width`` only (None: a row per width), in :data:`MODEL_ORDER`.
+    Empty for a missing file, so a notebook runs while its sweep is still going."""
     if not os.path.exists(path):
         return pd.DataFrame()
     frame = load_results(path)
@@ -442,9 +411,8 @@ def model_summary(
 
 
 def by_setting(frame: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc", "test_acc")):
-    """Mean ± std over seeds of every setting in ``frame``: grouped by model and by the cell
-    columns that vary within a model (the seed aside), the table of a pilot or of any
-    other results file."""
+    """:func:`summarise` by model and the settings that vary within a model (the seed aside):
+    the table of a pilot or any other results file."""
     settings = [name for name in frame.columns if name not in (*SCORES, "device")]
     varying = {
         name
