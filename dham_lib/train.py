@@ -117,15 +117,11 @@ class EpochSchedule:
         return -(-len(self.dataset) // self.batch_size)
 
     def __call__(self, epoch: int) -> Iterator[Batch]:
-        epoch_seed = self.seed * 10_000 + epoch
-        side = curriculum_canvas(
-            epoch, self.dataset.canvas_size[0], self.canvas_curriculum, self.canvas_start
-        )
-        drawn = self.dataset.variant(
-            seed=epoch_seed,
-            snr_db=curriculum_snr(epoch, self.dataset.snr_db, self.snr_curriculum),
-            canvas=side if side != self.dataset.canvas_size[0] else None,
-        )
+        epoch_seed, target = self.seed * 10_000 + epoch, self.dataset.canvas_size[0]
+        side = curriculum_canvas(epoch, target, self.canvas_curriculum, self.canvas_start)
+        snr_db = curriculum_snr(epoch, self.dataset.snr_db, self.snr_curriculum)
+        canvas = side if side != target else None  # None: the dataset's own
+        drawn = self.dataset.variant(seed=epoch_seed, snr_db=snr_db, canvas=canvas)
         return drawn.batches(self.batch_size, shuffle=True, seed=epoch_seed)
 
 
