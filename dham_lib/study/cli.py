@@ -31,6 +31,7 @@ AXES = {
     "snr_db": ("--snr-db", [None, 12.0, 6.0, 3.0, 0.0, -3.0]),
     "seed": ("--seeds", [0, 1]),
 }
+MODELS_TITLE = "model (each applies to the models that have it)"
 FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -97,8 +98,12 @@ class Cluster:
         "Ray cluster to join: 'auto' (the one `ray start` started here) or HEAD:6379; "
         "default: $RAY_ADDRESS, else a new cluster on this machine alone",
     )
-    num_cpus: float = _own(1, "CPUs per task", type=_typed("a number > 0", _number, (0).__lt__))
-    num_gpus: float = _own(0, "GPUs per task", type=_typed("a number >= 0", _number, (0).__le__))
+    num_cpus: float = _own(
+        1, "CPUs per task", type=_typed("a number > 0", _number, lambda v: v > 0)
+    )
+    num_gpus: float = _own(
+        0, "GPUs per task", type=_typed("a number >= 0", _number, lambda v: v >= 0)
+    )
     max_retries: int = _own(
         3, "times Ray reruns a run whose worker died; a run that raises is reported", minimum=0
     )
@@ -129,9 +134,7 @@ class SweepFiles:
 
 def _setting_configs() -> list[tuple[str, type]]:
     """Each setting's config dataclass, after the title of its option group."""
-    models = [
-        ("model (each applies to the models that have it)", m.Config) for m in MODELS.values()
-    ]
+    models = [(MODELS_TITLE, model.Config) for model in MODELS.values()]
     return [("data", runs.DataConfig), ("training", runs.TrainConfig), *models]
 
 
@@ -259,12 +262,11 @@ def run_export(args: argparse.Namespace) -> list[Path]:
     """Regenerate a folder's tables (CSV) from the records beside them.
 
     For every folder of records in RESULTS, write the table named after it."""
-    folders = [
-        p for p in sorted(Path(args.results).iterdir()) if p.is_dir() and any(p.glob("*.json"))
-    ]
-    for table in (folder.with_suffix(".csv") for folder in folders):
+    folders = filter(Path.is_dir, sorted(Path(args.results).iterdir()))
+    tables = [folder.with_suffix(".csv") for folder in folders if any(folder.glob("*.json"))]
+    for table in tables:
         print(f"{table.name}: {len(runs.export_table(table))} runs")
-    return [folder.with_suffix(".csv") for folder in folders]
+    return tables
 
 
 # Each command: its handler (whose docstring is its help), whether it takes the settings (True:
