@@ -117,8 +117,7 @@ def plot_glimpses(
             f"boxes must have shape [B, K, 4] with K = {k} (the glimpses'), "
             f"got {tuple(boxes.shape)}"
         )
-    if true_boxes is not None:
-        true_boxes = as_tensor("true_boxes", true_boxes, (2,))
+    true_boxes = None if true_boxes is None else as_tensor("true_boxes", true_boxes, (2,))
     labels = None if labels is None else as_tensor("labels", labels, (1,))
     predictions = None if predictions is None else as_tensor("predictions", predictions, (1,))
     named = {"canvases": canvases, "boxes": boxes, "glimpses": glimpses, "labels": labels}

@@ -400,9 +400,8 @@ def model_summary(
     if not os.path.exists(path):
         return pd.DataFrame()
     frame = load_results(path)
-    keep = (frame["snr_db"] == (CLEAN if snr_db is None else snr_db)) & (
-        frame["background"] == background
-    )
+    keep = frame["snr_db"] == (CLEAN if snr_db is None else snr_db)
+    keep &= frame["background"] == background
     if width is not None:
         keep &= (frame["model"] != "dham") | (frame["width"] == width)
     summary = summarise(frame[keep], metrics=metrics)
@@ -462,10 +461,10 @@ def _report_sweep(swept: Path, out: Path, figures) -> None:
         figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
 
 
-def report(folder: str | os.PathLike, others: bool = True) -> None:
+def report(folder: str | os.PathLike) -> None:
     """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
-    figures into ``folder/figures`` (``python -m dham_lib report``); with ``others``, a
-    table of every other CSV there too, by the settings that vary in it."""
+    figures into ``folder/figures`` (``python -m dham_lib report``); every other CSV there
+    as a table by the settings that vary in it."""
     from dham_lib.study import figures
 
     folder = Path(folder)
@@ -480,13 +479,10 @@ def report(folder: str | os.PathLike, others: bool = True) -> None:
         _report_clean(clean, out, figures)
     if swept is not None:
         _report_sweep(swept, out, figures)
-    for path in sorted(folder.glob("*.csv")) if others else ():
-        if path in (clean, swept):
-            continue
-        if not _RUN_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
-            # A script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv).
-            print(f"## {path.name}\n\nnot a sweep file: read it with pandas\n")
-        else:
-            table = by_setting(load_results(path))
-            print(f"## {path.name}\n\n" + markdown_table(table, ("val_acc", "test_acc")) + "\n")
+    for path in sorted(set(folder.glob("*.csv")) - {clean, swept}):
+        if _RUN_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
+            table = markdown_table(by_setting(load_results(path)), ("val_acc", "test_acc"))
+        else:  # a script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv)
+            table = "not a sweep file: read it with pandas"
+        print(f"## {path.name}\n\n{table}\n")
     print(f"figures written to {out}")
