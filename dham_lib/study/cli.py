@@ -66,6 +66,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 NUMBER, FLAG = _typed("a number", _number), _typed("true or false", lambda t: FLAGS[t.lower()])
+POSITIVE = _typed("a number > 0", _number, lambda value: value > 0)
+NON_NEGATIVE = _typed("a number >= 0", _number, lambda value: value >= 0)
 SNR = _typed("a finite number of dB, or clean", _snr, lambda v: v is None or math.isfinite(v))
 
 
@@ -98,12 +100,8 @@ class Cluster:
         "Ray cluster to join: 'auto' (the one `ray start` started here) or HEAD:6379; "
         "default: $RAY_ADDRESS, else a new cluster on this machine alone",
     )
-    num_cpus: float = _own(
-        1, "CPUs per task", type=_typed("a number > 0", _number, lambda v: v > 0)
-    )
-    num_gpus: float = _own(
-        0, "GPUs per task", type=_typed("a number >= 0", _number, lambda v: v >= 0)
-    )
+    num_cpus: float = _own(1, "CPUs per task", type=POSITIVE)
+    num_gpus: float = _own(0, "GPUs per task", type=NON_NEGATIVE)
     max_retries: int = _own(
         3, "times Ray reruns a run whose worker died; a run that raises is reported", minimum=0
     )
@@ -116,9 +114,7 @@ class TrainFiles:
 
 @dataclasses.dataclass(frozen=True)
 class Folder:
-    results: str = _own(
-        None, "folder of result tables and their records, e.g. data/results", flag="results"
-    )
+    results: str = _own(None, "folder of tables and records, e.g. data/results", flag="results")
 
 
 @dataclasses.dataclass(frozen=True)
