@@ -35,26 +35,23 @@ def tensor(
     return value
 
 
-def _real(name: str, value) -> None:
-    """Check that ``value`` is an int or a float (a bool is not a number here)."""
+def _number(name: str, value, in_range, expected: str) -> float:
+    """Check that ``value`` is an int or a float (not a bool) for which ``in_range(value)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not in_range(value):
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return float(value)
 
 
 def positive(name: str, value) -> float:
     """Check that ``value`` is a finite real number greater than 0."""
-    _real(name, value)
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
+    return _number(name, value, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def fraction(name: str, value) -> float:
     """Check that ``value`` is a real number in [0, 1]."""
-    _real(name, value)
-    if not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value}")
-    return float(value)
+    return _number(name, value, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
 def int_at_least(name: str, value, least: int) -> int:

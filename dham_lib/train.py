@@ -63,8 +63,7 @@ def curriculum_snr(epoch: int, target_db: float | None, curriculum_epochs: int) 
     _checks.non_negative_int("curriculum_epochs", curriculum_epochs)
     if target_db is None or target_db >= CURRICULUM_START_DB or epoch > curriculum_epochs:
         return target_db
-    done = (epoch - 1) / curriculum_epochs
-    return CURRICULUM_START_DB + done * (target_db - CURRICULUM_START_DB)
+    return CURRICULUM_START_DB + (epoch - 1) / curriculum_epochs * (target_db - CURRICULUM_START_DB)
 
 
 def curriculum_canvas(
@@ -74,14 +73,12 @@ def curriculum_canvas(
     the nearest pixel) to ``target`` at epoch ``curriculum_epochs + 1``; a target <= ``start``
     or no curriculum: the target. Notebook 07: DHAM's first glimpse of a large canvas shows
     the digit too small to learn from; the zoom STN localises on 120 px only from 60."""
-    _checks.positive_int("epoch", epoch)
-    _checks.positive_int("target", target)
+    for name, value in [("epoch", epoch), ("target", target), ("canvas_curriculum_start", start)]:
+        _checks.positive_int(name, value)
     _checks.non_negative_int("canvas_curriculum_epochs", curriculum_epochs)
-    _checks.positive_int("canvas_curriculum_start", start)
     if target <= start or epoch > curriculum_epochs:
         return target
-    done = (epoch - 1) / curriculum_epochs
-    return round(start + done * (target - start))
+    return round(start + (epoch - 1) / curriculum_epochs * (target - start))
 
 
 @dataclasses.dataclass(frozen=True)
