@@ -87,12 +87,9 @@ def check_bilinear_by_hand(answers: dict) -> None:
     if not isinstance(answers, dict):
         raise TypeError(f"ex2 must be a dict, got {type(answers).__name__}")
     point = _demo_point(2.5, 0.25)
-    corners = {"w_00": (0, 2), "w_01": (0, 3), "w_10": (1, 2), "w_11": (1, 3)}
-    expected = {}
-    for name, where in corners.items():
-        one_hot = torch.zeros_like(BILINEAR_DEMO_IMAGE)
-        one_hot[where] = 1.0
-        expected[name] = bilinear_sample(one_hot[None, None], point).item()
+    along_x = grid_sample_axis_weights(point[0, 0, :, 0], 4)[0, 2:]  # columns 2 and 3
+    along_y = grid_sample_axis_weights(point[0, 0, :, 1], 3)[0, :2]  # rows 0 and 1
+    expected = {f"w_{r}{c}": (along_y[r] * along_x[c]).item() for r in (0, 1) for c in (0, 1)}
     expected["value"] = bilinear_sample(BILINEAR_DEMO_IMAGE[None, None], point).item()
     check_answers(answers, expected)
 

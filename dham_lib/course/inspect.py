@@ -1,8 +1,7 @@
 """Looking inside a trained model: what it attends to, how its glimpses sit (notebooks 04-07).
 
-The helpers read a trained :class:`~dham_lib.models.DHAMClassifier` without changing it (a
-test-time temperature builds a new DHAM). Boxes are in pixel coordinates (pixel i's centre
-at i), like every box in the library.
+The helpers leave the :class:`~dham_lib.models.DHAMClassifier` unchanged; boxes are in pixel
+coordinates (pixel i's centre at i), like every box in the library.
 """
 
 from __future__ import annotations
@@ -46,11 +45,9 @@ def _instance(name: str, value, kind: type):
 @torch.no_grad()
 def attend(model: DHAMClassifier, canvases: torch.Tensor, temperature=None, norm=None) -> Attention:
     """Run ``model`` (in eval mode, restored after) on ``canvases`` ``[B, C, H, W]``: the
-    explorers of notebooks 04 and 06 and :func:`glimpse_stats`.
-
-    ``temperature`` and ``norm`` (1 or 2) replace the model's for this call only (None keeps
-    the model's): the logits stay the trained network's, the PMF made from them is sharper
-    (T < 1) or flatter (T > 1), or its glimpse sized by the other norm.
+    explorers of notebooks 04 and 06 and :func:`glimpse_stats`. A ``temperature`` or ``norm``
+    (1 or 2) makes the PMF from the trained logits with a new DHAM for this call only (None
+    keeps the model's): sharper (T < 1), flatter (T > 1), or its glimpse sized by the other norm.
     """
     model = _instance("model", model, DHAMClassifier)
     _checks.tensor("canvases", canvases, ndim=4)
