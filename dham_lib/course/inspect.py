@@ -124,7 +124,7 @@ def glimpse_stats(
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size, what="PMF batch item"):
+def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
     """Share of each PMF's mass on a box of the image: ``[B, K, h, w]``, ``[B, 4]`` → ``[B, K]``
     (notebooks 06 and 07, through :func:`glimpse_stats`).
 
@@ -133,16 +133,21 @@ def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size, what="PMF ba
     (edges included).
     """
     _checks.tensor("pmf", pmf, ndim=4)
-    _checks.tensor("boxes", boxes, ndim=2)
-    if boxes.shape != (len(pmf), 4):
-        raise ValueError(
-            f"boxes must have shape [{len(pmf)}, 4] (one per {what}), got {tuple(boxes.shape)}"
-        )
+    _one_box_each(boxes, len(pmf), "PMF batch item")
     height, width = _checks.size_pair("image_size", tuple(int(v) for v in image_size))
     h, w = pmf.shape[-2:]
     xs = torch.arange(w, dtype=pmf.dtype) * (width - 1) / max(w - 1, 1)
     ys = torch.arange(h, dtype=pmf.dtype) * (height - 1) / max(h - 1, 1)
     return (pmf * _inside(boxes.to(pmf.dtype), xs, ys)[:, None]).sum(dim=(-2, -1))
+
+
+def _one_box_each(boxes: torch.Tensor, n: int, what: str) -> None:
+    """Check that ``boxes`` is ``[n, 4]``, one box per ``what``."""
+    _checks.tensor("boxes", boxes, ndim=2)
+    if boxes.shape != (n, 4):
+        raise ValueError(
+            f"boxes must have shape [{n}, 4] (one per {what}), got {tuple(boxes.shape)}"
+        )
 
 
 def _inside(boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -157,9 +162,10 @@ def ink_share(canvases: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     included): ``[B, C, H, W]``, ``[B, 4]`` → ``[B]``, 0 for a canvas without ink
     (notebooks 04 and 06, through :func:`glimpse_stats`)."""
     _checks.tensor("canvases", canvases, ndim=4)
+    _one_box_each(boxes, len(canvases), "canvas")
     total = canvases.sum(dim=(1, 2, 3))
     ink = canvases / torch.where(total != 0, total, 1)[:, None, None, None]
-    return mass_in_box(ink, boxes.to(ink.dtype), canvases.shape[-2:], "canvas").sum(dim=1)
+    return mass_in_box(ink, boxes.to(ink.dtype), canvases.shape[-2:]).sum(dim=1)
 
 
 def stride_offsets(size: int, stride: int) -> torch.Tensor:
