@@ -413,3 +413,10 @@ def test_the_two_layer_attention_network_keeps_its_checkpoint_keys():
     assert deeper - keys == {f"middle.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
     with pytest.raises(ValueError, match="depth"):
         AttentionNet(depth=1)
+
+
+def test_the_stn_needs_a_canvas_of_28_px_and_the_cnn_one_of_16():
+    with pytest.raises(ValueError, match="canvas must be an int >= 28, got 20"):
+        build_model("stn", canvas=20)
+    with pytest.raises(ValueError, match="at least 16x16 for 4 stages"):
+        build_model("cnn")(torch.rand(1, 1, 12, 40))
