@@ -276,8 +276,7 @@ class STNClassifier(Configured):
         last = nn.Linear(32, len(start))
         nn.init.zeros_(last.weight)
         last.bias = nn.Parameter(torch.tensor(start))
-        # Named "attention" like DHAM's attention network: the part that decides where
-        # to look, which fit's attention_lr then tunes alike for both.
+        # "attention", as in DHAM: the part that decides where to look (fit's attention_lr).
         self.attention = nn.Sequential(
             *_conv_stages([c.in_channels, 8, 16, 16], [5, 5, 3]),
             nn.AdaptiveAvgPool2d(grid),
