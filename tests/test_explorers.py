@@ -224,6 +224,7 @@ def test_clutter_explorer_keeps_the_digit_and_adds_pieces():
     canvas_few = few.figure.axes[0].images[0].get_array()
     canvas_many = many.figure.axes[0].images[0].get_array()
     assert canvas_many.sum() > canvas_few.sum()  # more ink from the pieces
+    assert many.figure.axes[0].get_title().startswith("canvas 0, 20 pieces: label")
     with pytest.raises(ValueError, match="n_clutter"):
         explorers.clutter_explorer(model, images, labels, index=0, n_clutter=-1)
 
