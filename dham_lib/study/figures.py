@@ -221,11 +221,8 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     for (i, j), mean in np.ndenumerate(means.to_numpy()):
         if math.isnan(mean):
             continue
-        seeds, low, high = (
-            int(table["n"].iat[i, j]),
-            table["low"].iat[i, j],
-            table["high"].iat[i, j],
-        )
+        seeds = int(table["n"].iat[i, j])
+        low, high = table["low"].iat[i, j], table["high"].iat[i, j]
         spread = f"{low:.{digits}f}–{high:.{digits}f}" if seeds > 1 else "—"
         # White on the dark end of viridis, black on the light end, so every cell reads.
         colour = "w" if image.norm(mean) < 0.5 else "k"
@@ -254,20 +251,13 @@ def plot_lock_on(table) -> Figure:
     for i, snr in enumerate(snrs):
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
+        label = snr_label(snr)
         for ax, columns in (
             (ax_fail, ["fail_rate", "fail_low", "fail_high"]),
             (ax_acc, ["acc_locked", "locked_low", "locked_high"]),
         ):
             y, low, high = (rows[columns].to_numpy(dtype=float) * 100).T  # shares, in %
-            ax.errorbar(
-                x,
-                y,
-                yerr=[y - low, high - y],
-                fmt="o-",
-                capsize=3,
-                color=f"C{i}",
-                label=snr_label(snr),
-            )
+            ax.errorbar(x, y, [y - low, high - y], fmt="o-", capsize=3, color=f"C{i}", label=label)
     widths = sorted(table["width"].unique())
     for ax in (ax_fail, ax_acc):
         ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])

@@ -263,12 +263,10 @@ def lock_on_markdown(table: pd.DataFrame) -> str:
     shown = _snr_labelled(table.iloc[:, : table.columns.get_loc("runs")])
     shown = shown.rename(columns={"snr_db": "SNR"})
     shown["failed runs"] = table["failures"].astype(str) + " of " + table["runs"].astype(str)
-    shown["failure rate (95% Wilson)"] = _spans(
-        table["fail_rate"], table["fail_low"], table["fail_high"], ".1%"
-    )
-    shown["accuracy when locked on (95% bootstrap)"] = _spans(
-        table["acc_locked"], table["locked_low"], table["locked_high"], ".1%"
-    )
+    rate = _spans(table["fail_rate"], table["fail_low"], table["fail_high"], ".1%")
+    locked = _spans(table["acc_locked"], table["locked_low"], table["locked_high"], ".1%")
+    shown["failure rate (95% Wilson)"] = rate
+    shown["accuracy when locked on (95% bootstrap)"] = locked
     return shown.to_markdown(index=False)
 
 
