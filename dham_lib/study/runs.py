@@ -261,6 +261,7 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
     reached = [s for s, a in zip(history["seconds"], history["test_acc"], strict=True) if a >= 0.9]
     # The literature's cluttered canvases come in their two sizes only.
     larger = [] if run.data.background == "mnist_cluttered" else LARGER_CANVASES
+    accuracy = {s["canvas"]: s["acc"] for s in evaluate_canvases(model, run, larger, 256)}
     scores = {
         "val_acc": history["test_acc"][-1] if held_out else math.nan,
         "test_acc": final["acc"],
@@ -268,10 +269,7 @@ def train_run(run: Run, device=None, progress: bool = True, resume_dir=None):
         **{key: final[key] for key in ("iou", "centre_error", "coverage")},
         "train_seconds": history["seconds"][-1],
         "seconds_to_90": reached[0] if reached else math.nan,
-        **{f"acc_canvas{side}": math.nan for side in LARGER_CANVASES},
-        **{
-            f"acc_canvas{s['canvas']}": s["acc"] for s in evaluate_canvases(model, run, larger, 256)
-        },
+        **{f"acc_canvas{side}": accuracy.get(side, math.nan) for side in LARGER_CANVASES},
     }
     if partial is not None:
         partial.unlink(missing_ok=True)
@@ -415,11 +413,9 @@ def sweep(
     return export_table(table)
 
 
-def grid(
-    models: Iterable[str], widths: Iterable[int], snrs: Iterable, seeds: Iterable[int], **settings
-) -> list[Run]:
-    """Runs over the product of the lists, seed by seed (a sweep cut short then still covers
-    the whole grid once); a model without a ``width`` setting gets one run per (SNR, seed)."""
+def grid(models, widths, snrs, seeds, **settings) -> list[Run]:
+    """Runs over the product of the lists of model names, widths, SNRs and seeds, seed by seed
+    (a sweep cut short still covers the grid once); a model without ``width`` ignores widths."""
     models = [_checks.option("model", model, MODELS) for model in models]
     runs = []
     for seed, snr, model in itertools.product(seeds, snrs, models):
