@@ -336,11 +336,10 @@ def claim_verdict(widths: dict) -> str:
         raise ValueError("widths must name at least one SNR; run the sweep first")
     order = sorted(widths, reverse=True)
     needed = [math.inf if widths[snr] is None else widths[snr] for snr in order]
-    shown = ", ".join(
-        f"{snr_label(snr)}: "
-        + ("no width tried suffices" if widths[snr] is None else f"width {widths[snr]}")
-        for snr in order
-    )
+    words = {
+        snr: "no width tried suffices" if w is None else f"width {w}" for snr, w in widths.items()
+    }
+    shown = ", ".join(f"{snr_label(snr)}: {words[snr]}" for snr in order)
     if len(order) < 2:
         return f"Only one SNR has results ({shown}): too little to test the claim."
     if all(a <= b for a, b in itertools.pairwise(needed)) and needed[-1] > needed[0]:
@@ -371,9 +370,8 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
     by = [name for name in summary if name != "n" and not name.endswith(("_mean", "_std"))]
     # A setting a model lacks shows as a dash; a whole number as one.
     table = summary[by].astype(object).where(summary[by].notna(), "–")
-    table = _snr_labelled(
-        table.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
-    )
+    table = table.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+    table = _snr_labelled(table)
     for metric in metrics:
         scale = 100 if is_accuracy(metric) else 1
         low, high = summary_intervals(summary, metric, is_share(metric))
