@@ -87,7 +87,7 @@ def _show(ax, image: torch.Tensor, title: str, unit: str) -> None:
     """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels in ``unit``."""
     pixels = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1)
     ax.imshow(pixels.numpy(), cmap="gray")
-    _style(ax, None, True, title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
+    _style(ax, grid=None, small=True, title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
 
 
 def plot_glimpses(
@@ -235,7 +235,7 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     if means.isna().to_numpy().any():
         xlabel += "\n(blank: no run of this width at this SNR in these rows)"
     title = title or f"DHAM {_metric_label(metric)}: mean, 95% interval over seeds"
-    _style(ax, None, xlabel=xlabel, ylabel="attention width (channels)", title=title)
+    _style(ax, grid=None, xlabel=xlabel, ylabel="attention width (channels)", title=title)
     fig.tight_layout()
     return fig
 
@@ -299,7 +299,8 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
         title = _metric_label(metric)
-        _style(ax, "y", xlim=(-0.5, len(names) - 0.5), title=title, xlabel="model", ylabel=unit)
+        xlim = (-0.5, len(names) - 0.5)
+        _style(ax, grid="y", xlim=xlim, title=title, xlabel="model", ylabel=unit)
         if left_out:
             note = f"not shown: {', '.join(left_out)}"
             ax.annotate(note, (0.02, 0.02), xycoords="axes fraction", fontsize=_SMALL)
