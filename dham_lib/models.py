@@ -20,11 +20,14 @@ from dham_lib.settings import as_json, setting, updated
 class Prediction(NamedTuple):
     """What every model returns: ``logits [B, num_classes]`` (before softmax), ``boxes
     [B, K, 4]`` (attention boxes ``x0, y0, x1, y1`` in pixels) and ``glimpses [B, K, C, h, w]``
-    (the crops the classifier saw); the last two ``None`` for a model that does not attend."""
+    (the crops the classifier saw); the last two ``None`` for a model that does not attend.
+    ``penalty``: a scalar that training adds to the class loss, only in a variant named for
+    it (:class:`EntropyDHAM`); None for every model of the course."""
 
     logits: torch.Tensor
     boxes: torch.Tensor | None
     glimpses: torch.Tensor | None
+    penalty: torch.Tensor | None = None
 
 
 def _canvas(canvas, in_channels: int) -> torch.Tensor:
@@ -252,6 +255,35 @@ class DHAMClassifier(Configured):
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 
 
+@dataclasses.dataclass(frozen=True)
+class EntropyDHAMConfig(DHAMConfig):
+    """:class:`EntropyDHAM`'s settings: DHAM's and the weight of its added loss."""
+
+    entropy_weight: float = setting(1e-4, "lambda of the added loss -lambda * H(PMF)")
+
+
+class EntropyDHAM(DHAMClassifier):
+    """DHAM whose training adds ``-entropy_weight * H``, ``H`` the mean entropy (nats) of its
+    attention PMFs: a bonus for spread that keeps the PMF, and with it the glimpse, from
+    collapsing, as in attention sampling (Katharopoulos and Fleuret 2019, whose code's
+    default weight is 1e-4). A variant with its own name and row, as it adds a loss: DHAM
+    itself learns from the class loss alone (DESIGN.md). Notebook 08 tries it."""
+
+    name, Config = "dham_entropy", EntropyDHAMConfig
+
+    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
+        """``[B, C, H, W] -> Prediction`` with the entropy bonus as its ``penalty``."""
+        _canvas(canvas, self.in_channels)
+        logits = self.attention(canvas)
+        glimpses, params = self.dham(canvas, logits)
+        boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvas.shape[-2:]))
+        # log_softmax over the flattened map is the PMF's log without log(0) at underflow.
+        log_pmf = F.log_softmax(logits.flatten(2) / self.settings.temperature, dim=-1)
+        entropy = -(log_pmf.exp() * log_pmf).sum(dim=-1).mean()
+        penalty = -self.settings.entropy_weight * entropy
+        return Prediction(self.classifier(glimpses), boxes, glimpses, penalty)
+
+
 class STNClassifier(Configured):
     """A Spatial Transformer Network baseline: localisation CNN -> affine glimpse -> LeNet.
 
@@ -422,7 +454,7 @@ class OracleClassifier(Configured):
         return Prediction(self.classifier(glimpses), boxes, glimpses)
 
 
-_ALL = (DHAMClassifier, STNClassifier, ZoomSTN, PlainCNN, PooledCNN, OracleClassifier)
+_ALL = (DHAMClassifier, STNClassifier, ZoomSTN, PlainCNN, PooledCNN, OracleClassifier, EntropyDHAM)
 MODELS = {model.name: model for model in _ALL}
 
 

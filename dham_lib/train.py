@@ -162,10 +162,13 @@ def train_step(
     model: nn.Module, optimiser: torch.optim.Optimizer, canvases, labels, true_boxes=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of gradient descent on the cross-entropy of one batch (notebook 04 writes it
-    out): ``canvases [B, C, H, W]``, ``labels [B]``, ``true_boxes [B, 4]`` (the oracle's) →
-    the detached loss and class scores ``[B, num_classes]``."""
+    out), plus the prediction's ``penalty`` in a variant that adds a loss: ``canvases
+    [B, C, H, W]``, ``labels [B]``, ``true_boxes [B, 4]`` (the oracle's) → the detached loss
+    and class scores ``[B, num_classes]``."""
     prediction = model(canvases, true_box=true_boxes)
     loss = F.cross_entropy(prediction.logits, labels)
+    if prediction.penalty is not None:
+        loss = loss + prediction.penalty
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()

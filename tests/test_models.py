@@ -18,7 +18,7 @@ from dham_lib.models import (
     build_model,
 )
 
-NAMES = ("dham", "stn", "stn_zoom", "cnn", "pooled_cnn", "oracle")
+NAMES = ("dham", "stn", "stn_zoom", "cnn", "pooled_cnn", "oracle", "dham_entropy")
 
 
 def _centre_box(batch: int, height: int, width: int, side: int = 28) -> torch.Tensor:
@@ -228,7 +228,7 @@ def test_config_rebuilds_the_model(name):
 def test_build_model_rejects_an_unknown_name():
     with pytest.raises(
         ValueError,
-        match=r"name .*'dham', 'stn', 'stn_zoom', 'cnn', 'pooled_cnn', 'oracle'.*'resnet'",
+        match=r"name .*'dham', 'stn', 'stn_zoom', 'cnn', 'pooled_cnn', 'oracle', 'dham_entropy'",
     ):
         build_model("resnet")
 
@@ -420,3 +420,31 @@ def test_the_stn_needs_a_canvas_of_28_px_and_the_cnn_one_of_16():
         build_model("stn", canvas=20)
     with pytest.raises(ValueError, match="at least 16x16 for 4 stages"):
         build_model("cnn")(torch.rand(1, 1, 12, 40))
+
+
+def test_entropy_variant_penalty_is_minus_weight_times_the_pmfs_mean_entropy():
+    torch.manual_seed(0)
+    model = build_model("dham_entropy", width=4, entropy_weight=0.5, uniform_start=False)
+    canvas = torch.rand(3, 1, 40, 40)
+    pmf, _ = model.attend(canvas)
+    # Reference: torch.distributions' entropy of each flattened PMF, in nats.
+    entropy = torch.distributions.Categorical(probs=pmf.flatten(2)).entropy().mean()
+    prediction = model(canvas)
+    assert prediction.penalty.shape == ()
+    torch.testing.assert_close(prediction.penalty, -0.5 * entropy)
+    same_weights = build_model("dham", width=4, uniform_start=False)
+    same_weights.load_state_dict(model.state_dict())
+    torch.testing.assert_close(same_weights(canvas).logits, prediction.logits)
+    assert same_weights(canvas).penalty is None
+
+
+def test_entropy_variant_starts_at_the_uniform_pmfs_entropy_and_pushes_towards_spread():
+    model = build_model("dham_entropy", width=4, entropy_weight=1.0, uniform_start=True)
+    canvas = torch.rand(2, 1, 40, 40)
+    cells = model.attend(canvas)[0][0, 0].numel()  # 20 x 20 at stride 2
+    torch.testing.assert_close(model(canvas).penalty, -torch.log(torch.tensor(float(cells))))
+    # The uniform PMF has the largest entropy: the bonus's gradient there is zero.
+    model.zero_grad()
+    model(canvas).penalty.backward()
+    last = model.attention.conv2.weight.grad
+    assert last.abs().max() < 1e-6

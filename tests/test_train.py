@@ -88,6 +88,24 @@ def test_train_step_is_one_plain_gradient_step_on_the_cross_entropy(small_task):
         torch.testing.assert_close(p.detach(), before[name] - 0.5 * grad, msg=name)
 
 
+def test_train_step_adds_a_variants_penalty_to_the_cross_entropy(small_task):
+    train, _ = small_task
+    canvases, labels, _ = train.batch(range(16))
+    seed_everything(3)
+    model = build_model("dham_entropy", width=4, uniform_start=False, entropy_weight=0.1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    # The reference: the cross-entropy by hand, minus 0.1 times the PMFs' mean entropy.
+    pmf, _ = model.attend(canvases)
+    entropy = torch.distributions.Categorical(probs=pmf.flatten(2)).entropy().mean()
+    log_p = torch.log_softmax(model(canvases).logits, dim=1)
+    want_loss = -log_p[torch.arange(16), labels].mean() - 0.1 * entropy
+    grads = torch.autograd.grad(want_loss, list(model.parameters()))
+    loss, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.5), canvases, labels)
+    assert loss.item() == pytest.approx(want_loss.item(), rel=1e-6)
+    for (name, p), grad in zip(model.named_parameters(), grads, strict=True):
+        torch.testing.assert_close(p.detach(), before[name] - 0.5 * grad, msg=name)
+
+
 def test_parameter_groups_split_attention_from_the_rest():
     model = build_model("dham", width=4, stride=2)
     attention, rest = parameter_groups(model, lr=1e-3, attention_lr=1e-2)
