@@ -267,7 +267,7 @@ class EntropyDHAM(DHAMClassifier):
     attention PMFs: a bonus for spread that keeps the PMF, and with it the glimpse, from
     collapsing, as in attention sampling (Katharopoulos and Fleuret 2019, whose code's
     default weight is 1e-4). A variant with its own name and row, as it adds a loss: DHAM
-    itself learns from the class loss alone (DESIGN.md). Notebook 08 tries it."""
+    itself learns from the class loss alone (docs/conventions.md). Notebook 08 tries it."""
 
     name, Config = "dham_entropy", EntropyDHAMConfig
 
