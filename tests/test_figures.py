@@ -206,7 +206,9 @@ def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
     assert len(accuracy.lines) >= 3 and accuracy.get_ylim()[0] > 90  # the axis spans the data
     plotted = [line.get_ydata()[0] for line in iou.lines if len(line.get_xdata()) == 1]
     assert 1.0 not in plotted and any(abs(y - 0.30) < 1e-9 for y in plotted)
-    assert "not shown: cnn, oracle" in [text.get_text() for text in iou.texts]
+    # What is left out is said under the axis, never printed across the panel's data.
+    assert "not shown: cnn, oracle" in iou.get_xlabel() and not iou.texts
+    assert "not shown" not in accuracy.get_xlabel()
 
 
 def test_plot_model_comparison_tells_widths_of_one_model_apart():
@@ -250,3 +252,52 @@ def test_plot_lock_on_draws_both_panels_with_intervals():
     assert list(points.get_ydata()) == pytest.approx([40.0, 0.0])
     with pytest.raises(ValueError, match="at least one"):
         plot_lock_on(table.iloc[:0])
+
+
+def _flops_points():
+    rows = []
+    for side, dham_flops, cnn_flops in ((120, 30.0, 90.0), (480, 114.0, 1500.0)):
+        for label, flops, acc in (("dham", dham_flops, 0.95), ("pooled_cnn w16", cnn_flops, 0.94)):
+            rows.append((label, side, flops, acc, acc - 0.02, acc + 0.01, "mean of all seeds"))
+            rows.append(
+                (
+                    label,
+                    side,
+                    flops,
+                    acc + 0.01,
+                    acc - 0.005,
+                    acc + 0.02,
+                    "seed chosen on validation",
+                )
+            )
+    columns = ["label", "canvas", "mflop", "acc", "low", "high", "kind"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_plot_accuracy_against_flops_panels_points_and_legend_off_the_data():
+    from dham_lib.study.figures import plot_accuracy_against_flops
+
+    fig = plot_accuracy_against_flops(_flops_points())
+    assert_labelled(fig)
+    means_small, means_large, chosen_small, chosen_large = fig.axes  # a row per kind
+    assert means_small.get_title() == "120×120 canvases: mean of all seeds"
+    assert chosen_large.get_title() == "480×480 canvases: seed chosen on validation"
+    assert means_large.get_xscale() == "log"
+    # Two models a panel, each a point with its interval (errorbar: the point, then caps).
+    points = [line for line in means_large.lines if line.get_marker() == "o"]
+    assert [p.get_xdata()[0] for p in points] == [114.0, 1500.0]
+    assert points[0].get_ydata()[0] == pytest.approx(95.0)
+    assert points[0].get_color() != points[1].get_color()
+    # Each row's axis spans its own intervals; the legend lies outside every panel.
+    assert means_small.get_ylim() == pytest.approx((92.0 - 1, 96.0 + 1))
+    assert chosen_small.get_ylim() == pytest.approx((93.5 - 1, 97.0 + 1))
+    assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends
+
+
+def test_plot_accuracy_against_flops_rejects_bad_points():
+    from dham_lib.study.figures import plot_accuracy_against_flops
+
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_accuracy_against_flops(_flops_points().drop(columns="mflop"))
+    with pytest.raises(ValueError, match="unknown kinds"):
+        plot_accuracy_against_flops(_flops_points().assign(kind="best seed on test"))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from dham_lib import _checks
 from dham_lib.study.results import is_accuracy, is_share, snr_label, summary_intervals
@@ -276,7 +276,7 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
     """Each model's mean over seeds with its 95% interval (Student's t) from a
     ``results.summarise`` table, a panel per metric (notebook 07). Points, not bars, so each
     axis spans the data; a metric a model lacks (NaN) and the oracle's box metrics (exact by
-    construction) are left out, as the panel's note says."""
+    construction) are left out, as the note under the panel's axis says."""
     if summary.empty:
         raise ValueError("summary must not be empty")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
@@ -300,12 +300,71 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
         unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
         title = _metric_label(metric)
         xlim = (-0.5, len(names) - 0.5)
-        _style(ax, grid="y", xlim=xlim, title=title, xlabel="model", ylabel=unit)
-        if left_out:
-            note = f"not shown: {', '.join(left_out)}"
-            ax.annotate(note, (0.02, 0.02), xycoords="axes fraction", fontsize=_SMALL)
+        # What a panel leaves out is said under its axis, never printed across its data.
+        xlabel = f"model\n(not shown: {', '.join(left_out)})" if left_out else "model"
+        _style(ax, grid="y", xlim=xlim, title=title, xlabel=xlabel, ylabel=unit)
     fig.suptitle("by model: mean over seeds, 95% interval", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+_FLOPS_KINDS = ("mean of all seeds", "seed chosen on validation")
+
+
+def plot_accuracy_against_flops(points) -> Figure:
+    """Test accuracy against FLOPs per canvas (notebook 07): a column of panels per canvas
+    side, a row per summary of a model's seeds. ``points`` has a row per model, canvas and
+    kind: ``label`` (the model), ``canvas`` (px), ``mflop`` (millions of FLOPs of one forward
+    pass on one canvas), ``acc``, ``low``, ``high`` (test accuracy and its 95% interval,
+    fractions) and ``kind``, ``"mean of all seeds"`` or ``"seed chosen on validation"``. Each
+    row's accuracy axis spans its own intervals, so a wide one does not flatten the others;
+    a model keeps its colour in every panel, named in a legend under the panels."""
+    needed = {"label", "canvas", "mflop", "acc", "low", "high", "kind"}
+    if len(points) == 0 or not needed <= set(points.columns):
+        raise ValueError(f"points must hold at least one row with the columns {sorted(needed)}")
+    unknown = set(points["kind"]) - set(_FLOPS_KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds {sorted(unknown)}; use {list(_FLOPS_KINDS)}")
+    sides = sorted(points["canvas"].unique())
+    kinds = [kind for kind in _FLOPS_KINDS if kind in set(points["kind"])]
+    labels = list(dict.fromkeys(points["label"]))
+    fig, axes = plt.subplots(
+        len(kinds), len(sides), figsize=(3.9 * len(sides), 3.1 * len(kinds) + 0.8), squeeze=False
+    )
+    for row_axes, kind in zip(axes, kinds, strict=True):
+        rows = points[points["kind"] == kind]
+        ylim = (max(100 * rows["low"].min() - 1, 0), min(100 * rows["high"].max() + 1, 100))
+        for ax, side in zip(row_axes, sides, strict=True):
+            for point in rows[rows["canvas"] == side].itertuples():
+                acc, low, high = 100 * point.acc, 100 * point.low, 100 * point.high
+                colour = f"C{labels.index(point.label)}"
+                ax.errorbar(
+                    point.mflop, acc, [[acc - low], [high - acc]], fmt="o", capsize=3, color=colour
+                )
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...
+            ax.xaxis.set_major_formatter("{x:g}")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.margins(x=0.12)
+            _style(
+                ax,
+                title=f"{side}×{side} canvases: {kind}",
+                xlabel="MFLOP per canvas (log scale)",
+                ylabel="test accuracy (%)",
+                ylim=ylim,
+                small=True,
+            )
+    handles = [
+        plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=label)
+        for i, label in enumerate(labels)
+    ]
+    fig.suptitle(
+        "Test accuracy against compute, 95% intervals "
+        "(Student's t over seeds; Wilson over the test digits for one run)",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 4), fontsize=_SMALL)
     return fig
 
 
