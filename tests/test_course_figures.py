@@ -67,3 +67,55 @@ def test_plot_pmf_rejects_bad_input():
         plot_pmf(torch.full((5, 5), 1 / 25), tx=0.0)
     with pytest.raises(ValueError, match="image"):
         plot_pmf(torch.full((5, 5), 1 / 25), image=torch.rand(1, 3, 5, 5))
+
+
+def _outcome_runs():
+    """Two widths at two SNRs, two seeds each, with their oracle: every outcome once."""
+    import pandas as pd
+
+    rows = []
+    for snr in (float("inf"), 0.0):
+        for seed in (0, 1):
+            rows.append(("oracle", 0, snr, seed, 0.95, float("nan")))
+            rows.append(("dham", 2, snr, seed, 0.90 - 0.3 * seed, 2.0 + 20 * seed))
+            rows.append(("dham", 8, snr, seed, 0.94 - 0.2 * seed, 3.0))
+    columns = ["model", "width", "snr_db", "seed", "test_acc", "centre_error"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_plot_noise_ladder_draws_canvas_pixels_at_whole_screen_pixels():
+    import matplotlib.pyplot as plt
+
+    canvases = {"clean": torch.rand(2, 1, 40, 40), "0 dB": torch.rand(2, 1, 40, 40)}
+    fig = figures.plot_noise_ladder(canvases, [3, 7], scale=2)
+    assert_labelled(fig)
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "digit 3, 0 dB"
+    dpi = plt.rcParams["figure.dpi"]
+    for ax in fig.axes:
+        width = ax.get_position().width * fig.get_figwidth() * dpi
+        assert width == pytest.approx(80)  # 40 canvas pixels, 2 screen pixels each
+        assert ax.get_images()[0].get_interpolation() == "nearest"
+    with pytest.raises(ValueError, match="one shape"):
+        figures.plot_noise_ladder(canvases, [3])
+
+
+def test_outcome_figures_are_labelled_and_keep_legends_off_the_data():
+    from dham_lib.study import results
+
+    outcomes = results.attention_outcomes(_outcome_runs())
+    assert sorted(set(outcomes["outcome"])) == ["misread", "never found", "read"]
+    fig = figures.plot_outcomes(outcomes, 9.6)
+    assert_labelled(fig)
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    fig.canvas.draw()
+    # The legend lies below the axes: its top is under the axes' bottom.
+    assert legend.get_window_extent().y1 <= ax.get_window_extent().y0
+    grid = figures.plot_found_by_width(outcomes)
+    assert_labelled(grid)
+    assert len(grid.axes) == 4 and all(a.get_legend() is None for a in grid.axes)
+    frame = _outcome_runs()
+    fig = figures.plot_runs_by_model(frame, (0.0,))
+    assert_labelled(fig)
+    names = [label.get_text() for label in fig.axes[0].get_xticklabels()]
+    assert names == ["DHAM 2", "DHAM 8", "oracle"]

@@ -339,3 +339,117 @@ def test_differences_from_reads_each_rival_against_the_reference():
     assert table.loc["pooled_cnn", "runs"] == 3
     assert math.isnan(table.loc["stn", "low"])
     assert table.loc["stn", "verdict"].startswith("no interval")
+
+
+# ------------------------------------------------- the attention outcomes of DESIGN.md, by hand
+
+
+def _runs(entries):
+    """A results frame of (model, width, snr_db, seed, test_acc, centre_error) rows."""
+    columns = ["model", "width", "snr_db", "seed", "test_acc", "centre_error"]
+    return pd.DataFrame(entries, columns=columns)
+
+
+def test_found_threshold_is_a_quarter_of_the_mean_digit_side():
+    # Digits are 24–40% of the side: mean 32% of 120 px = 38.4 px, a quarter 9.6 px.
+    assert results_module.found_threshold() == pytest.approx(9.6)
+    assert results_module.found_threshold(240) == pytest.approx(19.2)
+
+
+def test_attention_outcomes_by_hand():
+    frame = _runs(
+        [
+            ("oracle", 0, 0.0, 0, 0.90, np.nan),  # bar 0.81 for seed 0
+            ("oracle", 0, 0.0, 1, 0.80, np.nan),  # bar 0.72 for seed 1
+            ("dham", 2, 0.0, 0, 0.85, 3.0),  # found, 0.85 >= 0.81: read
+            ("dham", 2, 0.0, 1, 0.70, 3.0),  # found, 0.70 < 0.72: misread
+            ("dham", 4, 0.0, 0, 0.90, 12.0),  # 12 px off: never found, however accurate
+            ("dham", 4, 0.0, 1, 0.75, 9.5),  # under 9.6 px, 0.75 >= 0.72: read
+            ("dham", 4, 3.0, 0, 0.95, 1.0),  # no oracle at 3 dB: left out
+        ]
+    )
+    runs = results_module.attention_outcomes(frame)
+    assert list(runs.index) == [2, 3, 4, 5]
+    assert list(runs["oracle_acc"]) == [0.90, 0.80, 0.90, 0.80]
+    assert list(runs["outcome"]) == ["read", "misread", "never found", "read"]
+    strict = results_module.attention_outcomes(frame, threshold=5.0)
+    assert list(strict["outcome"]) == ["read", "misread", "never found", "never found"]
+    table = results_module.outcome_table(runs)
+    assert table[["width", "runs", "read", "misread", "never found"]].values.tolist() == [
+        [2, 2, 1, 1, 0],
+        [4, 2, 1, 0, 1],
+    ]
+    assert table["found"].tolist() == [1.0, 0.5]
+    assert table.loc[1, "acc_found"] == pytest.approx(0.75)  # one run: no interval
+    assert math.isnan(table.loc[1, "acc_low"])
+    shown = results_module.outcome_markdown(table)
+    assert "50% (9%–91%)" in shown and "| 75.0%  " in shown  # Wilson 1 of 2; one run bare
+    with pytest.raises(ValueError, match="one run per SNR and seed"):
+        results_module.attention_outcomes(pd.concat([frame, frame.iloc[:1]]))
+
+
+def _additive_runs() -> pd.DataFrame:
+    """Widths 2 and 4 at 0 and 3 dB, seeds 0–3: found in 1, 2 (width 2) and 2, 3 (width 4)
+    of 4 runs. The log-odds of each cell, ln(1/3), 0 and 0, ln 3, are additive: a doubling
+    of width adds ln 3 at either SNR, so the logit's width effect is ln 3, its interaction 0."""
+    found = {(2, 0.0): 1, (2, 3.0): 2, (4, 0.0): 2, (4, 3.0): 3}
+    entries = []
+    for (width, snr), count in found.items():
+        for seed in range(4):
+            entries.append(("oracle", 0, snr, seed, 0.9, np.nan) if width == 2 else None)
+            entries.append(("dham", width, snr, seed, 0.9, 1.0 if seed < count else 30.0))
+    return _runs([entry for entry in entries if entry is not None])
+
+
+def test_found_trend_by_hand():
+    frame = _additive_runs()
+    trend = results_module.found_trend(frame)
+    assert (trend["runs"], trend["found"]) == (16, 8)
+    assert trend["width"] == pytest.approx(math.log(3), abs=1e-6)
+    assert trend["interaction"] == pytest.approx(0.0, abs=1e-6)
+    # Standard errors from the Fisher information X'WX, W = p(1 - p), and the sandwich over
+    # (width, seed) clusters with statsmodels' small-sample factor G/(G-1) (N-1)/(N-K).
+    runs = results_module.attention_outcomes(frame)
+    x = np.column_stack([np.ones(16), np.log2(runs["width"]), runs["snr_db"]])
+    p = 1 / (1 + np.exp(-(x @ [-math.log(3) * 2, math.log(3), math.log(3) / 3])))
+    assert p[[0, 4, 8, 12]] == pytest.approx([0.25, 0.5, 0.5, 0.75])  # the cells' shares
+    bread = np.linalg.inv(x.T @ (x * (p * (1 - p))[:, None]))
+    assert trend["width_se"] == pytest.approx(math.sqrt(bread[1, 1]), rel=1e-4)
+    scores = x * (runs["found"].to_numpy() - p)[:, None]
+    clusters = runs.groupby(["width", "seed"]).ngroup().to_numpy()
+    summed = np.array([scores[clusters == g].sum(axis=0) for g in range(8)])
+    sandwich = bread @ summed.T @ summed @ bread * 8 / 7 * 15 / 13
+    assert trend["width_se_clustered"] == pytest.approx(math.sqrt(sandwich[1, 1]), rel=1e-4)
+    table = results_module.found_sensitivity(frame, thresholds=(None, 5.0))
+    assert table["threshold"].tolist() == [9.6, 5.0] and table["found"].tolist() == [8, 8]
+
+
+def test_found_trend_needs_both_outcomes():
+    frame = _additive_runs().assign(centre_error=1.0)
+    with pytest.raises(ValueError, match="nothing to fit"):
+        results_module.found_trend(frame)
+
+
+def test_exercise_checks_say_right_or_wrong_without_the_answer(capsys):
+    frame = _runs(
+        [
+            ("oracle", 0, 0.0, 0, 0.90, np.nan),
+            ("oracle", 0, 0.0, 1, 0.80, np.nan),
+            ("dham", 2, 0.0, 0, 0.85, 3.0),  # read
+            ("dham", 2, 0.0, 1, 0.70, 3.0),  # misread
+            ("dham", 2, math.inf, 0, 0.10, 40.0),  # clean: not counted
+        ]
+    )
+    results_module.check_outcome_counts(frame, 2, read=1, misread=1, never_found=0)
+    assert capsys.readouterr().out.startswith("Correct")
+    with pytest.raises(AssertionError):
+        results_module.check_outcome_counts(frame, 2, read=1, misread=0, never_found=1)
+    assert "misread: 0 is too low" in capsys.readouterr().out
+    low, high = results_module.wilson_interval(3, 25)
+    results_module.check_wilson_by_hand(3, 25, low, high)
+    with pytest.raises(AssertionError):
+        results_module.check_wilson_by_hand(3, 25, 3 / 25, high)
+    assert str(round(low, 3)) not in capsys.readouterr().out
+    results_module.check_runs_needed(78.4)
+    with pytest.raises(AssertionError):
+        results_module.check_runs_needed(30)

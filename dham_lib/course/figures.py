@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -146,5 +147,195 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
     fig, axes = canvas_grid(canvases, titles, ncols)
     for ax, box in zip(axes, true_boxes, strict=True):
         ax.add_patch(box_patch(box, "lime", "--"))
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------- notebook 05's figures
+
+_MODEL_NAMES = {"pooled_cnn": "CNN", "oracle": "oracle"}
+_TYPE = 9  # the type size of notebook 05's result figures (points)
+_OUTCOME_STYLE = {
+    "read": ("C0", "o"),
+    "misread": ("C1", "s"),
+    "never found": ("C3", "x"),
+}
+
+
+def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
+    """The same canvases at several SNRs, a column per SNR (``canvases``: label -> ``[B, 1, H,
+    W]``), a row per digit (``digits``: B labels), notebook 05. Each canvas pixel is drawn as
+    ``scale`` × ``scale`` screen pixels at the figure's dpi, nearest neighbour, so the noise
+    shows as it is, without the moiré of a resampled grid."""
+    if not isinstance(canvases, dict) or not canvases:
+        raise ValueError("canvases must be a non-empty dict of SNR label -> [B, 1, H, W]")
+    grids = [
+        _checks.tensor(name, torch.as_tensor(c).float(), ndim=4) for name, c in canvases.items()
+    ]
+    if len({tuple(grid.shape) for grid in grids}) != 1 or len(digits) != len(grids[0]):
+        raise ValueError(
+            "every entry of canvases must be [B, 1, H, W] of one shape, B = len(digits)"
+        )
+    scale = _checks.positive_int("scale", scale)
+    rows, cols, (height, width) = len(digits), len(grids), grids[0].shape[-2:]
+    dpi = plt.rcParams["figure.dpi"]
+    # Margins in screen pixels: room for the labels left and below, titles above each row.
+    left, bottom, top, gap_x, gap_y = 70, 50, 60, 60, 70
+    panel_w, panel_h = width * scale, height * scale
+    fig_w = left + cols * panel_w + (cols - 1) * gap_x + 10
+    fig_h = bottom + top + rows * panel_h + (rows - 1) * gap_y
+    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    for row, digit in enumerate(digits):
+        for col, (label, grid) in enumerate(zip(canvases, grids, strict=True)):
+            x0 = left + col * (panel_w + gap_x)
+            y0 = fig_h - top - (row + 1) * panel_h - row * gap_y
+            ax = fig.add_axes((x0 / fig_w, y0 / fig_h, panel_w / fig_w, panel_h / fig_h))
+            ax.imshow(grid[row, 0].numpy(), cmap="gray", interpolation="nearest", vmin=None)
+            ax.set_title(f"digit {int(digit)}, {label}", fontsize=_TYPE)
+            ax.set_xlabel("x (pixels)", fontsize=_TYPE)
+            ax.set_ylabel("y (pixels)", fontsize=_TYPE)
+            ax.tick_params(labelsize=8)
+    fig.suptitle(
+        f"The same digits at falling SNR ({width}×{height} canvases, 1 canvas pixel = "
+        f"{scale}×{scale} screen pixels)",
+        fontsize=_TYPE + 1,
+        y=1 - 12 / fig_h,
+    )
+    return fig
+
+
+def plot_outcomes(outcomes, threshold: float, fraction: float = 0.9) -> Figure:
+    """Each run of :func:`~dham_lib.study.results.attention_outcomes`: its test centre error
+    (log scale) against its accuracy as a share of the oracle's, marked by outcome, with the
+    two thresholds that define the outcomes (notebook 05); the legend sits below the axes."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for name, (colour, marker) in _OUTCOME_STYLE.items():
+        runs = outcomes[outcomes["outcome"] == name]
+        share = 100 * runs["test_acc"] / runs["oracle_acc"]
+        ax.scatter(
+            runs["centre_error"],
+            share,
+            s=22,
+            color=colour,
+            marker=marker,
+            alpha=0.75,
+            label=f"{name} ({len(runs)} runs)",
+        )
+    ax.axvline(
+        threshold,
+        color="0.3",
+        linestyle="--",
+        linewidth=1,
+        label=f"found: centre error under {threshold:g} px",
+    )
+    ax.axhline(
+        100 * fraction,
+        color="0.3",
+        linestyle=":",
+        linewidth=1,
+        label=f"read: accuracy at least {fraction:.0%} of the oracle's",
+    )
+    ax.set_xscale("log")
+    label_axes(
+        ax,
+        "What each DHAM run did on its test canvases",
+        "test centre error, mean over canvases (pixels, log scale)",
+        "test accuracy / oracle's, same SNR and seed (%)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
+    """Per SNR, one small panel each (no series overlap): top, the share of runs that found
+    the digit per attention width with its Wilson interval; bottom, the mean test accuracy of
+    those runs with its bootstrap interval (a bare point for one run). Notebook 05."""
+    from dham_lib.study.results import outcome_table, snr_label
+
+    snrs = sorted(outcomes["snr_db"].unique(), reverse=True)
+    fig, axes = plt.subplots(
+        2, len(snrs), figsize=(2.0 * len(snrs) + 0.6, 5.6), sharex=True, sharey="row", squeeze=False
+    )
+    for col, snr in enumerate(snrs):
+        table = outcome_table(outcomes[outcomes["snr_db"] == snr], level=level)
+        x = np.log2(table["width"].to_numpy(dtype=float))
+        rows = (("found", "found_low", "found_high"), ("acc_found", "acc_low", "acc_high"))
+        for ax, (mid, low, high) in zip(axes[:, col], rows, strict=True):
+            mids = 100 * table[mid].to_numpy(dtype=float)
+            errors = 100 * np.abs(table[[low, high]].to_numpy(dtype=float).T - mids / 100)
+            ax.errorbar(
+                x,
+                mids,
+                yerr=np.nan_to_num(errors),
+                fmt="o",
+                color="C0",
+                markersize=4,
+                capsize=2,
+                linewidth=1,
+            )
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+        n = int(table["runs"].iloc[0])
+        axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
+        axes[1, col].set_title(f"{snr_label(snr)}: runs that found it", fontsize=_TYPE)
+        axes[1, col].set_xlabel("attention width", fontsize=_TYPE)
+        axes[0, col].set_xlabel("attention width", fontsize=_TYPE)
+        axes[1, col].set_xticks(x, [str(int(w)) for w in table["width"]])
+    axes[0, 0].set_ylabel("runs that found\nthe digit (%)", fontsize=_TYPE)
+    axes[1, 0].set_ylabel("their test\naccuracy (%)", fontsize=_TYPE)
+    for ax in axes[:, 1:].flat:
+        ax.set_ylabel(" ", fontsize=_TYPE)  # shared with the first panel of its row
+    axes[0, 0].set_ylim(0, 105)
+    fig.suptitle(
+        f"DHAM by attention width: did the run find the digit, and how well it read it "
+        f"({level:.0%} intervals)",
+        fontsize=_TYPE + 1,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_runs_by_model(frame, snrs, level: float = 0.95) -> Figure:
+    """Test accuracy of every run (grey dots) and each model's mean with its Student-t
+    interval (black), a panel per SNR in ``snrs``: DHAM's widths, then the other models
+    (notebook 05's CNN under noise)."""
+    from dham_lib.study.results import MODEL_ORDER, mean_interval, snr_label
+
+    fig, axes = plt.subplots(
+        1, len(snrs), figsize=(4.6 * len(snrs), 4.0), sharey=True, squeeze=False
+    )
+    for ax, snr in zip(axes[0], snrs, strict=True):
+        runs = frame[frame["snr_db"] == snr]
+        groups = [(f"DHAM {int(w)}", r) for w, r in runs[runs["model"] == "dham"].groupby("width")]
+        others = runs[runs["model"] != "dham"].groupby("model")
+        others = sorted(others, key=lambda pair: MODEL_ORDER.index(pair[0]))
+        groups += [(_MODEL_NAMES.get(m, m), r) for m, r in others]
+        for i, (_, group) in enumerate(groups):
+            accuracy = group["test_acc"].to_numpy(dtype=float)
+            ax.scatter(np.full(len(accuracy), i) + 0.12, 100 * accuracy, s=12, color="0.55")
+            mean, std = accuracy.mean(), accuracy.std(ddof=1) if len(accuracy) > 1 else 0.0
+            low, high = (100 * v for v in mean_interval(mean, std, len(accuracy), level, True))
+            mean = 100 * mean
+            ax.errorbar(
+                [i - 0.12],
+                [mean],
+                yerr=[[mean - low], [high - mean]],
+                fmt="o",
+                color="black",
+                markersize=4,
+                capsize=3,
+            )
+        ax.set_xticks(
+            range(len(groups)), [name for name, _ in groups], rotation=45, ha="right", fontsize=8
+        )
+        ax.grid(axis="y", alpha=0.3)
+        label_axes(
+            ax,
+            f"{snr_label(snr)}: every run (grey), mean and {level:.0%} interval",
+            "model (DHAM: attention width)",
+            "test accuracy (%)",
+        )
     fig.tight_layout()
     return fig

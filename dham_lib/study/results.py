@@ -482,3 +482,185 @@ def report(folder: str | os.PathLike) -> None:
             table = "not a sweep file: read it with pandas"
         print(f"## {path.name}\n\n{table}\n")
     print(f"figures written to {out}")
+
+
+# ------------------------------------------- what an attention run did (DESIGN.md), notebook 05
+
+OUTCOMES = ("read", "misread", "never found")
+
+
+def found_threshold(canvas: int = 120) -> float:
+    """The centre error (pixels) under which a run *found* its digit: a quarter of the mean
+    digit side on ``canvas``-pixel canvases, digits drawn at :class:`TranslatedMNIST`'s default
+    scale (24–40% of the side: 9.6 px at 120 px)."""
+    import inspect
+
+    from dham_lib.data import TranslatedMNIST
+
+    low, high = inspect.signature(TranslatedMNIST).parameters["scale"].default
+    return _checks.positive_int("canvas", canvas) * (low + high) / 2 / 4
+
+
+def attention_outcomes(
+    frame: pd.DataFrame, threshold: float | None = None, fraction: float = 0.9
+) -> pd.DataFrame:
+    """DHAM's runs classified as DESIGN.md defines (notebook 05): ``found`` when the test
+    centre error is under ``threshold`` pixels (default :func:`found_threshold`); a found run
+    ``read`` its digit when its test accuracy is at least ``fraction`` of the oracle's on the
+    same canvases (same SNR and seed, ``oracle_acc``), else ``misread``; otherwise ``never
+    found``. DHAM's rows without an oracle run of their SNR and seed are left out; the rest
+    keep their columns and index, with ``oracle_acc``, ``found``, ``read`` and ``outcome``."""
+    threshold = found_threshold() if threshold is None else _checks.positive("threshold", threshold)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    oracle = frame[frame["model"] == "oracle"].set_index(["snr_db", "seed"])["test_acc"]
+    if oracle.index.duplicated().any():
+        raise ValueError("the oracle must have one run per SNR and seed")
+    dham = frame[frame["model"] == "dham"]
+    keys = pd.MultiIndex.from_arrays([dham["snr_db"], dham["seed"].astype(int)])
+    oracle.index = oracle.index.set_levels(oracle.index.levels[1].astype(int), level=1)
+    runs = dham.assign(oracle_acc=oracle.reindex(keys).to_numpy())
+    runs = runs[runs["oracle_acc"].notna()]
+    found = runs["centre_error"] < threshold
+    read = found & (runs["test_acc"] >= fraction * runs["oracle_acc"])
+    outcome = np.where(read, OUTCOMES[0], np.where(found, OUTCOMES[1], OUTCOMES[2]))
+    return runs.assign(found=found, read=read, outcome=outcome)
+
+
+def outcome_table(outcomes: pd.DataFrame, by: str = "width", level: float = 0.95) -> pd.DataFrame:
+    """Per ``by`` group of :func:`attention_outcomes`' runs: ``runs``, the count of each
+    outcome, the share that found the digit with its Wilson interval (``found``,
+    ``found_low``, ``found_high``) and the mean test accuracy of the runs that found it with
+    its bootstrap interval (``acc_found``, ``acc_low``, ``acc_high``; no interval for one run)."""
+
+    def group(runs: pd.DataFrame) -> pd.Series:
+        counts = [int((runs["outcome"] == name).sum()) for name in OUTCOMES]
+        found = int(runs["found"].sum())
+        accuracy = runs.loc[runs["found"], "test_acc"]
+        spread = bootstrap_interval(accuracy, level) if len(accuracy) > 1 else (math.nan,) * 2
+        values = [len(runs), *counts, found / len(runs), *wilson_interval(found, len(runs), level)]
+        return pd.Series([*values, accuracy.mean(), *spread], index=_OUTCOME_COLUMNS)
+
+    table = outcomes.groupby(by).apply(group).reset_index()
+    return table.astype({name: int for name in ("runs", *OUTCOMES)})
+
+
+_OUTCOME_COLUMNS = ["runs", *OUTCOMES, "found", "found_low", "found_high"]
+_OUTCOME_COLUMNS += ["acc_found", "acc_low", "acc_high"]
+
+
+def outcome_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table of :func:`outcome_table`: counts, the share found (95% Wilson) and the
+    accuracy of the runs that found the digit (95% bootstrap), in %."""
+    shown = _snr_labelled(table.iloc[:, : table.columns.get_loc("runs") + 1 + len(OUTCOMES)])
+    shown = shown.rename(columns={"snr_db": "SNR"})
+    found = _spans(table["found"], table["found_low"], table["found_high"], ".0%")
+    accuracy = _spans(table["acc_found"], table["acc_low"], table["acc_high"], ".1%")
+    shown["found the digit (95% Wilson)"] = found
+    shown["accuracy when found (95% bootstrap)"] = accuracy
+    return shown.to_markdown(index=False)
+
+
+def _logit_fit(formula: str, data: pd.DataFrame, groups=None):
+    """statsmodels' logit of ``formula``; with ``groups``, standard errors clustered on them."""
+    import statsmodels.formula.api as smf
+
+    model = smf.logit(formula, data=data)
+    if groups is None:
+        return model.fit(disp=False)
+    return model.fit(disp=False, cov_type="cluster", cov_kwds={"groups": groups})
+
+
+def found_trend(frame: pd.DataFrame, threshold: float | None = None) -> dict:
+    """Does width help a run find the digit, and more so at a lower SNR? Over DHAM's noisy
+    runs of :func:`attention_outcomes` (``threshold`` in pixels), logistic regressions of
+    ``found`` on ``log2(width) + snr_db`` (the width effect, log-odds per doubling) and on
+    ``log2(width) * snr_db`` (the interaction, per dB per doubling; the original's claim
+    predicts it negative), each with plain (``_p``, ``_low``, ``_high``) and with
+    (width, seed)-clustered standard errors (``_p_clustered``, ``_low_clustered``,
+    ``_high_clustered``): one seed's canvases and start recur at every SNR, so a (width,
+    seed) pair's runs are not independent. Also ``threshold``, ``runs`` and ``found``."""
+    threshold = found_threshold() if threshold is None else threshold
+    data = attention_outcomes(frame, threshold)
+    data = data[np.isfinite(data["snr_db"])].assign(
+        found=lambda d: d["found"].astype(int), log2_width=lambda d: np.log2(d["width"])
+    )
+    data = data.reset_index(drop=True)
+    result = {"threshold": float(threshold), "runs": len(data), "found": int(data["found"].sum())}
+    if result["found"] in (0, len(data)):
+        raise ValueError(f"nothing to fit: {result['found']} of {len(data)} noisy runs found it")
+    pairs = data.groupby(["width", "seed"]).ngroup().to_numpy()
+    terms = {"width": ("found ~ log2_width + snr_db", "log2_width")}
+    terms["interaction"] = ("found ~ log2_width * snr_db", "log2_width:snr_db")
+    for name, (formula, term) in terms.items():
+        for suffix, groups in (("", None), ("_clustered", pairs)):
+            fit = _logit_fit(formula, data, groups)
+            low, high = fit.conf_int().loc[term]
+            if not suffix:
+                result[name] = float(fit.params[term])
+            result[f"{name}_se{suffix}"] = float(fit.bse[term])
+            result[f"{name}_low{suffix}"], result[f"{name}_high{suffix}"] = float(low), float(high)
+            result[f"{name}_p{suffix}"] = float(fit.pvalues[term])
+    return result
+
+
+def found_sensitivity(frame: pd.DataFrame, thresholds=(5.0, None, 10.0)) -> pd.DataFrame:
+    """:func:`found_trend` at each threshold (None: :func:`found_threshold`), a row each."""
+    return pd.DataFrame([found_trend(frame, threshold) for threshold in thresholds])
+
+
+def sensitivity_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table of :func:`found_sensitivity`: per threshold, the runs that found the
+    digit, the width effect and the interaction with their clustered 95% intervals and both
+    p-values."""
+
+    def effect(name: str, fmt: str) -> list[str]:
+        return [
+            f"{row[name]:{fmt}} ({row[f'{name}_low_clustered']:{fmt}} to "
+            f"{row[f'{name}_high_clustered']:{fmt}})"
+            for _, row in table.iterrows()
+        ]
+
+    shown = pd.DataFrame({"found under": [f"{t:g} px" for t in table["threshold"]]})
+    shown["runs that found it"] = [
+        f"{f} of {n}" for f, n in zip(table["found"], table["runs"], strict=True)
+    ]
+    shown["width effect per doubling (95%, clustered)"] = effect("width", "+.2f")
+    shown["p plain / clustered"] = [
+        f"{a:.3f} / {b:.3f}"
+        for a, b in zip(table["width_p"], table["width_p_clustered"], strict=True)
+    ]
+    shown["width × SNR (95%, clustered)"] = effect("interaction", "+.3f")
+    shown["p plain / clustered "] = [
+        f"{a:.3f} / {b:.3f}"
+        for a, b in zip(table["interaction_p"], table["interaction_p_clustered"], strict=True)
+    ]
+    return shown.to_markdown(index=False)
+
+
+def _answer_check(answers: dict, expected: dict, atol: float) -> None:
+    """:func:`~dham_lib.course.widgets.check_answers`: hints, never the reference."""
+    from dham_lib.course.widgets import check_answers
+
+    check_answers(answers, expected, atol)
+
+
+def check_outcome_counts(rows: pd.DataFrame, width: int, read, misread, never_found) -> None:
+    """Notebook 05's exercise: the noisy runs of ``width`` in ``rows`` counted by outcome."""
+    runs = attention_outcomes(rows)
+    runs = runs[(runs["width"] == width) & np.isfinite(runs["snr_db"])]
+    truth = {name: int((runs["outcome"] == name).sum()) for name in OUTCOMES}
+    _answer_check(dict(zip(OUTCOMES, (read, misread, never_found), strict=True)), truth, 0.5)
+
+
+def check_wilson_by_hand(failures: int, runs: int, low, high) -> None:
+    """Notebook 05's exercise: the 95% Wilson interval of ``failures`` in ``runs``."""
+    truth = wilson_interval(failures, runs)
+    _answer_check({"low": low, "high": high}, dict(zip(("low", "high"), truth, strict=True)), 5e-4)
+
+
+def check_runs_needed(runs) -> None:
+    """Notebook 05's exercise: the runs per group that tell a 20% from a 40% failure rate
+    (two-sided, 5% level, 80% power; z = 1.96 and 0.84)."""
+    truth = (1.96 + 0.84) ** 2 * (0.2 * 0.8 + 0.4 * 0.6) / 0.2**2
+    _answer_check({"runs": runs}, {"runs": truth}, 0.5)
