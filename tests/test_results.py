@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dham_lib.course import answers
 from dham_lib.study import results as results_module
 from dham_lib.study.results import (
     claim_verdict,
@@ -341,7 +342,7 @@ def test_differences_from_reads_each_rival_against_the_reference():
     assert table.loc["stn", "verdict"].startswith("no interval")
 
 
-# ------------------------------------------------- the attention outcomes of DESIGN.md, by hand
+# ---------------------------------- the attention outcomes of docs/conventions.md, by hand
 
 
 def _runs(entries):
@@ -440,16 +441,16 @@ def test_exercise_checks_say_right_or_wrong_without_the_answer(capsys):
             ("dham", 2, math.inf, 0, 0.10, 40.0),  # clean: not counted
         ]
     )
-    results_module.check_outcome_counts(frame, 2, read=1, misread=1, never_found=0)
+    answers.check_outcome_counts(frame, 2, read=1, misread=1, never_found=0)
     assert capsys.readouterr().out.startswith("Correct")
     with pytest.raises(AssertionError):
-        results_module.check_outcome_counts(frame, 2, read=1, misread=0, never_found=1)
+        answers.check_outcome_counts(frame, 2, read=1, misread=0, never_found=1)
     assert "misread: 0 is too low" in capsys.readouterr().out
     low, high = results_module.wilson_interval(3, 25)
-    results_module.check_wilson_by_hand(3, 25, low, high)
+    answers.check_wilson_by_hand(3, 25, low, high)
     with pytest.raises(AssertionError):
-        results_module.check_wilson_by_hand(3, 25, 3 / 25, high)
+        answers.check_wilson_by_hand(3, 25, 3 / 25, high)
     assert str(round(low, 3)) not in capsys.readouterr().out
-    results_module.check_runs_needed(78.4)
+    answers.check_runs_needed(78.4)
     with pytest.raises(AssertionError):
-        results_module.check_runs_needed(30)
+        answers.check_runs_needed(30)

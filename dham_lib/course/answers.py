@@ -1,4 +1,4 @@
-"""The exercise checks of notebooks 01 to 06 whose reference would give the answer away.
+"""The exercise checks of notebooks 01 to 07 whose reference would give the answer away.
 
 The library call that computes a number asked for by hand *is* the answer, which a student
 could copy from a check cell. Each check computes it out of sight and prints
@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +24,7 @@ from dham_lib.metrics import box_coverage, box_iou
 from dham_lib.models import AttentionNet, DHAMClassifier, build_model
 from dham_lib.pmf import expected_norm, expected_position, pixel_axis, spatial_softmax
 from dham_lib.sampling import bilinear_sample, glimpse_box, to_normalised
+from dham_lib.study import results
 from dham_lib.train import BATCH_SIZE, fit, seed_everything, train_step
 
 
@@ -278,3 +281,26 @@ def check_farthest_glimpse(
         return
     print(f"Not yet: {hint}.")
     raise AssertionError(hint)
+
+
+def check_outcome_counts(rows: pd.DataFrame, width: int, read, misread, never_found) -> None:
+    """Notebook 05's exercise: the noisy runs of ``width`` in ``rows`` counted by outcome."""
+    runs = results.attention_outcomes(rows)
+    runs = runs[(runs["width"] == width) & np.isfinite(runs["snr_db"])]
+    truth = {name: int((runs["outcome"] == name).sum()) for name in results.OUTCOMES}
+    check_answers(
+        dict(zip(results.OUTCOMES, (read, misread, never_found), strict=True)), truth, 0.5
+    )
+
+
+def check_wilson_by_hand(failures: int, runs: int, low, high) -> None:
+    """Notebook 05's exercise: the 95% Wilson interval of ``failures`` in ``runs``."""
+    truth = results.wilson_interval(failures, runs)
+    check_answers({"low": low, "high": high}, dict(zip(("low", "high"), truth, strict=True)), 5e-4)
+
+
+def check_runs_needed(runs) -> None:
+    """Notebook 05's exercise: the runs per group that tell a 20% from a 40% failure rate
+    (two-sided, 5% level, 80% power; z = 1.96 and 0.84)."""
+    truth = (1.96 + 0.84) ** 2 * (0.2 * 0.8 + 0.4 * 0.6) / 0.2**2
+    check_answers({"runs": runs}, {"runs": truth}, 0.5)

@@ -484,7 +484,7 @@ def report(folder: str | os.PathLike) -> None:
     print(f"figures written to {out}")
 
 
-# ------------------------------------------- what an attention run did (DESIGN.md), notebook 05
+# ---------------------------- what an attention run did (docs/conventions.md), notebook 05
 
 OUTCOMES = ("read", "misread", "never found")
 
@@ -504,7 +504,7 @@ def found_threshold(canvas: int = 120) -> float:
 def attention_outcomes(
     frame: pd.DataFrame, threshold: float | None = None, fraction: float = 0.9
 ) -> pd.DataFrame:
-    """DHAM's runs classified as DESIGN.md defines (notebook 05): ``found`` when the test
+    """DHAM's runs classified as docs/conventions.md defines (notebook 05): ``found`` when the test
     centre error is under ``threshold`` pixels (default :func:`found_threshold`); a found run
     ``read`` its digit when its test accuracy is at least ``fraction`` of the oracle's on the
     same canvases (same SNR and seed, ``oracle_acc``), else ``misread``; otherwise ``never
@@ -636,31 +636,3 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
         for a, b in zip(table["interaction_p"], table["interaction_p_clustered"], strict=True)
     ]
     return shown.to_markdown(index=False)
-
-
-def _answer_check(answers: dict, expected: dict, atol: float) -> None:
-    """:func:`~dham_lib.course.widgets.check_answers`: hints, never the reference."""
-    from dham_lib.course.widgets import check_answers
-
-    check_answers(answers, expected, atol)
-
-
-def check_outcome_counts(rows: pd.DataFrame, width: int, read, misread, never_found) -> None:
-    """Notebook 05's exercise: the noisy runs of ``width`` in ``rows`` counted by outcome."""
-    runs = attention_outcomes(rows)
-    runs = runs[(runs["width"] == width) & np.isfinite(runs["snr_db"])]
-    truth = {name: int((runs["outcome"] == name).sum()) for name in OUTCOMES}
-    _answer_check(dict(zip(OUTCOMES, (read, misread, never_found), strict=True)), truth, 0.5)
-
-
-def check_wilson_by_hand(failures: int, runs: int, low, high) -> None:
-    """Notebook 05's exercise: the 95% Wilson interval of ``failures`` in ``runs``."""
-    truth = wilson_interval(failures, runs)
-    _answer_check({"low": low, "high": high}, dict(zip(("low", "high"), truth, strict=True)), 5e-4)
-
-
-def check_runs_needed(runs) -> None:
-    """Notebook 05's exercise: the runs per group that tell a 20% from a 40% failure rate
-    (two-sided, 5% level, 80% power; z = 1.96 and 0.84)."""
-    truth = (1.96 + 0.84) ** 2 * (0.2 * 0.8 + 0.4 * 0.6) / 0.2**2
-    _answer_check({"runs": runs}, {"runs": truth}, 0.5)
