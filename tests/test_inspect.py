@@ -1,5 +1,10 @@
 """Looking inside trained models: attention, glimpse statistics, stride offsets, boxes."""
 
+import contextlib
+import io
+import math
+
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +15,7 @@ from dham_lib.dham import DHAM
 from dham_lib.models import PlainCNN
 from dham_lib.pmf import expected_norm, spatial_softmax
 from dham_lib.sampling import to_pixels
+from dham_lib.study.results import difference_interval, wilson_interval
 from tests.figures import (  # noqa: F401 (agg_backend is an autouse fixture)
     agg_backend,
     assert_labelled,
@@ -136,3 +142,52 @@ def test_mass_in_box_reads_the_map_as_spanning_the_image():
     torch.testing.assert_close(mass, torch.tensor([[4 / 25, 1.0]]))
     with pytest.raises(ValueError, match="one per PMF"):
         inspect.mass_in_box(pmf, boxes.repeat(2, 1), (100, 100))
+
+
+RUNS = pd.DataFrame(
+    {  # three DHAM seeds and the oracle of each seed (test accuracy 0.95), clean canvases
+        "model": ["dham", "dham", "dham", "oracle", "oracle", "oracle"],
+        "seed": [0, 1, 2, 0, 1, 2],
+        "snr_db": [math.inf] * 6,
+        "val_acc": [0.90, 0.94, 0.92, 0.97, 0.97, 0.97],
+        "test_acc": [0.93, 0.85, 0.80, 0.95, 0.95, 0.95],
+        "centre_error": [2.0, 3.0, 12.0, 0.0, 0.0, 0.0],
+    }
+)
+
+
+def _check_says(check, *args):
+    """What a check prints, and whether it passed."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        try:
+            check(*args)
+        except AssertionError:
+            return output.getvalue(), False
+    return output.getvalue(), True
+
+
+def test_check_validation_choice_wants_the_best_seed_on_validation_and_its_test_score():
+    dham = RUNS[RUNS["model"] == "dham"]
+    assert _check_says(inspect.check_validation_choice, dham, 1, 0.85)[1]
+    said, passed = _check_says(inspect.check_validation_choice, dham, 0, 0.93)  # best on test
+    assert not passed and "seed: 0 is too low" in said and "0.85" not in said
+
+
+def test_check_attention_outcomes_sorts_runs_by_place_then_accuracy():
+    # Seed 0 found and read (0.93 >= 0.855), seed 1 found but misread, seed 2 never found.
+    low, high = wilson_interval(1, 3)
+    assert _check_says(inspect.check_attention_outcomes, RUNS, 9.6, 1, 1, low, high)[1]
+    said, passed = _check_says(inspect.check_attention_outcomes, RUNS, 9.6, 2, 1, low, high)
+    assert not passed and "read: 2 is too high" in said and f"{low:.4g}" not in said
+    # A threshold above every centre error: every run found it.
+    assert _check_says(inspect.check_attention_outcomes, RUNS, 20.0, 1, 0, 0.0, 0.5615)[1]
+
+
+def test_check_difference_interval_against_welch():
+    a, b = [0.95, 0.96, 0.94], [0.92, 0.93, 0.91]
+    difference, low, high = difference_interval(a, b)
+    assert difference == pytest.approx(0.03) and low < 0.03 < high
+    assert _check_says(inspect.check_difference_interval, a, b, difference, low, high)[1]
+    said, passed = _check_says(inspect.check_difference_interval, b, a, difference, low, high)
+    assert not passed and "too high" in said and f"{-difference:.4g}" not in said
