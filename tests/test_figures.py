@@ -228,30 +228,32 @@ def test_plot_model_comparison_tells_widths_of_one_model_apart():
     assert labels == ["dham", "pooled_cnn w8", "pooled_cnn w16"]
 
 
-def test_plot_lock_on_draws_both_panels_with_intervals():
-    from dham_lib.study.figures import plot_lock_on
+def test_plot_outcome_table_draws_both_panels_with_intervals():
+    from dham_lib.study.figures import plot_outcome_table
 
     table = pd.DataFrame(
         {
-            "width": [2, 16, 2, 16],
             "snr_db": [math.inf, math.inf, 0.0, 0.0],
-            "fail_rate": [0.4, 0.0, 0.6, 0.2],
-            "fail_low": [0.1, 0.0, 0.2, 0.04],
-            "fail_high": [0.8, 0.4, 0.9, 0.6],
-            "acc_locked": [0.95, 0.96, 0.92, math.nan],  # no run locked on: no point
-            "locked_low": [0.94, 0.95, 0.90, math.nan],
-            "locked_high": [0.96, 0.97, 0.93, math.nan],
+            "width": [2, 16, 2, 16],
+            "found": [0.6, 1.0, 0.4, 0.0],
+            "found_low": [0.2, 0.6, 0.1, 0.0],
+            "found_high": [0.9, 1.0, 0.8, 0.4],
+            "acc_found": [0.95, 0.96, 0.92, math.nan],  # no run found it: no point
+            "acc_low": [0.94, 0.95, math.nan, math.nan],  # one run: no interval
+            "acc_high": [0.96, 0.97, math.nan, math.nan],
         }
     )
-    fig = plot_lock_on(table)
-    failures, accuracy = fig.axes
+    fig = plot_outcome_table(table)
+    found, accuracy = fig.axes
     assert_labelled(fig)
-    assert [t.get_text() for t in failures.get_legend().get_texts()] == ["clean", "0 dB"]
-    assert [t.get_text() for t in failures.get_xticklabels()] == ["2", "16"]
-    points = failures.lines[0]  # the clean line: its failure rates, in %
-    assert list(points.get_ydata()) == pytest.approx([40.0, 0.0])
+    assert [t.get_text() for t in found.get_legend().get_texts()] == ["clean", "0 dB"]
+    assert [t.get_text() for t in found.get_xticklabels()] == ["2", "16"]
+    points = found.lines[0]  # the clean line: its shares found, in %
+    assert list(points.get_ydata()) == pytest.approx([60.0, 100.0])
+    zero_db = accuracy.containers[1].lines[0].get_ydata()  # a bare point, then none
+    assert zero_db[0] == pytest.approx(92.0) and math.isnan(zero_db[1])
     with pytest.raises(ValueError, match="at least one"):
-        plot_lock_on(table.iloc[:0])
+        plot_outcome_table(table.iloc[:0])
 
 
 def _flops_points():

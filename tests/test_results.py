@@ -1,4 +1,5 @@
-"""Reading results back: types, means over seeds, and the narrowest-width verdict by hand."""
+"""Reading results back: types, means over seeds, attention outcomes and the width verdict by
+hand."""
 
 import math
 
@@ -8,14 +9,7 @@ import pytest
 
 from dham_lib.course import answers
 from dham_lib.study import results as results_module
-from dham_lib.study.results import (
-    claim_verdict,
-    load_results,
-    markdown_table,
-    narrowest_widths,
-    runs_reaching,
-    summarise,
-)
+from dham_lib.study.results import load_results, markdown_table, summarise
 from dham_lib.study.runs import SCORES, make_record, make_run, runs_table
 
 
@@ -37,15 +31,15 @@ def results(tmp_path):
         path,
         [
             ("oracle", 0, None, 0, 0.96),
-            ("oracle", 0, None, 1, 0.98),  # clean oracle: mean 0.97, 90% of it 0.873
+            ("oracle", 0, None, 1, 0.98),
             ("dham", 2, None, 0, 0.80),
-            ("dham", 2, None, 1, 0.90),  # mean 0.85 < 0.873
+            ("dham", 2, None, 1, 0.90),  # mean 0.85
             ("dham", 4, None, 0, 0.90),
-            ("dham", 4, None, 1, 0.92),  # mean 0.91: the narrowest that passes
+            ("dham", 4, None, 1, 0.92),  # mean 0.91
             ("dham", 8, None, 0, 0.95),
             ("oracle", 0, 6.0, 0, 0.90),
             ("dham", 2, 6.0, 0, 0.50),
-            ("dham", 8, 6.0, 0, 0.70),  # 0.70 < 0.81: no width passes at 6 dB
+            ("dham", 8, 6.0, 0, 0.70),
         ],
     )
     return path
@@ -69,38 +63,11 @@ def test_summary_by_hand(results):
     assert w2["test_acc_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
 
 
-def test_narrowest_width_verdict(results):
-    assert narrowest_widths(load_results(results)) == {math.inf: 4, 6.0: None}
-    assert narrowest_widths(load_results(results), fraction=0.5) == {math.inf: 2, 6.0: 2}
-
-
-def test_narrowest_width_of_the_best_seed(results):
-    # Clean width 2: seeds 0.80 and 0.90; the best, 0.90, reaches 0.873 where the mean fails.
-    assert narrowest_widths(load_results(results), statistic="best") == {math.inf: 2, 6.0: None}
-    with pytest.raises(ValueError, match="statistic"):
-        narrowest_widths(load_results(results), statistic="median")
-
-
-def test_runs_reaching_counts_single_runs(results):
-    # Clean: 0.873 needed; 0.80 misses, 0.90, 0.90, 0.92, 0.95 reach. 6 dB: 0.81 needed.
-    assert runs_reaching(load_results(results)) == {math.inf: (4, 5), 6.0: (0, 2)}
-    assert runs_reaching(load_results(results), fraction=0.5) == {math.inf: (5, 5), 6.0: (2, 2)}
-    with pytest.raises(ValueError, match="fraction"):
-        runs_reaching(load_results(results), fraction=0)
-
-
-def test_runs_reaching_per_width(results):
-    # Width 2: 0.80 misses and 0.90 reaches clean, 0.50 misses at 6 dB.
-    assert runs_reaching(load_results(results), group="width") == {2: (1, 3), 4: (2, 2), 8: (1, 2)}
-    with pytest.raises(ValueError, match="group"):
-        runs_reaching(load_results(results), group="seed")
-
-
 def test_bad_arguments(results, tmp_path):
     with pytest.raises(FileNotFoundError, match="no results"):
         load_results(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="fraction"):
-        narrowest_widths(load_results(results), fraction=1.5)
+        results_module.attention_outcomes(load_results(results), fraction=1.5)
     with pytest.raises(ValueError, match="unknown"):
         summarise(load_results(results), by=("colour",))
 
@@ -141,35 +108,6 @@ def test_intervals_stop_where_the_metric_does():
     entry.update(centre_error_mean=0.1, centre_error_std=0.2)
     table = markdown_table(pd.DataFrame([entry]), ("iou", "centre_error"))
     assert _cells(table.splitlines()[-1]) == ["dham", "0.9 (0.403–1)", "0.1 (0–0.597)", "3"]
-
-
-@pytest.mark.parametrize(
-    ("widths", "start"),
-    [
-        ({math.inf: 2, 6.0: 2, 0.0: 8, -3.0: None}, "The data support the claim"),
-        ({math.inf: 4, 6.0: 4, 0.0: 4}, "The data do not support the claim: the same width"),
-        (
-            {math.inf: 8, 6.0: 2, 0.0: 4},
-            "The data do not support the claim: the width needed is not",
-        ),
-        ({6.0: 4}, "Only one SNR"),
-    ],
-)
-def test_claim_verdict(widths, start):
-    assert claim_verdict(widths).startswith(start)
-
-
-def test_claim_verdict_names_every_snr():
-    text = claim_verdict({math.inf: 2, -3.0: None})
-    assert "clean: width 2" in text and "-3 dB: no width tried suffices" in text
-    with pytest.raises(ValueError, match="sweep"):
-        claim_verdict({})
-
-
-def test_an_snr_without_oracle_is_not_judged(tmp_path):
-    path = tmp_path / "partial.csv"
-    write(path, [("dham", 2, 0.0, 0, 0.9), ("dham", 2, 6.0, 0, 0.9), ("oracle", 0, 6.0, 0, 0.95)])
-    assert narrowest_widths(load_results(path)) == {6.0: 2}
 
 
 def test_model_summary_orders_models_and_handles_subsets(tmp_path):
@@ -218,81 +156,6 @@ def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     assert results_module.bootstrap_interval(coin, seed=3) == results_module.bootstrap_interval(
         coin, seed=3
     )
-
-
-def test_lock_on_summary_separates_failures_from_accuracy(results):
-    table = results_module.lock_on_summary(load_results(results)).set_index(["width", "snr_db"])
-    # Clean width 2: 0.80 misses the 0.873 bar, 0.90 clears it.
-    clean_2 = table.loc[(2, math.inf)]
-    assert (clean_2["runs"], clean_2["failures"]) == (2, 1)
-    assert clean_2["acc"] == pytest.approx(0.85) and clean_2["acc_locked"] == pytest.approx(0.90)
-    assert clean_2["fail_low"] < 0.5 < clean_2["fail_high"]
-    assert table.loc[(8, 6.0), "failures"] == 1 and math.isnan(table.loc[(8, 6.0), "acc_locked"])
-    text = results_module.lock_on_markdown(results_module.lock_on_summary(load_results(results)))
-    clean_line = next(line for line in text.splitlines() if line.startswith("|       2 | clean"))
-    assert "1 of 2" in clean_line and "90.0% (90.0%–90.0%)" in clean_line
-
-
-def test_lock_on_summary_groups_by_any_columns():
-    # The oracle crops the true box, so its 120-px mean (1.0) is the bar on any canvas.
-    frame = pd.DataFrame(
-        {
-            "model": ["oracle", "dham", "dham", "dham"],
-            "snr_db": [math.inf] * 4,
-            "canvas": [120, 240, 240, 480],
-            "test_acc": [1.0, 0.95, 0.2, 0.85],
-        }
-    )
-    table = results_module.lock_on_summary(frame, by=("canvas",)).set_index("canvas")
-    assert list(table.index) == [240, 480]
-    assert (table.loc[240, "runs"], table.loc[240, "failures"]) == (2, 1)
-    assert table.loc[240, "acc_locked"] == pytest.approx(0.95)
-    assert table.loc[480, "failures"] == 1 and math.isnan(table.loc[480, "acc_locked"])
-    text = results_module.lock_on_markdown(results_module.lock_on_summary(frame, by=("canvas",)))
-    assert text.splitlines()[0].startswith("|   canvas | failed runs")
-
-
-def _synthetic_runs(claim_holds: bool, seed: int = 0, width_helps: bool = False) -> pd.DataFrame:
-    """DHAM runs at 4 noisy SNRs x 5 widths x 20 seeds, and the oracle at each SNR.
-
-    A run locks on (accuracy 0.95, else 0.3) with a probability that, if the claim holds,
-    rises with width only at low SNR; with ``width_helps``, rises with width alike at
-    every SNR; otherwise it is the same at every width.
-    """
-    rng = np.random.default_rng(seed)
-    rows = []
-    for snr in (-3.0, 0.0, 6.0, 12.0):
-        rows.append({"model": "oracle", "width": 0, "snr_db": snr, "test_acc": 0.96})
-        for width in (2, 4, 8, 16, 32):
-            for _ in range(20):
-                if claim_holds:
-                    chance = 1 / (
-                        1 + math.exp(-(0.2 * snr + (1.0 - 0.1 * snr) * math.log2(width) - 1))
-                    )
-                elif width_helps:
-                    chance = 1 / (1 + math.exp(-(math.log2(width) - 1.5)))
-                else:
-                    chance = 0.7
-                acc = 0.95 if rng.random() < chance else 0.3
-                rows.append({"model": "dham", "width": width, "snr_db": snr, "test_acc": acc})
-    return pd.DataFrame(rows)
-
-
-def test_width_trend_test_finds_the_interaction_it_was_given():
-    holds = results_module.width_trend_test(_synthetic_runs(claim_holds=True))
-    assert holds["high"] < 0 and holds["p_value"] < 0.01
-    assert (
-        holds["verdict"].startswith("Over 400 noisy runs")
-        and "supports the claim" in holds["verdict"]
-    )
-    flat = results_module.width_trend_test(_synthetic_runs(claim_holds=False))
-    assert flat["low"] < 0 < flat["high"] and "cannot tell" in flat["verdict"]
-    assert flat["width_low"] < 0 < flat["width_high"]
-    helps = results_module.width_trend_test(_synthetic_runs(False, width_helps=True))
-    assert abs(helps["interaction"]) < 0.05 and helps["width_low"] > 0.5
-    assert "wider networks lock on more often" in helps["verdict"]
-    every = _synthetic_runs(claim_holds=False).assign(test_acc=0.95)
-    assert results_module.width_trend_test(every)["verdict"].startswith("Nothing to test")
 
 
 def test_by_setting_groups_by_what_varies_within_a_model(results):
@@ -423,6 +286,26 @@ def test_found_trend_by_hand():
     assert trend["width_se_clustered"] == pytest.approx(math.sqrt(sandwich[1, 1]), rel=1e-4)
     table = results_module.found_sensitivity(frame, thresholds=(None, 5.0))
     assert table["threshold"].tolist() == [9.6, 5.0] and table["found"].tolist() == [8, 8]
+
+
+def test_report_writes_the_attention_outcomes_and_the_width_trend(tmp_path, capsys):
+    frame = _additive_runs().assign(iou=0.3, coverage=0.3, train_seconds=1.0)
+    frame.to_csv(tmp_path / "sweep.csv", index=False)
+    results_module.report(tmp_path)
+    out = capsys.readouterr().out
+    assert "## Attention outcomes (found under 9.6 px)" in out
+    outcomes = out.split("## Attention outcomes")[1].split("## Does width")[0]
+    rows = [_cells(line)[:3] for line in outcomes.splitlines() if line.startswith("|")][2:]
+    # In the sweep's order, noisier further down: SNR, width, runs.
+    assert rows == [["3 dB", "2", "4"], ["3 dB", "4", "4"], ["0 dB", "2", "4"], ["0 dB", "4", "4"]]
+    assert "| 9.6 px        | 8 of 16" in out  # the trend at the quarter side
+    for name in ("sweep_test_acc.png", "sweep_iou.png", "sweep_outcomes.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 0
+    _additive_runs().assign(iou=0.3, coverage=0.3, train_seconds=1.0, centre_error=1.0).to_csv(
+        tmp_path / "sweep.csv", index=False
+    )
+    results_module.report(tmp_path)
+    assert "Nothing to fit: 16 of 16 noisy runs found it." in capsys.readouterr().out
 
 
 def test_found_trend_needs_both_outcomes():

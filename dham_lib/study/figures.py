@@ -240,34 +240,34 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     return fig
 
 
-def plot_lock_on(table) -> Figure:
-    """``results.lock_on_summary`` against attention width (log2 axis), a line per SNR nudged
-    sideways (notebook 05): left, the share of runs that never locked on (Wilson interval);
-    right, the mean accuracy of those that did (bootstrap interval)."""
+def plot_outcome_table(table) -> Figure:
+    """``results.outcome_table`` by SNR and width against attention width (log2 axis), a line
+    per SNR nudged sideways (``report``): left, the share of runs that found the digit (Wilson
+    interval); right, the mean accuracy of those runs (bootstrap interval, none for one run)."""
     if len(table) == 0:
         raise ValueError("table must hold at least one (width, SNR) row")
-    fig, (ax_fail, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_found, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
     snrs = sorted(table["snr_db"].unique(), reverse=True)
     for i, snr in enumerate(snrs):
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
-        label = snr_label(snr)
         for ax, columns in (
-            (ax_fail, ["fail_rate", "fail_low", "fail_high"]),
-            (ax_acc, ["acc_locked", "locked_low", "locked_high"]),
+            (ax_found, ["found", "found_low", "found_high"]),
+            (ax_acc, ["acc_found", "acc_low", "acc_high"]),
         ):
             y, low, high = (rows[columns].to_numpy(dtype=float) * 100).T  # shares, in %
-            ax.errorbar(x, y, [y - low, high - y], fmt="o-", capsize=3, color=f"C{i}", label=label)
+            errors = np.nan_to_num([y - low, high - y])  # no interval: a bare point
+            ax.errorbar(x, y, errors, fmt="o-", capsize=3, color=f"C{i}", label=snr_label(snr))
     widths = sorted(table["width"].unique())
-    for ax in (ax_fail, ax_acc):
+    for ax in (ax_found, ax_acc):
         ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])
         _style(ax, xlabel="attention width (channels, log scale)")
-    ax_fail.set(title="runs that never locked on (95% Wilson interval)", ylabel="failed runs (%)")
-    ax_fail.set_ylim(-3, 103)
+    ax_found.set(title="runs that found the digit (95% Wilson interval)", ylabel="runs (%)")
+    ax_found.set_ylim(-3, 103)
     ax_acc.set(
-        title="accuracy of the runs that locked on (95% bootstrap)", ylabel="test accuracy (%)"
+        title="accuracy of the runs that found it (95% bootstrap)", ylabel="test accuracy (%)"
     )
-    ax_fail.legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
+    ax_found.legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,4 @@
-"""Results as pandas tables: means over seeds, intervals, lock-on, the width verdict.
+"""Results as pandas tables: means over seeds, intervals, attention outcomes, the width verdict.
 
 ``load_results`` reads what :func:`dham_lib.study.runs.sweep` exported (a row per run; a clean
 canvas has ``snr_db = inf``; a setting a model lacks is NaN); ``report`` prints it all.
@@ -6,7 +6,6 @@ canvas has ``snr_db = inf``; a setting a model lacks is NaN); ``report`` prints 
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import typing
@@ -68,50 +67,6 @@ def summarise(
     return summary.reset_index()
 
 
-def _dham_runs(frame: pd.DataFrame, fraction: float, metric: str = "test_acc") -> pd.DataFrame:
-    """DHAM's runs at SNRs the oracle has run at, with ``bar`` (``fraction`` of the oracle's
-    mean ``metric`` at the run's SNR) and ``locked`` (whether the run reached it)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    oracle = frame[frame["model"] == "oracle"].groupby("snr_db")[metric].mean()
-    dham = frame[(frame["model"] == "dham") & frame["snr_db"].isin(oracle.index)]
-    bar = fraction * dham["snr_db"].map(oracle)
-    return dham.assign(bar=bar, locked=dham[metric] >= bar)
-
-
-def narrowest_widths(
-    frame: pd.DataFrame, fraction: float = 0.9, statistic: str = "mean"
-) -> dict[float, int | None]:
-    """Per SNR with DHAM and oracle runs (clean first), the narrowest DHAM width whose
-    accuracy reaches ``fraction`` of the oracle's mean there, None if none does (notebook
-    05): on average over seeds (``statistic="mean"``) or for its best seed (``"best"``)."""
-    _checks.option("statistic", statistic, ("mean", "best"))
-    dham = _dham_runs(frame, fraction)
-    score = dham.groupby(["snr_db", "width"]).agg(
-        score=("test_acc", "mean" if statistic == "mean" else "max"), bar=("bar", "first")
-    )
-    reached = score[score["score"] >= score["bar"]].reset_index()
-    narrowest = reached.groupby("snr_db")["width"].min()
-    return {
-        float(snr): int(narrowest[snr]) if snr in narrowest else None
-        for snr in sorted(dham["snr_db"].unique(), reverse=True)
-    }
-
-
-def runs_reaching(
-    frame: pd.DataFrame, fraction: float = 0.9, group: str = "snr_db"
-) -> dict[float, tuple[int, int]]:
-    """How many single DHAM runs reached ``fraction`` of the oracle's mean accuracy at
-    their SNR (:func:`locked_on`): ``{key: (reached, runs)}`` per SNR (``group="snr_db"``,
-    clean first) or per attention width (``group="width"``); notebook 05.
-    """
-    _checks.option("group", group, ("snr_db", "width"))
-    dham = _dham_runs(frame, fraction)
-    counts = dham["locked"].groupby(dham[group]).agg(["sum", "count"])
-    order = sorted(counts.index, reverse=group == "snr_db")
-    return {key: (int(counts.loc[key, "sum"]), int(counts.loc[key, "count"])) for key in order}
-
-
 def mean_interval(
     mean: float, std: float, n: int, level: float = 0.95, share: bool = False
 ) -> tuple[float, float]:
@@ -166,11 +121,6 @@ def difference_interval(a, b, level: float = 0.95) -> tuple[float, float, float]
     return difference, float(low), float(high)
 
 
-def _by_sign(low: float, high: float, negative: str, positive: str, neither: str) -> str:
-    """``negative`` for an interval below zero, ``positive`` above it, else ``neither``."""
-    return negative if high < 0 else positive if low > 0 else neither
-
-
 def differences_from(
     frame: pd.DataFrame, reference: str = "dham", metric: str = "test_acc"
 ) -> pd.DataFrame:
@@ -183,7 +133,7 @@ def differences_from(
     rows = []
     for (name, width), other in others:
         difference, low, high = difference_interval(mine, other[metric])
-        verdict = _by_sign(low, high, f"{reference} behind", f"{reference} ahead", "a tie")
+        verdict = "a tie" if low <= 0 <= high else f"{reference} {'ahead' if low > 0 else 'behind'}"
         verdict = "no interval (one run)" if math.isnan(low) else verdict
         rows.append((name, width, difference, low, high, len(other), verdict))
     columns = ["model", "width", "difference", "low", "high", "runs", "verdict"]
@@ -198,45 +148,6 @@ def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[f
         return math.nan, math.nan
     low, high = proportion_confint(successes, trials, alpha=1 - level, method="wilson")
     return float(low), float(high)
-
-
-def locked_on(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc") -> pd.Series:
-    """Whether each DHAM run locked on: its ``metric`` reached ``fraction`` of the oracle's
-    mean at its SNR (a run far below never found the digit). Indexed like ``frame``'s DHAM
-    runs at SNRs where the oracle has run."""
-    return _dham_runs(frame, fraction, metric)["locked"]
-
-
-_LOCK_ON_COLUMNS = "runs failures fail_rate fail_low fail_high acc acc_low acc_high".split()
-_LOCK_ON_COLUMNS += ["acc_locked", "locked_low", "locked_high"]
-
-
-def lock_on_summary(
-    frame: pd.DataFrame,
-    fraction: float = 0.9,
-    metric: str = "test_acc",
-    level: float = 0.95,
-    by: tuple[str, ...] = ("width", "snr_db"),
-) -> pd.DataFrame:
-    """Lock-on failures apart from accuracy once locked on, per DHAM group (``by``: width and
-    SNR, or e.g. canvas); notebooks 05 and 07. Columns: ``by``, ``runs``, ``failures``, the
-    failure rate with its Wilson interval (``fail_rate``, ``fail_low``, ``fail_high``), the
-    mean ``metric`` of every run (``acc``, ``acc_low``, ``acc_high``) and of those that locked
-    on (``acc_locked``, ``locked_low``, ``locked_high``), with bootstrap intervals."""
-
-    def group(runs: pd.DataFrame) -> pd.Series:
-        failures, good = (~runs["locked"]).sum(), runs.loc[runs["locked"], metric]
-        values = (len(runs), failures, failures / len(runs))
-        values += wilson_interval(failures, len(runs), level)
-        values += (runs[metric].mean(), *bootstrap_interval(runs[metric], level))
-        values += (good.mean(), *bootstrap_interval(good, level))
-        return pd.Series(values, index=_LOCK_ON_COLUMNS)
-
-    table = _dham_runs(frame, fraction, metric).groupby(list(by)).apply(group).reset_index()
-    table = table.astype({"runs": int, "failures": int})
-    if tuple(by) == ("width", "snr_db"):  # the sweep's order: noisier rows further down
-        return table.sort_values(["snr_db", "width"], ascending=[False, True])
-    return table.sort_values(list(by))
 
 
 def _spans(mids, lows, highs, fmt: str) -> list[str]:
@@ -256,99 +167,9 @@ def _snr_labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(snr_db=table["snr_db"].map(snr_label))
 
 
-def lock_on_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of :func:`lock_on_summary`, in % (notebooks 05 and 07)."""
-    if table.empty:
-        raise ValueError("table must hold at least one row")
-    shown = _snr_labelled(table.iloc[:, : table.columns.get_loc("runs")])
-    shown = shown.rename(columns={"snr_db": "SNR"})
-    shown["failed runs"] = table["failures"].astype(str) + " of " + table["runs"].astype(str)
-    rate = _spans(table["fail_rate"], table["fail_low"], table["fail_high"], ".1%")
-    locked = _spans(table["acc_locked"], table["locked_low"], table["locked_high"], ".1%")
-    shown["failure rate (95% Wilson)"] = rate
-    shown["accuracy when locked on (95% bootstrap)"] = locked
-    return shown.to_markdown(index=False)
-
-
-def _logit_term(formula: str, term: str, data: pd.DataFrame) -> tuple[float, ...]:
-    """A logistic regression's coefficient of ``term``: ``(estimate, low, high, p)``, 95%."""
-    import statsmodels.formula.api as smf
-
-    fit = smf.logit(formula, data=data).fit(disp=False)
-    low, high = fit.conf_int().loc[term]
-    return float(fit.params[term]), float(low), float(high), float(fit.pvalues[term])
-
-
-def width_trend_test(frame: pd.DataFrame, fraction: float = 0.9, metric: str = "test_acc"):
-    """Does width help lock-on more as the SNR falls? ``locked ~ log2(width) * snr_db`` over
-    DHAM's noisy runs (statsmodels' logit; the claim predicts a negative interaction), notebook
-    05. A dict: ``interaction``, ``low``, ``high`` (95%), ``p_value``, ``runs``, ``failures``;
-    from ``locked ~ log2(width) + snr_db``, ``width_effect``, ``width_low``, ``width_high``,
-    ``width_p``; a two-sentence ``verdict`` (alone, where every run or none failed)."""
-    data = _dham_runs(frame, fraction, metric)
-    data = data[np.isfinite(data["snr_db"])].assign(
-        locked=lambda d: d["locked"].astype(int), log2_width=lambda d: np.log2(d["width"])
-    )
-    failures = int((data["locked"] == 0).sum())
-    result = {"runs": len(data), "failures": failures}
-    if failures in (0, len(data)):
-        verdict = "every run" if failures == 0 else "no run"
-        return {**result, "verdict": f"Nothing to test: {verdict} locked on at the noisy SNRs."}
-    interaction = _logit_term("locked ~ log2_width * snr_db", "log2_width:snr_db", data)
-    own = _logit_term("locked ~ log2_width + snr_db", "log2_width", data)
-    result.update(zip(("interaction", "low", "high", "p_value"), interaction, strict=True))
-    result.update(zip(("width_effect", "width_low", "width_high", "width_p"), own, strict=True))
-    words = _by_sign(
-        result["low"],
-        result["high"],
-        "supports the claim: each doubling of width helps lock-on more at lower SNR",
-        "contradicts the claim: width helps lock-on less as the SNR falls",
-        "cannot tell: the interval of the width-by-SNR effect includes zero",
-    )
-    alone = _by_sign(
-        result["width_low"],
-        result["width_high"],
-        "wider networks lock on less often",
-        "wider networks lock on more often",
-        "the data cannot tell whether width changes lock-on",
-    )
-    result["verdict"] = (
-        f"Over {len(data)} noisy runs ({failures} failed to lock on), the data {words} "
-        f"(interaction {result['interaction']:+.3f} per dB per doubling, 95% interval "
-        f"{result['low']:+.3f} to {result['high']:+.3f}, p = {result['p_value']:.3g}). Taken "
-        f"alike at every SNR, {alone} (log-odds {result['width_effect']:+.2f} per doubling, 95% "
-        f"interval {result['width_low']:+.2f} to {result['width_high']:+.2f}, "
-        f"p = {result['width_p']:.3g})."
-    )
-    return result
-
-
 def snr_label(snr_db: float) -> str:
     """``"clean"`` for an infinite SNR, else e.g. ``"6 dB"``."""
     return "clean" if snr_db == CLEAN else f"{snr_db:g} dB"
-
-
-def claim_verdict(widths: dict) -> str:
-    """One sentence on the claim "noisier input needs wider attention convolutions" from
-    :func:`narrowest_widths`: supported when the width needed never shrinks as the SNR falls
-    and grows at least once (no width suffices: more than the widest tried)."""
-    if not widths:
-        raise ValueError("widths must name at least one SNR; run the sweep first")
-    order = sorted(widths, reverse=True)
-    needed = [math.inf if widths[snr] is None else widths[snr] for snr in order]
-    words = {
-        snr: "no width tried suffices" if w is None else f"width {w}" for snr, w in widths.items()
-    }
-    shown = ", ".join(f"{snr_label(snr)}: {words[snr]}" for snr in order)
-    if len(order) < 2:
-        return f"Only one SNR has results ({shown}): too little to test the claim."
-    if all(a <= b for a, b in itertools.pairwise(needed)) and needed[-1] > needed[0]:
-        return f"The data support the claim: the width needed grows as the SNR falls ({shown})."
-    if len(set(needed)) == 1:
-        reason = "the same width suffices at every SNR"
-    else:
-        reason = "the width needed is not monotone in the SNR"
-    return f"The data do not support the claim: {reason} ({shown})."
 
 
 def is_accuracy(metric: str) -> bool:
@@ -420,70 +241,6 @@ def by_setting(frame: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc", "test
     return summarise(frame, by=by, metrics=metrics)
 
 
-def _report_clean(clean: Path, out: Path, figures) -> None:
-    """The clean comparison's tables and figures (``report``)."""
-    runs = load_results(clean)
-    summary = summarise(runs)
-    print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
-    figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
-    sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
-    summary = summarise(runs, metrics=sizes)
-    print("\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
-    figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
-
-
-def _report_sweep(swept: Path, out: Path, figures) -> None:
-    """The sweep's tables, width verdict, lock-on test and figures (``report``)."""
-    runs = load_results(swept)
-    summary = summarise(runs)
-    print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
-    for title, statistic in (
-        ("Narrowest width reaching 90% of the oracle's accuracy, per SNR", "mean"),
-        ("The same for the best seed of each width (what a width can do)", "best"),
-    ):
-        print(title + ":")
-        for snr, width in narrowest_widths(runs, statistic=statistic).items():
-            print(f"  {snr_label(snr)}: {width or 'none'}")
-    print(f"\nVerdict (means): {claim_verdict(narrowest_widths(runs))}")
-    print("\nSingle DHAM runs reaching 90% of the oracle's mean accuracy, per SNR:")
-    for snr, (reached, total) in runs_reaching(runs).items():
-        print(f"  {snr_label(snr)}: {reached} of {total}")
-    lock_on = lock_on_summary(runs)
-    figures.save(figures.plot_lock_on(lock_on), out / "sweep_lock_on.png")
-    print("\n## Lock-on apart from accuracy (95% intervals)\n")
-    print(_snr_labelled(lock_on).to_markdown(index=False, floatfmt=".3f"))
-    print(f"\nThe claim as a test: {width_trend_test(runs)['verdict']}")
-    for metric in ("test_acc", "iou"):
-        figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
-
-
-def report(folder: str | os.PathLike) -> None:
-    """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
-    figures into ``folder/figures`` (``python -m dham_lib report``); every other CSV there
-    as a table by the settings that vary in it."""
-    from dham_lib.study import figures
-
-    folder = Path(folder)
-    clean, swept = (
-        next((folder / name for name in names if (folder / name).exists()), None)
-        for names in (CLEAN_FILES, SWEEP_FILES)
-    )
-    if clean is None and swept is None:
-        raise FileNotFoundError(f"none of {', '.join((*CLEAN_FILES, *SWEEP_FILES))} in {folder}")
-    out = _checks.writable_folder("the figures folder", folder / "figures")
-    if clean is not None:
-        _report_clean(clean, out, figures)
-    if swept is not None:
-        _report_sweep(swept, out, figures)
-    for path in sorted(set(folder.glob("*.csv")) - {clean, swept}):
-        if _RUN_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
-            table = markdown_table(by_setting(load_results(path)), ("val_acc", "test_acc"))
-        else:  # a script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv)
-            table = "not a sweep file: read it with pandas"
-        print(f"## {path.name}\n\n{table}\n")
-    print(f"figures written to {out}")
-
-
 # ---------------------------- what an attention run did (docs/conventions.md), notebook 05
 
 OUTCOMES = ("read", "misread", "never found")
@@ -527,11 +284,14 @@ def attention_outcomes(
     return runs.assign(found=found, read=read, outcome=outcome)
 
 
-def outcome_table(outcomes: pd.DataFrame, by: str = "width", level: float = 0.95) -> pd.DataFrame:
-    """Per ``by`` group of :func:`attention_outcomes`' runs: ``runs``, the count of each
-    outcome, the share that found the digit with its Wilson interval (``found``,
-    ``found_low``, ``found_high``) and the mean test accuracy of the runs that found it with
-    its bootstrap interval (``acc_found``, ``acc_low``, ``acc_high``; no interval for one run)."""
+def outcome_table(
+    outcomes: pd.DataFrame, by: str | list[str] = "width", level: float = 0.95
+) -> pd.DataFrame:
+    """Per ``by`` group (a column or a list of them) of :func:`attention_outcomes`' runs:
+    ``runs``, the count of each outcome, the share that found the digit with its Wilson
+    interval (``found``, ``found_low``, ``found_high``) and the mean test accuracy of the runs
+    that found it with its bootstrap interval (``acc_found``, ``acc_low``, ``acc_high``; no
+    interval for one run)."""
 
     def group(runs: pd.DataFrame) -> pd.Series:
         counts = [int((runs["outcome"] == name).sum()) for name in OUTCOMES]
@@ -636,3 +396,66 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
         for a, b in zip(table["interaction_p"], table["interaction_p_clustered"], strict=True)
     ]
     return shown.to_markdown(index=False)
+
+
+def _report_clean(clean: Path, out: Path, figures) -> None:
+    """The clean comparison's tables and figures (``report``)."""
+    runs = load_results(clean)
+    summary = summarise(runs)
+    print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
+    figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
+    sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
+    summary = summarise(runs, metrics=sizes)
+    print("\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
+    figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
+
+
+def _report_sweep(swept: Path, out: Path, figures) -> None:
+    """The sweep's table and figures, then DHAM's attention outcomes (docs/conventions.md) by
+    SNR and width and the found-by-width trend at the quarter-side threshold (``report``)."""
+    runs = load_results(swept)
+    summary = summarise(runs)
+    print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
+    for metric in ("test_acc", "iou"):
+        figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
+    outcomes = attention_outcomes(runs)
+    if outcomes.empty:
+        print("No DHAM run has an oracle run of its SNR and seed: no attention outcomes.\n")
+        return
+    table = outcome_table(outcomes, by=["snr_db", "width"])
+    table = table.sort_values(["snr_db", "width"], ascending=[False, True])
+    print(f"## Attention outcomes (found under {found_threshold():g} px)\n")
+    print(outcome_markdown(table) + "\n")
+    figures.save(figures.plot_outcome_table(table), out / "sweep_outcomes.png")
+    try:
+        trend = sensitivity_markdown(found_sensitivity(runs, thresholds=(None,)))
+    except ValueError as error:  # every noisy run found the digit, or none did
+        trend = f"{str(error).capitalize()}."
+    print(f"## Does width help a run find the digit? (noisy runs, logit)\n\n{trend}\n")
+
+
+def report(folder: str | os.PathLike) -> None:
+    """Print the tables and the width verdict of the CSVs in ``folder`` and draw their
+    figures into ``folder/figures`` (``python -m dham_lib report``); every other CSV there
+    as a table by the settings that vary in it."""
+    from dham_lib.study import figures
+
+    folder = Path(folder)
+    clean, swept = (
+        next((folder / name for name in names if (folder / name).exists()), None)
+        for names in (CLEAN_FILES, SWEEP_FILES)
+    )
+    if clean is None and swept is None:
+        raise FileNotFoundError(f"none of {', '.join((*CLEAN_FILES, *SWEEP_FILES))} in {folder}")
+    out = _checks.writable_folder("the figures folder", folder / "figures")
+    if clean is not None:
+        _report_clean(clean, out, figures)
+    if swept is not None:
+        _report_sweep(swept, out, figures)
+    for path in sorted(set(folder.glob("*.csv")) - {clean, swept}):
+        if _RUN_COLUMNS.issubset(pd.read_csv(path, nrows=0).columns):
+            table = markdown_table(by_setting(load_results(path)), ("val_acc", "test_acc"))
+        else:  # a script's or a benchmark's own table (scripts/lock_on_*.py, scaling_costs.csv)
+            table = "not a sweep file: read it with pandas"
+        print(f"## {path.name}\n\n{table}\n")
+    print(f"figures written to {out}")
