@@ -374,28 +374,25 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
     digit, the width effect and the interaction with their clustered 95% intervals and both
     p-values."""
 
-    def effect(name: str, fmt: str) -> list[str]:
-        return [
-            f"{row[name]:{fmt}} ({row[f'{name}_low_clustered']:{fmt}} to "
-            f"{row[f'{name}_high_clustered']:{fmt}})"
-            for _, row in table.iterrows()
-        ]
+    def rows(*columns: str):
+        return table[list(columns)].itertuples(index=False)
 
-    shown = pd.DataFrame({"found under": [f"{t:g} px" for t in table["threshold"]]})
-    shown["runs that found it"] = [
-        f"{f} of {n}" for f, n in zip(table["found"], table["runs"], strict=True)
-    ]
-    shown["width effect per doubling (95%, clustered)"] = effect("width", "+.2f")
-    shown["p plain / clustered"] = [
-        f"{a:.3f} / {b:.3f}"
-        for a, b in zip(table["width_p"], table["width_p_clustered"], strict=True)
-    ]
-    shown["width × SNR (95%, clustered)"] = effect("interaction", "+.3f")
-    shown["p plain / clustered "] = [
-        f"{a:.3f} / {b:.3f}"
-        for a, b in zip(table["interaction_p"], table["interaction_p_clustered"], strict=True)
-    ]
-    return shown.to_markdown(index=False)
+    def effect(name: str, fmt: str) -> list[str]:
+        spans = rows(name, f"{name}_low_clustered", f"{name}_high_clustered")
+        return [f"{mid:{fmt}} ({low:{fmt}} to {high:{fmt}})" for mid, low, high in spans]
+
+    def p_values(name: str) -> list[str]:
+        return [f"{a:.3f} / {b:.3f}" for a, b in rows(f"{name}_p", f"{name}_p_clustered")]
+
+    shown = {
+        "found under": [f"{t:g} px" for t in table["threshold"]],
+        "runs that found it": [f"{found} of {n}" for found, n in rows("found", "runs")],
+        "width effect per doubling (95%, clustered)": effect("width", "+.2f"),
+        "p plain / clustered": p_values("width"),
+        "width × SNR (95%, clustered)": effect("interaction", "+.3f"),
+        "p plain / clustered ": p_values("interaction"),
+    }
+    return pd.DataFrame(shown).to_markdown(index=False)
 
 
 def _report_clean(clean: Path, out: Path, figures) -> None:
