@@ -107,11 +107,10 @@ def test_report_writes_tables_verdict_and_figures(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "## probe.csv\n\nnot a sweep file" in out and "## costs.csv\n\nnot a sweep file" in out
     assert "## Clean canvases (clean.csv)" in out and "## Sweep (sweep.csv)" in out
-    assert "Narrowest width reaching 90%" in out and "## Lock-on apart from accuracy" in out
-    assert (
-        "The claim as a test: Nothing to test" in out
-    )  # every fake run, the oracle too, scores 0.5
-    for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png", "sweep_lock_on.png"):
+    assert "## Attention outcomes (found under 9.6 px)" in out
+    # Every fake run scores 0.5, its centre error 0.5 px too: every run found its digit.
+    assert "Nothing to fit: 4 of 4 noisy runs found it." in out
+    for name in ("clean_models.png", "sweep_test_acc.png", "sweep_iou.png", "sweep_outcomes.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 0
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dham_lib.course import figures, inspect
+from dham_lib.course import answers, figures, inspect
 from dham_lib.data import TranslatedMNIST
 from dham_lib.dham import DHAM
 from dham_lib.models import PlainCNN
@@ -169,25 +169,25 @@ def _check_says(check, *args):
 
 def test_check_validation_choice_wants_the_best_seed_on_validation_and_its_test_score():
     dham = RUNS[RUNS["model"] == "dham"]
-    assert _check_says(inspect.check_validation_choice, dham, 1, 0.85)[1]
-    said, passed = _check_says(inspect.check_validation_choice, dham, 0, 0.93)  # best on test
+    assert _check_says(answers.check_validation_choice, dham, 1, 0.85)[1]
+    said, passed = _check_says(answers.check_validation_choice, dham, 0, 0.93)  # best on test
     assert not passed and "seed: 0 is too low" in said and "0.85" not in said
 
 
 def test_check_attention_outcomes_sorts_runs_by_place_then_accuracy():
     # Seed 0 found and read (0.93 >= 0.855), seed 1 found but misread, seed 2 never found.
     low, high = wilson_interval(1, 3)
-    assert _check_says(inspect.check_attention_outcomes, RUNS, 9.6, 1, 1, low, high)[1]
-    said, passed = _check_says(inspect.check_attention_outcomes, RUNS, 9.6, 2, 1, low, high)
+    assert _check_says(answers.check_attention_outcomes, RUNS, 9.6, 1, 1, low, high)[1]
+    said, passed = _check_says(answers.check_attention_outcomes, RUNS, 9.6, 2, 1, low, high)
     assert not passed and "read: 2 is too high" in said and f"{low:.4g}" not in said
     # A threshold above every centre error: every run found it.
-    assert _check_says(inspect.check_attention_outcomes, RUNS, 20.0, 1, 0, 0.0, 0.5615)[1]
+    assert _check_says(answers.check_attention_outcomes, RUNS, 20.0, 1, 0, 0.0, 0.5615)[1]
 
 
 def test_check_difference_interval_against_welch():
     a, b = [0.95, 0.96, 0.94], [0.92, 0.93, 0.91]
     difference, low, high = difference_interval(a, b)
     assert difference == pytest.approx(0.03) and low < 0.03 < high
-    assert _check_says(inspect.check_difference_interval, a, b, difference, low, high)[1]
-    said, passed = _check_says(inspect.check_difference_interval, b, a, difference, low, high)
+    assert _check_says(answers.check_difference_interval, a, b, difference, low, high)[1]
+    said, passed = _check_says(answers.check_difference_interval, b, a, difference, low, high)
     assert not passed and "too high" in said and f"{-difference:.4g}" not in said

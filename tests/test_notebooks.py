@@ -156,6 +156,32 @@ def test_no_absolute_paths_in_outputs(notebook):
             assert not found, f"{path.name}, code cell {i}: absolute path {found.group()!r}"
 
 
+MAX_PROSE_WORDS = 2300
+
+
+def test_a_lesson_has_at_most_2300_words_of_prose(notebook):
+    # A lesson a teacher reads aloud; provenance lives in docs/provenance.md instead.
+    path, nb = notebook
+    words = sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
+    assert words <= MAX_PROSE_WORDS, (
+        f"{path.name}: {words} words of prose, at most {MAX_PROSE_WORDS}"
+    )
+
+
+def test_no_quick_mode_outputs(notebook):
+    # Quick mode (DHAM_QUICK=1) shrinks every training run to seconds for CI; a committed
+    # teacher notebook must show what the real run prints, or its prose describes a model
+    # that its outputs do not show.
+    path, nb = notebook
+    for i, cell in enumerate(_code_cells(nb), start=1):
+        for output in cell.outputs:
+            text = _output_text(output)
+            assert "DHAM_QUICK" not in text and "quick mode" not in text.lower(), (
+                f"{path.name}, code cell {i} shows a quick-mode output; execute the notebook "
+                "without DHAM_QUICK=1 before committing it"
+            )
+
+
 def test_solution_markers_pair_up(notebook):
     path, nb = notebook
     for i, cell in enumerate(_code_cells(nb), start=1):

@@ -304,3 +304,36 @@ def check_runs_needed(runs) -> None:
     (two-sided, 5% level, 80% power; z = 1.96 and 0.84)."""
     truth = (1.96 + 0.84) ** 2 * (0.2 * 0.8 + 0.4 * 0.6) / 0.2**2
     check_answers({"runs": runs}, {"runs": truth}, 0.5)
+
+
+def check_validation_choice(runs: pd.DataFrame, seed, test_acc) -> None:
+    """Notebook 06, exercise 4: of ``runs`` (one row per seed), the ``seed`` with the best
+    ``val_acc`` and its ``test_acc`` (a fraction)."""
+    best = runs.iloc[int(np.argmax(runs["val_acc"].to_numpy(dtype=float)))]
+    truth = {"seed": float(best["seed"]), "test accuracy": float(best["test_acc"])}
+    check_answers({"seed": seed, "test accuracy": test_acc}, truth)
+
+
+def check_attention_outcomes(
+    runs: pd.DataFrame, quarter_side: float, read, never_found, low, high
+) -> None:
+    """Notebook 06, exercise 5: of the DHAM runs in ``runs`` (with an oracle run of the same
+    SNR and seed), how many ``read`` the digit and how many ``never_found`` it by
+    :func:`~dham_lib.study.results.attention_outcomes` at ``quarter_side`` pixels, and the
+    95% Wilson interval ``low``, ``high`` of the never-found rate."""
+    outcome = results.attention_outcomes(runs, quarter_side)["outcome"]
+    read_runs, never = int((outcome == "read").sum()), int((outcome == "never found").sum())
+    names = ("read", "never found", "low", "high")
+    truth = (read_runs, never, *results.wilson_interval(never, len(outcome)))
+    check_answers(
+        dict(zip(names, (read, never_found, low, high), strict=True)),
+        dict(zip(names, truth, strict=True)),
+    )
+
+
+def check_difference_interval(a, b, difference, low, high) -> None:
+    """Notebook 06, exercise 6: the mean of ``a`` minus the mean of ``b`` with its 95%
+    interval (Welch's t, :func:`~dham_lib.study.results.difference_interval`)."""
+    names = ("difference", "low", "high")
+    answers = dict(zip(names, (difference, low, high), strict=True))
+    check_answers(answers, dict(zip(names, results.difference_interval(a, b), strict=True)))

@@ -11,17 +11,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dham_lib import _checks
-from dham_lib.course.widgets import check_answers
 from dham_lib.data import TranslatedMNIST, balanced_order
 from dham_lib.dham import DHAM
 from dham_lib.metrics import box_centre_error, box_coverage, box_iou
 from dham_lib.models import DHAMClassifier
 from dham_lib.sampling import glimpse_box
-from dham_lib.study.results import attention_outcomes, difference_interval, wilson_interval
 
 
 class Attention(NamedTuple):
@@ -203,36 +200,3 @@ def box_logits(boxes: torch.Tensor, image_size: tuple[int, int], height: float =
     h, w = _checks.size_pair("image_size", image_size)
     ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
     return (float(height) * _inside(boxes, xs, ys))[None]
-
-
-def check_validation_choice(runs: pd.DataFrame, seed, test_acc) -> None:
-    """Notebook 06, exercise 4: of ``runs`` (one row per seed), the ``seed`` with the best
-    ``val_acc`` and its ``test_acc`` (a fraction)."""
-    best = runs.iloc[int(np.argmax(runs["val_acc"].to_numpy(dtype=float)))]
-    truth = {"seed": float(best["seed"]), "test accuracy": float(best["test_acc"])}
-    check_answers({"seed": seed, "test accuracy": test_acc}, truth)
-
-
-def check_attention_outcomes(
-    runs: pd.DataFrame, quarter_side: float, read, never_found, low, high
-) -> None:
-    """Notebook 06, exercise 5: of the DHAM runs in ``runs`` (with an oracle run of the same
-    SNR and seed), how many ``read`` the digit and how many ``never_found`` it by
-    :func:`~dham_lib.study.results.attention_outcomes` at ``quarter_side`` pixels, and the
-    95% Wilson interval ``low``, ``high`` of the never-found rate."""
-    outcome = attention_outcomes(runs, quarter_side)["outcome"]
-    read_runs, never = int((outcome == "read").sum()), int((outcome == "never found").sum())
-    names = ("read", "never found", "low", "high")
-    truth = (read_runs, never, *wilson_interval(never, len(outcome)))
-    check_answers(
-        dict(zip(names, (read, never_found, low, high), strict=True)),
-        dict(zip(names, truth, strict=True)),
-    )
-
-
-def check_difference_interval(a, b, difference, low, high) -> None:
-    """Notebook 06, exercise 6: the mean of ``a`` minus the mean of ``b`` with its 95%
-    interval (Welch's t, :func:`~dham_lib.study.results.difference_interval`)."""
-    names = ("difference", "low", "high")
-    answers = dict(zip(names, (difference, low, high), strict=True))
-    check_answers(answers, dict(zip(names, difference_interval(a, b), strict=True)))

@@ -249,8 +249,8 @@ def run_report(args: argparse.Namespace):
     """Summarise result tables: tables, the width verdict, heat maps.
 
     Read a folder's clean comparison (clean_validated.csv, else clean.csv) and sweep
-    (sweep_validated.csv, else sweep.csv); print Markdown tables, the narrowest width per
-    SNR and the lock-on test; write figures into its figures/ folder."""
+    (sweep_validated.csv, else sweep.csv); print Markdown tables, the attention outcomes
+    by SNR and width and the found-by-width trend; write figures into its figures/ folder."""
     return results.report(args.results)
 
 
