@@ -101,6 +101,7 @@ def test_plot_learning_curves_panels(iou, centre, panels):
     acc = fig.axes[1]
     assert acc.get_ylabel() == "accuracy (%)"
     assert list(acc.lines[0].get_ydata()) == pytest.approx([30, 60, 90])
+    assert [line.get_label() for line in acc.lines] == ["train", "validation"]
     assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
     if centre:
         assert fig.axes[3].get_ylabel() == "centre error (pixels)"

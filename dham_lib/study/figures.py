@@ -170,23 +170,25 @@ def _check_history(history) -> None:
             raise ValueError(f"history[{key!r}] must be fractions in [0, 1], got {list(values)}")
 
 
-def plot_learning_curves(history) -> Figure:
+def plot_learning_curves(history, held_out: str = "validation") -> Figure:
     """Loss, accuracy (in %) and, when recorded, the box's IoU and centre error per epoch.
 
     ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
     optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
-    in the right place but too large from one elsewhere)."""
+    in the right place but too large from one elsewhere). ``held_out`` names the set that
+    ``fit`` scored each epoch (its "test_" keys): the validation digits for a run on the
+    training split, the test digits for one on training and validation."""
     _check_history(history)
     boxes = [k for k in _BOX_PANELS if any(not math.isnan(v) for v in history.get(k, []))]
     fig, axes = plt.subplots(1, 2 + len(boxes), figsize=(3.7 * (2 + len(boxes)), 3.4))
     epoch = history["epoch"]
-    for split in ("train", "test"):
-        axes[0].plot(epoch, history[f"{split}_loss"], "o-", label=split)
-        axes[1].plot(epoch, [100 * a for a in history[f"{split}_acc"]], "o-", label=split)
+    for split, label in (("train", "train"), ("test", held_out)):
+        axes[0].plot(epoch, history[f"{split}_loss"], "o-", label=label)
+        axes[1].plot(epoch, [100 * a for a in history[f"{split}_acc"]], "o-", label=label)
     axes[0].set(title="cross-entropy loss", ylabel="loss")
     axes[1].set(title="classification accuracy", ylabel="accuracy (%)")
     for ax, key in zip(axes[2:], boxes, strict=True):
-        ax.plot(epoch, history[key], "o-", color="C2", label="test")
+        ax.plot(epoch, history[key], "o-", color="C2", label=held_out)
         title, ylabel, ylim = _BOX_PANELS[key]
         ax.set(title=title, ylabel=ylabel, ylim=ylim)
     for ax in axes:
