@@ -176,7 +176,7 @@ def plot_learning_curves(history, held_out: str = "validation") -> Figure:
     ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
     optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
     in the right place but too large from one elsewhere). ``held_out`` names the set that
-    ``fit`` scored each epoch (its "test_" keys): the validation digits for a run on the
+    ``fit`` scored each epoch (its ``test_*`` keys): the validation digits for a run on the
     training split, the test digits for one on training and validation."""
     _check_history(history)
     boxes = [k for k in _BOX_PANELS if any(not math.isnan(v) for v in history.get(k, []))]
