@@ -66,15 +66,6 @@ def as_tensor(name: str, value, ndims: tuple[int, ...]) -> torch.Tensor:
     return _checks.tensor(name, value)
 
 
-def _batch(**tensors: torch.Tensor | None) -> int:
-    """The one batch size of the given tensors (None ones aside); raises naming them if not."""
-    given = {name: len(value) for name, value in tensors.items() if value is not None}
-    if len(set(given.values())) != 1:
-        listed = ", ".join(f"{name} {size}" for name, size in given.items())
-        raise ValueError(f"{', '.join(given)} must have one batch size, got {listed}")
-    return next(iter(given.values()))
-
-
 def box_patch(box: torch.Tensor, colour: str, style: str = "-", label=None) -> Rectangle:
     """A rectangle from ``x0, y0, x1, y1`` in pixel coordinates (in the legend as ``label``)."""
     x0, y0, x1, y1 = box.tolist()
@@ -122,7 +113,12 @@ def plot_glimpses(
     predictions = None if predictions is None else as_tensor("predictions", predictions, (1,))
     named = {"canvases": canvases, "boxes": boxes, "glimpses": glimpses, "labels": labels}
     named.update(predictions=predictions, true_boxes=true_boxes)
-    n = min(_checks.positive_int("n", n), _batch(**named))
+    sizes = {name: len(value) for name, value in named.items() if value is not None}
+    n = _checks.positive_int("n", n)
+    if len(set(sizes.values())) != 1:
+        listed = ", ".join(f"{name} {size}" for name, size in sizes.items())
+        raise ValueError(f"{', '.join(sizes)} must have one batch size, got {listed}")
+    n = min(n, len(canvases))
     if glimpse_names is None:
         glimpse_names = ["glimpse"] if k == 1 else [f"glimpse {j}" for j in range(k)]
     if len(glimpse_names) != k or not all(isinstance(name, str) for name in glimpse_names):
@@ -311,6 +307,7 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
 
 
 _FLOPS_KINDS = ("mean of all seeds", "seed chosen on validation")
+_FLOPS_AXES = {"xlabel": "MFLOP per canvas (log scale)", "ylabel": "test accuracy (%)"}
 
 
 def plot_accuracy_against_flops(points) -> Figure:
@@ -330,9 +327,8 @@ def plot_accuracy_against_flops(points) -> Figure:
     sides = sorted(points["canvas"].unique())
     kinds = [kind for kind in _FLOPS_KINDS if kind in set(points["kind"])]
     labels = list(dict.fromkeys(points["label"]))
-    fig, axes = plt.subplots(
-        len(kinds), len(sides), figsize=(3.9 * len(sides), 3.1 * len(kinds) + 0.8), squeeze=False
-    )
+    size = (3.9 * len(sides), 3.1 * len(kinds) + 0.8)
+    fig, axes = plt.subplots(len(kinds), len(sides), figsize=size, squeeze=False)
     for row_axes, kind in zip(axes, kinds, strict=True):
         rows = points[points["kind"] == kind]
         ylim = (max(100 * rows["low"].min() - 1, 0), min(100 * rows["high"].max() + 1, 100))
@@ -340,22 +336,15 @@ def plot_accuracy_against_flops(points) -> Figure:
             for point in rows[rows["canvas"] == side].itertuples():
                 acc, low, high = 100 * point.acc, 100 * point.low, 100 * point.high
                 colour = f"C{labels.index(point.label)}"
-                ax.errorbar(
-                    point.mflop, acc, [[acc - low], [high - acc]], fmt="o", capsize=3, color=colour
-                )
+                yerr = [[acc - low], [high - acc]]
+                ax.errorbar(point.mflop, acc, yerr, fmt="o", capsize=3, color=colour)
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...
             ax.xaxis.set_major_formatter("{x:g}")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.margins(x=0.12)
-            _style(
-                ax,
-                title=f"{side}×{side} canvases: {kind}",
-                xlabel="MFLOP per canvas (log scale)",
-                ylabel="test accuracy (%)",
-                ylim=ylim,
-                small=True,
-            )
+            title = f"{side}×{side} canvases: {kind}"
+            _style(ax, title=title, ylim=ylim, small=True, **_FLOPS_AXES)
     handles = [
         plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=label)
         for i, label in enumerate(labels)

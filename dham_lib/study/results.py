@@ -16,7 +16,7 @@ import pandas as pd
 
 from dham_lib import _checks
 from dham_lib.models import MODELS
-from dham_lib.study.runs import SCORES, DataConfig, TrainConfig
+from dham_lib.study.runs import SCALE, SCORES, DataConfig, TrainConfig
 
 # The committed results; `make reproduce` writes its fresh ones elsewhere.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -248,14 +248,9 @@ OUTCOMES = ("read", "misread", "never found")
 
 def found_threshold(canvas: int = 120) -> float:
     """The centre error (pixels) under which a run *found* its digit: a quarter of the mean
-    digit side on ``canvas``-pixel canvases, digits drawn at :class:`TranslatedMNIST`'s default
-    scale (24–40% of the side: 9.6 px at 120 px)."""
-    import inspect
-
-    from dham_lib.data import TranslatedMNIST
-
-    low, high = inspect.signature(TranslatedMNIST).parameters["scale"].default
-    return _checks.positive_int("canvas", canvas) * (low + high) / 2 / 4
+    digit side on ``canvas``-pixel canvases, digits drawn at the runs' scale (``runs.SCALE``,
+    24–40% of the side: 9.6 px at 120 px)."""
+    return _checks.positive_int("canvas", canvas) * sum(SCALE) / 2 / 4
 
 
 def attention_outcomes(
@@ -321,16 +316,6 @@ def outcome_markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
-def _logit_fit(formula: str, data: pd.DataFrame, groups=None):
-    """statsmodels' logit of ``formula``; with ``groups``, standard errors clustered on them."""
-    import statsmodels.formula.api as smf
-
-    model = smf.logit(formula, data=data)
-    if groups is None:
-        return model.fit(disp=False)
-    return model.fit(disp=False, cov_type="cluster", cov_kwds={"groups": groups})
-
-
 def found_trend(frame: pd.DataFrame, threshold: float | None = None) -> dict:
     """Does width help a run find the digit, and more so at a lower SNR? Over DHAM's noisy
     runs of :func:`attention_outcomes` (``threshold`` in pixels), logistic regressions of
@@ -340,6 +325,8 @@ def found_trend(frame: pd.DataFrame, threshold: float | None = None) -> dict:
     (width, seed)-clustered standard errors (``_p_clustered``, ``_low_clustered``,
     ``_high_clustered``): one seed's canvases and start recur at every SNR, so a (width,
     seed) pair's runs are not independent. Also ``threshold``, ``runs`` and ``found``."""
+    import statsmodels.formula.api as smf
+
     threshold = found_threshold() if threshold is None else threshold
     data = attention_outcomes(frame, threshold)
     data = data[np.isfinite(data["snr_db"])].assign(
@@ -350,17 +337,17 @@ def found_trend(frame: pd.DataFrame, threshold: float | None = None) -> dict:
     if result["found"] in (0, len(data)):
         raise ValueError(f"nothing to fit: {result['found']} of {len(data)} noisy runs found it")
     pairs = data.groupby(["width", "seed"]).ngroup().to_numpy()
+    clustered = {"cov_type": "cluster", "cov_kwds": {"groups": pairs}}
     terms = {"width": ("found ~ log2_width + snr_db", "log2_width")}
     terms["interaction"] = ("found ~ log2_width * snr_db", "log2_width:snr_db")
     for name, (formula, term) in terms.items():
-        for suffix, groups in (("", None), ("_clustered", pairs)):
-            fit = _logit_fit(formula, data, groups)
-            low, high = fit.conf_int().loc[term]
+        for suffix, options in (("", {}), ("_clustered", clustered)):
+            fit = smf.logit(formula, data=data).fit(disp=False, **options)
             if not suffix:
                 result[name] = float(fit.params[term])
-            result[f"{name}_se{suffix}"] = float(fit.bse[term])
-            result[f"{name}_low{suffix}"], result[f"{name}_high{suffix}"] = float(low), float(high)
-            result[f"{name}_p{suffix}"] = float(fit.pvalues[term])
+            low, high = fit.conf_int().loc[term]
+            fields = {"se": fit.bse[term], "low": low, "high": high, "p": fit.pvalues[term]}
+            result.update({f"{name}_{key}{suffix}": float(v) for key, v in fields.items()})
     return result
 
 
@@ -393,18 +380,6 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
         "p plain / clustered ": p_values("interaction"),
     }
     return pd.DataFrame(shown).to_markdown(index=False)
-
-
-def _report_clean(clean: Path, out: Path, figures) -> None:
-    """The clean comparison's tables and figures (``report``)."""
-    runs = load_results(clean)
-    summary = summarise(runs)
-    print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
-    figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
-    sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
-    summary = summarise(runs, metrics=sizes)
-    print("\n## Larger canvases (trained on 120×120)\n\n" + markdown_table(summary, sizes) + "\n")
-    figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
 
 
 def _report_sweep(swept: Path, out: Path, figures) -> None:
@@ -446,7 +421,14 @@ def report(folder: str | os.PathLike) -> None:
         raise FileNotFoundError(f"none of {', '.join((*CLEAN_FILES, *SWEEP_FILES))} in {folder}")
     out = _checks.writable_folder("the figures folder", folder / "figures")
     if clean is not None:
-        _report_clean(clean, out, figures)
+        runs = load_results(clean)
+        summary = summarise(runs)
+        print(f"## Clean canvases ({clean.name})\n\n" + markdown_table(summary, SUMMARY_METRICS))
+        figures.save(figures.plot_model_comparison(summary), out / "clean_models.png")
+        sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
+        summary = summarise(runs, metrics=sizes)
+        print(f"\n## Larger canvases (trained on 120×120)\n\n{markdown_table(summary, sizes)}\n")
+        figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
     if swept is not None:
         _report_sweep(swept, out, figures)
     for path in sorted(set(folder.glob("*.csv")) - {clean, swept}):
