@@ -13,24 +13,20 @@ import numpy as np
 import torch
 
 
-def tensor(
-    name: str, value, ndim: int | None = None, floating: bool = True, finite: bool = True
-) -> torch.Tensor:
-    """Check that ``value`` is a non-empty, finite tensor with ``ndim`` dimensions;
-    ``finite=False`` (a ``forward``'s) reads no value, which would wait for the device."""
+def tensor(name: str, value, ndim: int | None = None, finite: bool = True) -> torch.Tensor:
+    """Check that ``value`` is a non-empty floating-point tensor with ``ndim`` dimensions,
+    finite; ``finite=False`` (a ``forward``'s) reads no value, which would wait for the device."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if floating and not value.is_floating_point():
+    if not value.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
     if ndim is not None and value.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
     if value.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
-    if not (floating and finite):
-        return value
     # A sum is one fast pass and is NaN or infinite whenever an entry is; only when
     # it is (or overflows) does the exact, slower elementwise test run.
-    if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
+    if finite and not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
         raise ValueError(f"{name} must be finite, got NaN or infinite values")
     return value
 
@@ -89,14 +85,6 @@ def size_pair(name: str, value) -> tuple[int, int]:
     if min(value) < 2:
         raise ValueError(f"{name} must be at least (2, 2), got {tuple(value)}")
     return int(value[0]), int(value[1])
-
-
-def same_shape(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> None:
-    """Check that tensors have one shape, naming all of them if not."""
-    shapes = [tuple(v.shape) for v in values]
-    if len(set(shapes)) != 1:
-        listed = ", ".join(f"{n} {s}" for n, s in zip(names, shapes, strict=True))
-        raise ValueError(f"{', '.join(names)} must have the same shape, got {listed}")
 
 
 def same_batch(name: str, value, image: torch.Tensor, image_name: str) -> None:

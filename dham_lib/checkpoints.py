@@ -75,38 +75,6 @@ def save_checkpoint(path, model: nn.Module, data_config=None, metrics=None, extr
     return digest
 
 
-def _verify(path: Path) -> str:
-    """Check that ``path`` exists and matches its sidecar checksum; returns the sha256."""
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} has no checksum file {sidecar.name}; "
-            "save it with save_checkpoint, which writes both"
-        )
-    expected = (sidecar.read_text().split() or [""])[0].lower()
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ValueError(
-            f"checkpoint {path} is corrupt or truncated: its sha256 is {actual}, "
-            f"but {sidecar.name} expects {expected or '(empty file)'}"
-        )
-    return actual
-
-
-def _read(path: Path, map_location) -> dict:
-    """``torch.load`` with ``weights_only=True``, any failure reported as a ValueError."""
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable checkpoint: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
-        raise ValueError(f"{path} is not a format-{FORMAT} dham_lib checkpoint, got {found!r}")
-    return checkpoint
-
-
 def _check_config(path: Path, config: dict, expected: dict) -> None:
     """Compare the saved model config with the expected one, naming any differing keys."""
     if not isinstance(expected, dict):
@@ -125,9 +93,27 @@ def load_checkpoint(path, expected_config=None, map_location="cpu") -> tuple[nn.
     its config (compared with ``expected_config``, e.g. ``build_model("dham").config``, when
     given) and loads the weights strictly. ``meta``: all saved but the weights, and ``sha256``.
     """
-    path = Path(path)
-    digest = _verify(path)
-    checkpoint = _read(path, map_location)
+    path, sidecar = Path(path), sidecar_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not sidecar.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} has no checksum file {sidecar.name}; "
+            "save it with save_checkpoint, which writes both"
+        )
+    expected = (sidecar.read_text().split() or [""])[0].lower()
+    if (digest := sha256_file(path)) != expected:
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated: its sha256 is {digest}, "
+            f"but {sidecar.name} expects {expected or '(empty file)'}"
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+        raise ValueError(f"{path} is not a format-{FORMAT} dham_lib checkpoint, got {found!r}")
     config = checkpoint.get("model_config")
     if not isinstance(config, dict) or "name" not in config:
         raise ValueError(f"checkpoint {path} has no model_config with a model name")

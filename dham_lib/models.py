@@ -249,10 +249,14 @@ class DHAMClassifier(Configured):
 
     def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
         """``[B, C, H, W] -> Prediction`` (boxes ``[B, K, 4]``); ``true_box`` is ignored."""
-        _canvas(canvas, self.in_channels)
-        glimpses, params = self.dham(canvas, self.attention(canvas))
+        logits = self.attention(_canvas(canvas, self.in_channels))
+        glimpses, params = self.dham(canvas, logits)
         boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvas.shape[-2:]))
-        return Prediction(self.classifier(glimpses), boxes, glimpses)
+        return Prediction(self.classifier(glimpses), boxes, glimpses, self.penalty(logits))
+
+    def penalty(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """The loss a variant adds to the class loss (:class:`EntropyDHAM`); None for DHAM."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,17 +275,12 @@ class EntropyDHAM(DHAMClassifier):
 
     name, Config = "dham_entropy", EntropyDHAMConfig
 
-    def forward(self, canvas: torch.Tensor, true_box=None) -> Prediction:
-        """``[B, C, H, W] -> Prediction`` with the entropy bonus as its ``penalty``."""
-        _canvas(canvas, self.in_channels)
-        logits = self.attention(canvas)
-        glimpses, params = self.dham(canvas, logits)
-        boxes = glimpse_box(params.tx, params.ty, params.s, image_size=tuple(canvas.shape[-2:]))
+    def penalty(self, logits: torch.Tensor) -> torch.Tensor:
+        """The entropy bonus of the attention ``logits [B, K, H', W']``: a scalar."""
         # log_softmax over the flattened map is the PMF's log without log(0) at underflow.
         log_pmf = F.log_softmax(logits.flatten(2) / self.settings.temperature, dim=-1)
         entropy = -(log_pmf.exp() * log_pmf).sum(dim=-1).mean()
-        penalty = -self.settings.entropy_weight * entropy
-        return Prediction(self.classifier(glimpses), boxes, glimpses, penalty)
+        return -self.settings.entropy_weight * entropy
 
 
 class STNClassifier(Configured):

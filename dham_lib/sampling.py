@@ -90,7 +90,11 @@ def bilinear_sample(
 def _check_params(tx: torch.Tensor, ty: torch.Tensor, s: torch.Tensor) -> None:
     for name, value in (("tx", tx), ("ty", ty), ("s", s)):
         _checks.tensor(name, value, ndim=2)
-    _checks.same_shape(("tx", "ty", "s"), (tx, ty, s))
+    if not tx.shape == ty.shape == s.shape:
+        raise ValueError(
+            f"tx, ty, s must have the same shape, got tx {tuple(tx.shape)}, "
+            f"ty {tuple(ty.shape)}, s {tuple(s.shape)}"
+        )
 
 
 def glimpse_grid(
