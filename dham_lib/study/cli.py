@@ -191,12 +191,13 @@ def _checked(run_list: list[runs.Run]) -> list[runs.Run]:
     return run_list
 
 
-def _save_figures(model, history, test_set, out: Path, held_out: str) -> list[str]:
+def _save_figures(model, history, run: runs.Run, out: Path) -> list[str]:
     """The learning curves and, for a model that looks, its glimpses of 8 test canvases."""
     from dham_lib.study import figures
 
-    curves = figures.plot_learning_curves(history, held_out)
-    figures.save(curves, out / "learning_curves.png")
+    held_out = "validation" if run.data.train_split == "train" else "test"
+    figures.save(figures.plot_learning_curves(history, held_out), out / "learning_curves.png")
+    test_set = runs.make_dataset(run, "test")
     canvases, labels, boxes = test_set.batch(list(range(min(8, len(test_set)))))
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -222,9 +223,7 @@ def run_train(args: argparse.Namespace) -> dict:
     record["checkpoint_sha256"] = save_checkpoint(
         out / "checkpoint.pt", model, data_config=record["run"], metrics=record["scores"]
     )
-    held_out = "validation" if run.data.train_split == "train" else "test"
-    test_set = runs.make_dataset(run, "test")
-    record["figures"] = _save_figures(model, record["history"], test_set, out, held_out)
+    record["figures"] = _save_figures(model, record["history"], run, out)
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     scores = record["scores"]
     print(

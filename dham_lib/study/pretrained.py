@@ -43,11 +43,9 @@ def _trained(run: Run, device, progress: bool):
 def train_or_load(
     name: str, run: Run, train: bool | None = None, device=None, progress: bool = True
 ):
-    """The model of ``run`` as ``(model, history, row)``: loaded from ``<name>.pt`` or trained.
-
-    ``history`` is ``fit``'s per-epoch record and ``row`` the run's settings and scores,
-    flat. Prints one line saying which it did and why.
-    """
+    """The model of ``run`` as ``(model, history, row)``, loaded from ``<name>.pt`` or trained
+    (``history``: ``fit``'s per-epoch record; ``row``: the run's settings and scores, flat).
+    Prints one line saying which it did and why."""
     if not isinstance(run, Run):
         raise TypeError(f"run must be a study.runs.Run, got {type(run).__name__}")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
@@ -126,9 +124,7 @@ def verify_manifest(folder: str | os.PathLike | None = None) -> list[str]:
 
 
 def load_committed(name: str):
-    """Load the committed checkpoint ``<name>.pt``: ``(model in eval mode, metadata)``.
-
-    Its sha256 is checked against its sidecar; a bad file raises ``ValueError``
-    naming it (``train_or_load`` or the sweep that made it can remake it).
-    """
+    """Load the committed checkpoint ``<name>.pt``: ``(model in eval mode, metadata)``. Its
+    sha256 is checked against its sidecar; a bad file raises ``ValueError`` naming it
+    (``train_or_load`` or the sweep that made it can remake it)."""
     return load_checkpoint(checkpoint_dir() / f"{name}.pt")

@@ -189,8 +189,7 @@ def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedM
     side = data.canvas if canvas is None else canvas
     if data.background == "mnist_cluttered":  # the literature's protocol: native digits
         return cluttered_mnist(images, labels, canvas=side, seed=seed)
-    ratio = REFERENCE_CANVAS / side
-    scale = (SCALE[0] * ratio, SCALE[1] * ratio)
+    scale = tuple(share * (REFERENCE_CANVAS / side) for share in SCALE)
     return TranslatedMNIST(images, labels, side, scale, data.snr_db, data.background, seed)
 
 
