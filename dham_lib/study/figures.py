@@ -147,8 +147,14 @@ def map_extent(map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[
     return (-dx / 2, (w - 0.5) * dx, (h - 0.5) * dy, -dy / 2)
 
 
-def _check_history(history) -> None:
-    """Check the keys, equal lengths and accuracy fractions of a training history."""
+def plot_learning_curves(history, held_out: str = "validation") -> Figure:
+    """Loss, accuracy (in %) and, when recorded, the box's IoU and centre error per epoch.
+
+    ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
+    optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
+    in the right place but too large from one elsewhere). ``held_out`` names the set that
+    ``fit`` scored each epoch (its ``test_*`` keys): the validation digits for a run on the
+    training split, the test digits for one on training and validation."""
     if not isinstance(history, dict):
         raise TypeError(f"history must be a dict of lists, got {type(history).__name__}")
     missing = [k for k in HISTORY_KEYS if k not in history]
@@ -164,17 +170,6 @@ def _check_history(history) -> None:
         values = [v for v in history.get(key, []) if not (key == "test_iou" and math.isnan(v))]
         if any(not 0 <= v <= 1 for v in values):
             raise ValueError(f"history[{key!r}] must be fractions in [0, 1], got {list(values)}")
-
-
-def plot_learning_curves(history, held_out: str = "validation") -> Figure:
-    """Loss, accuracy (in %) and, when recorded, the box's IoU and centre error per epoch.
-
-    ``history``: equally long lists under :data:`HISTORY_KEYS` (accuracies as fractions) and
-    optionally "test_iou" and "test_centre_error" (pixels: an IoU alone cannot tell a glimpse
-    in the right place but too large from one elsewhere). ``held_out`` names the set that
-    ``fit`` scored each epoch (its ``test_*`` keys): the validation digits for a run on the
-    training split, the test digits for one on training and validation."""
-    _check_history(history)
     boxes = [k for k in _BOX_PANELS if any(not math.isnan(v) for v in history.get(k, []))]
     fig, axes = plt.subplots(1, 2 + len(boxes), figsize=(3.7 * (2 + len(boxes)), 3.4))
     epoch = history["epoch"]
@@ -244,28 +239,26 @@ def plot_outcome_table(table) -> Figure:
     interval); right, the mean accuracy of those runs (bootstrap interval, none for one run)."""
     if len(table) == 0:
         raise ValueError("table must hold at least one (width, SNR) row")
-    fig, (ax_found, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    columns = (["found", "found_low", "found_high"], ["acc_found", "acc_low", "acc_high"])
     snrs = sorted(table["snr_db"].unique(), reverse=True)
     for i, snr in enumerate(snrs):
         rows = table[table["snr_db"] == snr].sort_values("width")
         x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
-        for ax, columns in (
-            (ax_found, ["found", "found_low", "found_high"]),
-            (ax_acc, ["acc_found", "acc_low", "acc_high"]),
-        ):
-            y, low, high = (rows[columns].to_numpy(dtype=float) * 100).T  # shares, in %
+        for ax, panel in zip(axes, columns, strict=True):
+            y, low, high = (rows[panel].to_numpy(dtype=float) * 100).T  # shares, in %
             errors = np.nan_to_num([y - low, high - y])  # no interval: a bare point
             ax.errorbar(x, y, errors, fmt="o-", capsize=3, color=f"C{i}", label=snr_label(snr))
     widths = sorted(table["width"].unique())
-    for ax in (ax_found, ax_acc):
+    titles = {
+        "runs that found the digit (95% Wilson interval)": "runs (%)",
+        "accuracy of the runs that found it (95% bootstrap)": "test accuracy (%)",
+    }
+    for ax, (title, ylabel) in zip(axes, titles.items(), strict=True):
         ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])
-        _style(ax, xlabel="attention width (channels, log scale)")
-    ax_found.set(title="runs that found the digit (95% Wilson interval)", ylabel="runs (%)")
-    ax_found.set_ylim(-3, 103)
-    ax_acc.set(
-        title="accuracy of the runs that found it (95% bootstrap)", ylabel="test accuracy (%)"
-    )
-    ax_found.legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
+        _style(ax, xlabel="attention width (channels, log scale)", title=title, ylabel=ylabel)
+    axes[0].set_ylim(-3, 103)
+    axes[0].legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
     fig.tight_layout()
     return fig
 
@@ -295,12 +288,11 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
             yerr = [[mean - low], [high - mean]]
             ax.errorbar(i, mean, yerr=yerr, fmt="o", capsize=4, color=f"C{i}")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
         title = _metric_label(metric)
-        xlim = (-0.5, len(names) - 0.5)
+        unit = "accuracy (%)" if is_accuracy(metric) else title
         # What a panel leaves out is said under its axis, never printed across its data.
         xlabel = f"model\n(not shown: {', '.join(left_out)})" if left_out else "model"
-        _style(ax, grid="y", xlim=xlim, title=title, xlabel=xlabel, ylabel=unit)
+        _style(ax, grid="y", xlim=(-0.5, len(names) - 0.5), title=title, xlabel=xlabel, ylabel=unit)
     fig.suptitle("by model: mean over seeds, 95% interval", fontsize=10)
     fig.tight_layout()
     return fig
