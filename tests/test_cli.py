@@ -151,8 +151,8 @@ def train_run_of(args):
 
 def _documented_sweeps() -> list[list[str]]:
     """The argument lists of every `python -m dham_lib sweep` that the Makefile's
-    `reproduce` and `reproduce-scaling` run and that data/results/README.md gives as a
-    row's command."""
+    `reproduce`, `reproduce-scaling` and `reproduce-benchmark` run (its variables expanded)
+    and that data/results/README.md gives as a row's command."""
     import re
     import shlex
     from pathlib import Path
@@ -161,10 +161,13 @@ def _documented_sweeps() -> list[list[str]]:
     makefile = (root / "Makefile").read_text().replace("\\\n", " ")
     recipe = "\n".join(
         makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
-        for target in ("reproduce", "reproduce-scaling")
+        for target in ("reproduce", "reproduce-scaling", "reproduce-benchmark")
     )
-    recipe = recipe.replace("$(SWEEP)", "python -m dham_lib sweep")
-    texts = recipe.replace("$(REPRODUCE_DIR)", "runs/reproduce").splitlines()
+    variables = dict(re.findall(r"^(\w+) *[:?]?= *(.*)$", makefile, flags=re.MULTILINE))
+    while "$(" in recipe and any(f"$({name})" in recipe for name in variables):
+        for name, value in variables.items():
+            recipe = recipe.replace(f"$({name})", value)
+    texts = recipe.splitlines()
     readme = (root / "data" / "results" / "README.md").read_text().replace("\\\n", " ")
     texts += re.findall(r"python -m dham_lib sweep[^`\n]*", readme)
     commands = []
@@ -184,3 +187,21 @@ def test_every_documented_sweep_command_parses():
         assert args.out, argv
         built = sweep_runs(args)
         assert built and all(isinstance(run, runs.Run) for run in built), argv
+
+
+def test_reproduce_benchmark_reruns_the_committed_benchmark_runs():
+    """`make reproduce-benchmark` builds every run whose record is committed beside
+    data/results/cluttered60.csv (same recipe, so the same names)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "results" / "cluttered60"
+    committed = {path.stem for path in folder.glob("*.json")}
+    parser = build_parser()
+    built = {
+        runs.run_name(run)
+        for argv in _documented_sweeps()
+        if "runs/reproduce/cluttered60.csv" in argv
+        for run in sweep_runs(parser.parse_args(argv))
+    }
+    assert committed, f"no records in {folder}"
+    assert committed <= built, sorted(committed - built)
