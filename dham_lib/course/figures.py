@@ -5,8 +5,6 @@ are in :mod:`dham_lib.study.figures`.
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -48,12 +46,17 @@ def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3)):
     for ax in axes.flat[len(canvases) :]:
         ax.axis("off")
     for ax, canvas, title in zip(axes.flat, canvases, titles, strict=False):
-        ax.imshow(canvas[0].numpy(), cmap="gray")
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("x (pixels)", fontsize=8)
-        ax.set_ylabel("y (pixels)", fontsize=8)
-        ax.tick_params(labelsize=8)
+        _canvas_panel(ax, canvas[0], title, 8)
     return fig, axes.flat[: len(canvases)]
+
+
+def _canvas_panel(ax, canvas: torch.Tensor, title: str, size: float, **style) -> None:
+    """A grey canvas ``[H, W]`` on ``ax``, its title and pixel axes in ``size``-point type."""
+    ax.imshow(canvas.numpy(), cmap="gray", **style)
+    ax.set_title(title, fontsize=size)
+    ax.set_xlabel("x (pixels)", fontsize=size)
+    ax.set_ylabel("y (pixels)", fontsize=size)
+    ax.tick_params(labelsize=8)
 
 
 def one_image(name: str, value) -> torch.Tensor:
@@ -112,12 +115,11 @@ def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | N
     if not isinstance(stats, dict) or not stats:
         raise ValueError("stats must be a non-empty dict of name -> glimpse_stats(...)")
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
-    low, high = math.inf, -math.inf
     for i, (name, numbers) in enumerate(stats.items()):
         digit, side = numbers["digit_side"], numbers["glimpse_side"]
         ax.scatter(digit, side, s=6, alpha=0.45, color=f"C{i}", label=name)
-        low = min(low, digit.min().item(), side.min().item())
-        high = max(high, digit.max().item(), side.max().item())
+    sides = torch.cat([torch.cat([n["digit_side"], n["glimpse_side"]]) for n in stats.values()])
+    low, high = sides.min().item(), sides.max().item()
     ax.plot([low, high], [low, high], color="0.5", linestyle="--", label="glimpse = digit box")
     ax.legend(fontsize=8, markerscale=2)
     ax.grid(alpha=0.3)
@@ -156,10 +158,16 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
 _MODEL_NAMES = {"pooled_cnn": "CNN", "oracle": "oracle"}
 _TYPE = 9  # the type size of notebook 05's result figures (points)
 _OUTCOME_STYLE = {
-    "read": ("C0", "o"),
-    "misread": ("C1", "s"),
-    "never found": ("C3", "x"),
+    "read": {"color": "C0", "marker": "o"},
+    "misread": {"color": "C1", "marker": "s"},
+    "never found": {"color": "C3", "marker": "x"},
 }
+
+
+def _errorbars(ax, x, mid, low, high, **style) -> None:
+    """Points ``mid`` at ``x`` with bars from ``low`` to ``high`` (none where they are NaN)."""
+    bars = np.abs(np.array([low, high], dtype=float).reshape(2, -1) - mid)
+    ax.errorbar(x, mid, yerr=np.nan_to_num(bars), fmt="o", markersize=4, **style)
 
 
 def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
@@ -190,11 +198,8 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
             x0 = left + col * (panel_w + gap_x)
             y0 = fig_h - top - (row + 1) * panel_h - row * gap_y
             ax = fig.add_axes((x0 / fig_w, y0 / fig_h, panel_w / fig_w, panel_h / fig_h))
-            ax.imshow(grid[row, 0].numpy(), cmap="gray", interpolation="nearest", vmin=None)
-            ax.set_title(f"digit {int(digit)}, {label}", fontsize=_TYPE)
-            ax.set_xlabel("x (pixels)", fontsize=_TYPE)
-            ax.set_ylabel("y (pixels)", fontsize=_TYPE)
-            ax.tick_params(labelsize=8)
+            title = f"digit {int(digit)}, {label}"
+            _canvas_panel(ax, grid[row, 0], title, _TYPE, interpolation="nearest")
     fig.suptitle(
         f"The same digits at falling SNR ({width}×{height} canvases, 1 canvas pixel = "
         f"{scale}×{scale} screen pixels)",
@@ -209,32 +214,18 @@ def plot_outcomes(outcomes, threshold: float, fraction: float = 0.9) -> Figure:
     (log scale) against its accuracy as a share of the oracle's, marked by outcome, with the
     two thresholds that define the outcomes (notebook 05); the legend sits below the axes."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for name, (colour, marker) in _OUTCOME_STYLE.items():
+    for name, style in _OUTCOME_STYLE.items():
         runs = outcomes[outcomes["outcome"] == name]
         share = 100 * runs["test_acc"] / runs["oracle_acc"]
-        ax.scatter(
-            runs["centre_error"],
-            share,
-            s=22,
-            color=colour,
-            marker=marker,
-            alpha=0.75,
-            label=f"{name} ({len(runs)} runs)",
-        )
-    ax.axvline(
-        threshold,
-        color="0.3",
-        linestyle="--",
-        linewidth=1,
-        label=f"found: centre error under {threshold:g} px",
-    )
-    ax.axhline(
-        100 * fraction,
-        color="0.3",
-        linestyle=":",
-        linewidth=1,
-        label=f"read: accuracy at least {fraction:.0%} of the oracle's",
-    )
+        label = f"{name} ({len(runs)} runs)"
+        ax.scatter(runs["centre_error"], share, s=22, alpha=0.75, label=label, **style)
+    found = f"found: centre error under {threshold:g} px"
+    read = f"read: accuracy at least {fraction:.0%} of the oracle's"
+    for line, value, style, label in (
+        (ax.axvline, threshold, "--", found),
+        (ax.axhline, 100 * fraction, ":", read),
+    ):
+        line(value, color="0.3", linestyle=style, linewidth=1, label=label)
     ax.set_xscale("log")
     label_axes(
         ax,
@@ -258,35 +249,24 @@ def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
     fig, axes = plt.subplots(
         2, len(snrs), figsize=(2.0 * len(snrs) + 0.6, 5.6), sharex=True, sharey="row", squeeze=False
     )
+    rows = {  # y label (the first panel's; the others share it): columns
+        "runs that found\nthe digit (%)": ("found", "found_low", "found_high"),
+        "their test\naccuracy (%)": ("acc_found", "acc_low", "acc_high"),
+    }
     for col, snr in enumerate(snrs):
         table = outcome_table(outcomes[outcomes["snr_db"] == snr], level=level)
         x = np.log2(table["width"].to_numpy(dtype=float))
-        rows = (("found", "found_low", "found_high"), ("acc_found", "acc_low", "acc_high"))
-        for ax, (mid, low, high) in zip(axes[:, col], rows, strict=True):
-            mids = 100 * table[mid].to_numpy(dtype=float)
-            errors = 100 * np.abs(table[[low, high]].to_numpy(dtype=float).T - mids / 100)
-            ax.errorbar(
-                x,
-                mids,
-                yerr=np.nan_to_num(errors),
-                fmt="o",
-                color="C0",
-                markersize=4,
-                capsize=2,
-                linewidth=1,
-            )
+        for ax, (ylabel, columns) in zip(axes[:, col], rows.items(), strict=True):
+            values = (100 * table[c].to_numpy(dtype=float) for c in columns)
+            _errorbars(ax, x, *values, color="C0", capsize=2, linewidth=1)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
+            ax.set_xlabel("attention width", fontsize=_TYPE)
+            ax.set_ylabel(" " if col else ylabel, fontsize=_TYPE)
         n = int(table["runs"].iloc[0])
         axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
         axes[1, col].set_title(f"{snr_label(snr)}: runs that found it", fontsize=_TYPE)
-        axes[1, col].set_xlabel("attention width", fontsize=_TYPE)
-        axes[0, col].set_xlabel("attention width", fontsize=_TYPE)
         axes[1, col].set_xticks(x, [str(int(w)) for w in table["width"]])
-    axes[0, 0].set_ylabel("runs that found\nthe digit (%)", fontsize=_TYPE)
-    axes[1, 0].set_ylabel("their test\naccuracy (%)", fontsize=_TYPE)
-    for ax in axes[:, 1:].flat:
-        ax.set_ylabel(" ", fontsize=_TYPE)  # shared with the first panel of its row
     axes[0, 0].set_ylim(0, 105)
     fig.suptitle(
         f"DHAM by attention width: did the run find the digit, and how well it read it "
@@ -314,19 +294,11 @@ def plot_runs_by_model(frame, snrs, level: float = 0.95) -> Figure:
         groups += [(_MODEL_NAMES.get(m, m), r) for m, r in others]
         for i, (_, group) in enumerate(groups):
             accuracy = group["test_acc"].to_numpy(dtype=float)
-            ax.scatter(np.full(len(accuracy), i) + 0.12, 100 * accuracy, s=12, color="0.55")
+            ax.scatter(np.full(len(accuracy), i + 0.12), 100 * accuracy, s=12, color="0.55")
             mean, std = accuracy.mean(), accuracy.std(ddof=1) if len(accuracy) > 1 else 0.0
-            low, high = (100 * v for v in mean_interval(mean, std, len(accuracy), level, True))
-            mean = 100 * mean
-            ax.errorbar(
-                [i - 0.12],
-                [mean],
-                yerr=[[mean - low], [high - mean]],
-                fmt="o",
-                color="black",
-                markersize=4,
-                capsize=3,
-            )
+            interval = mean_interval(mean, std, len(accuracy), level, True)
+            shown = (100 * v for v in (mean, *interval))
+            _errorbars(ax, i - 0.12, *shown, color="black", capsize=3)
         ax.set_xticks(
             range(len(groups)), [name for name, _ in groups], rotation=45, ha="right", fontsize=8
         )
