@@ -13,6 +13,7 @@ too, then wires it to sliders (ipywidgets 7.7 on Colab, or 8.x)::
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import inspect
 import io
@@ -229,20 +230,19 @@ def _function_hints(candidate, reference, args, names, agree: _Agreement) -> lis
         return hints
     if not got.requires_grad:
         return ["its output has no gradient (.detach(), .item(), NumPy or torch.no_grad()?)"]
+    # The gradients of Σ weight · output, zeros where the output does not depend on an input.
     leaves = [i for i, a in enumerate(ref_args) if isinstance(a, torch.Tensor) and a.requires_grad]
     weight = torch.randn(want.shape, generator=agree.weights, dtype=want.dtype)
-    want_grads = _gradients(want, ref_args, weight, leaves)
+    grad = functools.partial(torch.autograd.grad, allow_unused=True, materialize_grads=True)
+    want_grads = grad((want * weight).sum(), [ref_args[i] for i in leaves])
     try:
-        got_grads = _gradients(got, cand_args, weight, leaves)
+        got_grads = grad((got * weight).sum(), [cand_args[i] for i in leaves])
     except Exception as error:
         return [f"its gradient raised {type(error).__name__}: {error}"]
-    offs = [
-        (i, _where_off(g, w, agree)) for i, g, w in zip(leaves, got_grads, want_grads, strict=True)
-    ]
     return [
         f"{agree.grad_hint} (the gradient with respect to {names[i]} is off at {off})"
-        for i, off in offs
-        if off
+        for i, g, w in zip(leaves, got_grads, want_grads, strict=True)
+        if (off := _where_off(g, w, agree))
     ]
 
 
@@ -263,14 +263,6 @@ def _output_hints(got, want: torch.Tensor, args, agree: _Agreement) -> list[str]
         return []
     failed = [text for text, test in agree.properties.items() if not test(got.detach(), *args)]
     return [f"values off at {off}", *failed]
-
-
-def _gradients(output, args, weight, leaves) -> list[torch.Tensor]:
-    """The gradients of ``Σ weight · output`` with respect to ``args[i]``, ``i`` in ``leaves``
-    (zeros where ``output`` does not depend on it)."""
-    inputs = [args[i] for i in leaves]
-    grads = torch.autograd.grad((output * weight).sum(), inputs, allow_unused=True)
-    return [torch.zeros_like(a) if g is None else g for a, g in zip(inputs, grads, strict=True)]
 
 
 def _where_off(got: torch.Tensor, want: torch.Tensor, agree: _Agreement) -> str:
@@ -316,10 +308,16 @@ def _stream(name: str, text: str) -> dict:
     return {"output_type": "stream", "name": name, "text": text}
 
 
-def _view_outputs(view: View) -> tuple[dict, ...]:
-    """``view`` as Jupyter outputs: its figure as a PNG, then its numbers as printed text."""
+def _view_outputs(fn: Callable[..., View], view: View) -> tuple[dict, ...]:
+    """``fn``'s ``view`` as Jupyter outputs: its figure as a PNG (then closed), then its numbers
+    as printed text."""
+    if not isinstance(view, View):
+        raise TypeError(f"{fn.__name__} must return a View, got {type(view).__name__}")
     buffer = io.BytesIO()
-    view.figure.savefig(buffer, format="png", bbox_inches="tight")
+    try:
+        view.figure.savefig(buffer, format="png", bbox_inches="tight")
+    finally:
+        plt.close(view.figure)
     png = base64.b64encode(buffer.getvalue()).decode("ascii")
     data = {"image/png": png, "text/plain": repr(view.figure)}
     outputs = [{"output_type": "display_data", "data": data, "metadata": {}}]
@@ -328,8 +326,14 @@ def _view_outputs(view: View) -> tuple[dict, ...]:
     return tuple(outputs)
 
 
-def _explorer_arguments(fn, fixed: Mapping | None, sliders: dict) -> dict:
-    """``fixed`` as a dict, once ``fn`` and ``sliders`` are what :func:`build_explorer` needs."""
+def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
+    """The widget that :func:`show_explorer` shows: ``sliders`` (keyword = argument of ``fn``)
+    above the figure and numbers of ``fn(**fixed, **slider_values)``, a :class:`View` (its
+    figure closed once drawn), redrawn when a slider is released; an error shows in its place.
+
+    The outputs are set directly: capturing them with ``interactive_output`` made Voilà wait out
+    its cell timeout in 2 of 5 runs of ``make app`` (0 of 5 this way).
+    """
     import ipywidgets as widgets
 
     if not callable(fn):
@@ -343,30 +347,11 @@ def _explorer_arguments(fn, fixed: Mapping | None, sliders: dict) -> dict:
     clash = sorted(set(fixed) & set(sliders))
     if clash:
         raise ValueError(f"fixed and sliders must not share arguments, got both for {clash}")
-    return fixed
-
-
-def build_explorer(fn: Callable[..., View], fixed: Mapping | None = None, **sliders):
-    """The widget that :func:`show_explorer` shows: ``sliders`` (keyword = argument of ``fn``)
-    above the figure and numbers of ``fn(**fixed, **slider_values)``, a :class:`View` (its
-    figure closed once drawn), redrawn when a slider is released; an error shows in its place.
-
-    The outputs are set directly: capturing them with ``interactive_output`` made Voilà wait out
-    its cell timeout in 2 of 5 runs of ``make app`` (0 of 5 this way).
-    """
-    import ipywidgets as widgets
-
-    fixed = _explorer_arguments(fn, fixed, sliders)
     output = widgets.Output()
 
     def draw() -> tuple[dict, ...]:
-        view = fn(**fixed, **{name: slider.value for name, slider in sliders.items()})
-        if not isinstance(view, View):
-            raise TypeError(f"{fn.__name__} must return a View, got {type(view).__name__}")
-        try:
-            return _view_outputs(view)
-        finally:
-            plt.close(view.figure)
+        values = {name: slider.value for name, slider in sliders.items()}
+        return _view_outputs(fn, fn(**fixed, **values))
 
     def redraw(change) -> None:
         try:
