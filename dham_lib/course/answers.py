@@ -287,31 +287,27 @@ def check_outcome_counts(rows: pd.DataFrame, width: int, read, misread, never_fo
     """Notebook 05's exercise: the noisy runs of ``width`` in ``rows`` counted by outcome."""
     runs = results.attention_outcomes(rows)
     runs = runs[(runs["width"] == width) & np.isfinite(runs["snr_db"])]
-    truth = {name: int((runs["outcome"] == name).sum()) for name in results.OUTCOMES}
-    check_answers(
-        dict(zip(results.OUTCOMES, (read, misread, never_found), strict=True)), truth, 0.5
-    )
+    truth = [int((runs["outcome"] == name).sum()) for name in results.OUTCOMES]
+    _compare(results.OUTCOMES, (read, misread, never_found), truth, 0.5)
 
 
 def check_wilson_by_hand(failures: int, runs: int, low, high) -> None:
     """Notebook 05's exercise: the 95% Wilson interval of ``failures`` in ``runs``."""
-    truth = results.wilson_interval(failures, runs)
-    check_answers({"low": low, "high": high}, dict(zip(("low", "high"), truth, strict=True)), 5e-4)
+    _compare(("low", "high"), (low, high), results.wilson_interval(failures, runs), 5e-4)
 
 
 def check_runs_needed(runs) -> None:
     """Notebook 05's exercise: the runs per group that tell a 20% from a 40% failure rate
     (two-sided, 5% level, 80% power; z = 1.96 and 0.84)."""
     truth = (1.96 + 0.84) ** 2 * (0.2 * 0.8 + 0.4 * 0.6) / 0.2**2
-    check_answers({"runs": runs}, {"runs": truth}, 0.5)
+    _compare(("runs",), (runs,), (truth,), 0.5)
 
 
 def check_validation_choice(runs: pd.DataFrame, seed, test_acc) -> None:
     """Notebook 06, exercise 4: of ``runs`` (one row per seed), the ``seed`` with the best
     ``val_acc`` and its ``test_acc`` (a fraction)."""
     best = runs.iloc[int(np.argmax(runs["val_acc"].to_numpy(dtype=float)))]
-    truth = {"seed": float(best["seed"]), "test accuracy": float(best["test_acc"])}
-    check_answers({"seed": seed, "test accuracy": test_acc}, truth)
+    _compare(("seed", "test accuracy"), (seed, test_acc), (best["seed"], best["test_acc"]))
 
 
 def check_attention_outcomes(
@@ -323,17 +319,12 @@ def check_attention_outcomes(
     95% Wilson interval ``low``, ``high`` of the never-found rate."""
     outcome = results.attention_outcomes(runs, quarter_side)["outcome"]
     read_runs, never = int((outcome == "read").sum()), int((outcome == "never found").sum())
-    names = ("read", "never found", "low", "high")
     truth = (read_runs, never, *results.wilson_interval(never, len(outcome)))
-    check_answers(
-        dict(zip(names, (read, never_found, low, high), strict=True)),
-        dict(zip(names, truth, strict=True)),
-    )
+    _compare(("read", "never found", "low", "high"), (read, never_found, low, high), truth)
 
 
 def check_difference_interval(a, b, difference, low, high) -> None:
     """Notebook 06, exercise 6: the mean of ``a`` minus the mean of ``b`` with its 95%
     interval (Welch's t, :func:`~dham_lib.study.results.difference_interval`)."""
-    names = ("difference", "low", "high")
-    answers = dict(zip(names, (difference, low, high), strict=True))
-    check_answers(answers, dict(zip(names, results.difference_interval(a, b), strict=True)))
+    truth = results.difference_interval(a, b)
+    _compare(("difference", "low", "high"), (difference, low, high), truth)
