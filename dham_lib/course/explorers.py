@@ -53,13 +53,6 @@ def _index(name: str, index, n: int) -> int:
     return index
 
 
-def _panels(width: float, height: float, ratios: list[float]):
-    """A figure of ``width × height`` inches with one row of panels as wide as ``ratios``."""
-    return plt.subplots(
-        1, len(ratios), figsize=(width, height), gridspec_kw={"width_ratios": ratios}
-    )
-
-
 def _heat(fig, ax, values: torch.Tensor, label: str, **style) -> None:
     """``values`` ``[H, W]`` as a heat map on ``ax`` with a colour bar named ``label``."""
     fig.colorbar(ax.imshow(values.numpy(), **style), ax=ax, label=label, shrink=0.85)
@@ -128,12 +121,8 @@ def bilinear_explorer(x: float, y: float) -> View:
     x, y = _number("x", x, 0.0, w - 1.0), _number("y", y, 0.0, h - 1.0)
     x0, y0 = min(math.floor(x), w - 2), min(math.floor(y), h - 2)
     fx, fy = x - x0, y - y0
-    weights = {
-        (y0, x0): (1 - fy) * (1 - fx),
-        (y0, x0 + 1): (1 - fy) * fx,
-        (y0 + 1, x0): fy * (1 - fx),
-        (y0 + 1, x0 + 1): fy * fx,
-    }
+    along_y, along_x = (1 - fy, fy), (1 - fx, fx)
+    weights = {(y0 + r, x0 + c): along_y[r] * along_x[c] for r in (0, 1) for c in (0, 1)}
     grid = torch.tensor([[[[to_normalised(x, w), to_normalised(y, h)]]]])
     value = bilinear_sample(image, grid)[0, 0, 0, 0].item()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
@@ -171,7 +160,7 @@ def glimpse_explorer(
     crop = glimpse(canvas, *params, size=size)[0, 0, 0]
     height, width = canvas.shape[-2:]
     box = glimpse_box(*params, image_size=(height, width))[0, 0]
-    fig, (ax_canvas, ax_glimpse) = _panels(8.6, 4.0, [1.25, 1])
+    fig, (ax_canvas, ax_glimpse) = plt.subplots(1, 2, figsize=(8.6, 4.0), width_ratios=[1.25, 1])
     title = f"canvas {height}×{width}: tx = {tx:+.2f}, ty = {ty:+.2f}, s = {s:.2f}"
     draw_image(ax_canvas, canvas, title)
     ax_canvas.add_patch(box_patch(box, "red", label="glimpse box"))
@@ -212,7 +201,9 @@ def toy_trajectory_step(
     tx, ty, s = (params[step, i].reshape(1, 1) for i in range(3))
     box = glimpse_box(tx, ty, s, image_size=(height, width))[0, 0]
     path = to_pixels(params[: step + 1, 0], width), to_pixels(params[: step + 1, 1], height)
-    fig, (ax_canvas, ax_glimpse, ax_loss) = _panels(12.0, 3.9, [1.2, 1, 1.2])
+    fig, (ax_canvas, ax_glimpse, ax_loss) = plt.subplots(
+        1, 3, figsize=(12.0, 3.9), width_ratios=[1.2, 1, 1.2]
+    )
     draw_image(ax_canvas, canvas, f"canvas, step {step}")
     line = {"color": "tab:cyan", "markersize": 3, "linewidth": 1}
     ax_canvas.plot(*path, ".-", label="box centre path", **line)
@@ -250,7 +241,9 @@ def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: 
     box, pmf = seen.boxes[0, 0].cpu(), seen.pmf[0, 0].cpu()
     probabilities, glimpses = seen.probabilities[0].cpu(), seen.glimpses[0, 0].cpu()
     prediction = int(probabilities.argmax())
-    fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = _panels(14.0, 3.6, [1, 1.2, 1, 1.1])
+    fig, (ax_canvas, ax_pmf, ax_glimpse, ax_classes) = plt.subplots(
+        1, 4, figsize=(14.0, 3.6), width_ratios=[1, 1.2, 1, 1.1]
+    )
     draw_image(ax_canvas, canvas, f"{title}: label {label}")
     ax_canvas.add_patch(box_patch(true_box, "lime", "--", label="true digit box"))
     ax_canvas.add_patch(box_patch(box, "red", label="attention box"))

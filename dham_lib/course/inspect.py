@@ -1,9 +1,7 @@
 """Looking inside a trained model: what it attends to, how its glimpses sit (notebooks 04-07).
 
 The helpers leave the :class:`~dham_lib.models.DHAMClassifier` unchanged; boxes are in pixel
-coordinates (pixel i's centre at i), like every box in the library. The last three read runs
-of the committed records instead: the checks of notebook 06's exercises on them, which
-compute their reference out of sight and print only hints.
+coordinates (pixel i's centre at i), like every box in the library.
 """
 
 from __future__ import annotations
