@@ -257,8 +257,7 @@ def attention_explorer(model: DHAMClassifier, dataset, index: int, temperature: 
     colours = ["C0"] * len(probabilities)
     colours[prediction] = "C3" if prediction != label else "C2"
     ax_classes.bar(range(len(probabilities)), probabilities.numpy(), color=colours)
-    ax_classes.set_xticks(range(len(probabilities)))
-    ax_classes.set_ylim(0, 1)
+    ax_classes.set(xticks=range(len(probabilities)), ylim=(0, 1))
     ax_classes.grid(axis="y", alpha=0.3)
     verdict = "right" if prediction == label else "wrong"
     label_axes(ax_classes, f"prediction {prediction} ({verdict})", "class", "probability")

@@ -32,8 +32,7 @@ def draw_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> Non
     image's edge, so a box that reaches past it is cut too (notebooks 02 to 06)."""
     height, width = image.shape[-2:]
     ax.imshow(image.reshape(height, width).cpu().numpy(), cmap="gray")
-    ax.set_xlim(-0.5, width - 0.5)
-    ax.set_ylim(height - 0.5, -0.5)
+    ax.set(xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
     label_axes(ax, title, f"x ({unit} pixels)", f"y ({unit} pixels)")
 
 

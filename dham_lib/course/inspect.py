@@ -96,7 +96,7 @@ def glimpse_stats(
     items = np.arange(len(dataset))
     if limit is not None:
         items = balanced_order(dataset.labels)[: _checks.positive_int("limit", limit)]
-    parts: dict[str, list[torch.Tensor]] = {}
+    parts = []
     for start in range(0, len(items), batch_size):
         index = torch.as_tensor(items[start : start + batch_size])
         canvases, labels, true_boxes = dataset.batch(index.numpy())
@@ -119,9 +119,8 @@ def glimpse_stats(
             "ink_share": ink_share(canvases, boxes),
             "mass_in_box": mass_in_box(pmf, true_boxes, canvases.shape[-2:])[:, 0],
         }
-        for key, value in values.items():
-            parts.setdefault(key, []).append(value)
-    return {key: torch.cat(value) for key, value in parts.items()}
+        parts.append(values)
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def mass_in_box(pmf: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
