@@ -304,3 +304,42 @@ def test_plot_accuracy_against_flops_rejects_bad_points():
         plot_accuracy_against_flops(_flops_points().drop(columns="mflop"))
     with pytest.raises(ValueError, match="unknown kinds"):
         plot_accuracy_against_flops(_flops_points().assign(kind="best seed on test"))
+
+
+def test_plot_error_against_flops_points_intervals_and_published_lines():
+    from dham_lib.study.figures import plot_error_against_flops
+
+    ours = pd.DataFrame(
+        {
+            "model": ["dham", "oracle"],
+            "mflop": [2.5, 2.2],
+            "error": [2.7, 1.3],
+            "low": [2.2, math.nan],  # the oracle: one seed, no interval
+            "high": [3.2, math.nan],
+        }
+    )
+    published = pd.DataFrame({"model": ["ST-CNN", "RAM"], "error": [1.7, 4.04]})
+    fig = plot_error_against_flops(ours, published)
+    assert_labelled(fig)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    points = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [(p.get_xdata()[0], p.get_ydata()[0]) for p in points] == [(2.5, 2.7), (2.2, 1.3)]
+    bars = [c for c in ax.collections if len(c.get_segments())]  # only DHAM's interval
+    assert len(bars) == 1 and bars[0].get_segments()[0][:, 1].tolist() == [2.2, 3.2]
+    lines = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert sorted(line.get_ydata()[0] for line in lines) == [1.7, 4.04]
+    assert {t.get_text() for t in ax.texts} == {"ST-CNN: 1.7%", "RAM: 4.04%"}
+    low, high = ax.get_ylim()
+    assert low < 1.3 and high > 4.04  # every point and line is in view
+
+
+def test_plot_error_against_flops_rejects_missing_columns():
+    from dham_lib.study.figures import plot_error_against_flops
+
+    published = pd.DataFrame({"model": ["RAM"], "error": [4.04]})
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_error_against_flops(pd.DataFrame({"model": ["dham"]}), published)
+    ours = pd.DataFrame({"model": ["d"], "mflop": [1.0], "error": [2.0], "low": [1], "high": [3]})
+    with pytest.raises(ValueError, match="published"):
+        plot_error_against_flops(ours, published.drop(columns="error"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from torchvision.datasets import MNIST
 
-from dham_lib.data import EXTRACTED_MD5, load_mnist
+from dham_lib.data import EXTRACTED_MD5, full_mnist_present, load_mnist
 
 SHARED = Path(__file__).parents[2] / "shared" / "mnist"
 # MNIST's class counts, zeros to nines (LeCun et al.; ../shared/mnist/README.md).
@@ -88,3 +88,11 @@ def test_a_damaged_archive_beside_a_good_copy_goes_and_the_copy_stays(cache, cap
     out = capsys.readouterr().out
     assert "t10k-labels-idx1-ubyte.gz failed its md5 check" in out
     assert not archive.exists() and (raw / "t10k-labels-idx1-ubyte").is_file()
+
+
+def test_full_mnist_present_needs_all_four_files(cache, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("empty")
+    assert full_mnist_present(cache)
+    assert not full_mnist_present(empty)
+    (cache / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    assert not full_mnist_present(cache)

@@ -75,6 +75,7 @@ def test_quick_mode_trains_a_small_run_and_saves_nothing(folder, trained, monkey
     monkeypatch.setenv("DHAM_QUICK", "1")
     pretrained.train_or_load("demo", RUN)
     assert trained[0].train.epochs == 1 and trained[0].data.train_size == 512
+    assert trained[0].data.source == "bundled"  # never a download in the tests or CI
     assert not (folder / "demo.pt").exists()
     assert "Quick mode" in capsys.readouterr().out
 

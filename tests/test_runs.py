@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dham_lib.models import PooledCNNConfig, build_model
+from dham_lib.models import MODELS, PooledCNNConfig, build_model, forward_flops
 from dham_lib.settings import setting
 from dham_lib.study import cli, runs
 from dham_lib.study.executors import read_record
@@ -371,3 +371,19 @@ def test_the_literatures_cluttered_canvases_keep_the_native_digit():
     canvases, _, boxes = runs.make_dataset(run, "test").batch(range(16))
     assert canvases.shape == (16, 1, 60, 60) and 0 <= canvases.min() <= canvases.max() <= 1
     torch.testing.assert_close(boxes[:, 2] - boxes[:, 0], torch.full((16,), 27.0))
+
+
+def test_run_flops_on_the_benchmark_canvases():
+    """The CNN's cost grows with the canvas's area, DHAM's glimpse classifier's does not; the
+    CNN's counts are the ones the benchmark issue quotes (21.9 MFLOP at 60 px, 62.2 at 100)."""
+    cnn = {
+        side: runs.run_flops(
+            runs.make_run("pooled_cnn", canvas=side, width=16, batch_norm=True, lr=3e-3)
+        )
+        for side in (60, 100)
+    }
+    assert cnn[60] / 1e6 == pytest.approx(21.9, abs=0.05)
+    assert cnn[100] / 1e6 == pytest.approx(62.2, abs=0.05)
+    dham = runs.make_run("dham", canvas=60, width=16, classifier="small", stride=4)
+    built = MODELS["dham"](dham.settings)
+    assert runs.run_flops(dham) == forward_flops(built, (60, 60)) < cnn[60] / 4

@@ -19,6 +19,7 @@ from dham_lib.data.mnist import (
     balanced_order,
     cache_dir_default,
     data_dir,
+    full_mnist_present,
     load_mnist,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "cache_dir_default",
     "cluttered_mnist",
     "data_dir",
+    "full_mnist_present",
     "load_mnist",
     "noise_sigma",
     "snr_db_of",

@@ -46,6 +46,16 @@ def cache_dir_default() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".cache" / "dham_lib"
 
 
+def full_mnist_present(cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the full MNIST's four idx files (or their archives) are in
+    ``<cache_dir>/MNIST/raw/`` (default :func:`cache_dir_default`), so that ``source="full"``
+    needs no download; their md5s are checked when they are read. Notebook 08 draws its
+    canvases from them when present, else from the bundled digits."""
+    root = cache_dir_default() if cache_dir is None else Path(cache_dir).expanduser()
+    raw = root / "MNIST" / "raw"
+    return all((raw / name).is_file() or (raw / f"{name}.gz").is_file() for name in EXTRACTED_MD5)
+
+
 def load_mnist(
     split: str,
     source: str = "auto",

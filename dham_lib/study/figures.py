@@ -351,6 +351,38 @@ def plot_accuracy_against_flops(points) -> Figure:
     return fig
 
 
+def plot_error_against_flops(ours, published) -> Figure:
+    """Test error against FLOPs per canvas, both on log scales (notebook 08). ``ours``: a row
+    per model with ``model``, ``mflop`` (millions of FLOPs of one forward pass on one canvas),
+    ``error``, ``low`` and ``high`` (percent; NaN bounds for a single seed), drawn as points
+    with their 95% intervals; ``published``: a row per published result with ``model`` and
+    ``error`` (percent), drawn as grey dashed lines across, since the papers give no FLOPs."""
+    needed = {"model", "mflop", "error", "low", "high"}
+    if len(ours) == 0 or not needed <= set(ours.columns):
+        raise ValueError(f"ours must hold at least one row with the columns {sorted(needed)}")
+    if not {"model", "error"} <= set(published.columns):
+        raise ValueError("published must have the columns ['error', 'model']")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for row in published.itertuples():
+        ax.axhline(row.error, color="grey", linestyle="--", linewidth=0.8)
+        where = ((0.99, row.error), ("axes fraction", "data"))
+        text = f"{row.model}: {row.error:g}%"
+        ax.annotate(text, *where, ha="right", va="bottom", fontsize=_SMALL, color="dimgrey")
+    for i, row in enumerate(ours.itertuples()):
+        yerr = None if math.isnan(row.low) else [[row.error - row.low], [row.high - row.error]]
+        ax.errorbar(row.mflop, row.error, yerr, fmt="o", capsize=3, color=f"C{i}", label=row.model)
+    ax.set(xscale="log", yscale="log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axis.set_major_formatter("{x:g}")
+        axis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.3, y=0.1)
+    title = "Test error against compute: ours with 95% intervals, published as lines"
+    _style(ax, title=title, xlabel="MFLOP per canvas", ylabel="test error (%)")
+    ax.legend(loc="upper left", fontsize=_SMALL)
+    return fig
+
+
 def save(figure: Figure, path) -> None:
     """Write ``figure`` to ``path`` (PNG at 100 dpi, tight) and close it."""
     figure.savefig(path, dpi=100, bbox_inches="tight")

@@ -5,7 +5,7 @@ requested :class:`~dham_lib.study.runs.Run`. It trains instead when asked (``tra
 ``DHAM_TRAIN=1``), or when the file is missing, was trained for another run or fails its
 checksum; it says why and keeps the file it replaces as ``<name>.pt.old``. A read-only
 folder is reported and the model returned unsaved. Quick mode (``DHAM_QUICK=1``, the tests)
-trains a shrunken run for seconds and saves nothing.
+trains a shrunken run on the bundled digits for seconds (never downloading) and saves nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dham_lib.settings import as_json
 from dham_lib.study.runs import Run, flat_settings, train_run, with_settings
 
 MANIFEST = "SHA256SUMS"
-QUICK = {"epochs": 1, "train_size": 512, "test_size": 256}
+QUICK = {"epochs": 1, "train_size": 512, "test_size": 256, "source": "bundled"}
 
 
 def checkpoint_dir() -> Path:

@@ -28,7 +28,7 @@ from dham_lib import _checks
 from dham_lib import train as training
 from dham_lib.checkpoints import save_checkpoint
 from dham_lib.data import BACKGROUNDS, SOURCES, TranslatedMNIST, cluttered_mnist, load_mnist
-from dham_lib.models import MODELS
+from dham_lib.models import MODELS, forward_flops
 from dham_lib.settings import as_json, setting
 from dham_lib.study.executors import RECORD_FORMAT, Failure, InProcess, read_record, write_record
 
@@ -172,6 +172,13 @@ def run_name(run: Run) -> str:
     snr = "clean" if run.data.snr_db is None else f"{run.data.snr_db:g}"
     label = f"{run.model}{f'-w{width}' if width else ''}-snr{snr}-{run.data.background}"
     return f"{label}-seed{run.seed}-{digest}"
+
+
+def run_flops(run: Run) -> int:
+    """FLOPs of one forward pass of ``run``'s model on one canvas of the run's side, counted
+    by :func:`~dham_lib.models.forward_flops` (notebook 08)."""
+    side = run.data.canvas
+    return forward_flops(MODELS[run.model](run.settings), (side, side))
 
 
 def make_dataset(run: Run, split: str, canvas: int | None = None) -> TranslatedMNIST:
