@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/scaling.py                # 120, 240 and 480 pixels
     .venv/bin/python benchmarks/scaling.py --quick        # smoke run: seconds, timings meaningless
     .venv/bin/python benchmarks/scaling.py --out data/results/scaling_costs.csv
+    .venv/bin/python benchmarks/scaling.py --cluttered --out data/results/cluttered_costs.csv
 
 Models: DHAM (width 16, the recipe's stride 2), the translation-invariant CNN at width 16
 (the fair baseline) and at width 8 (cut to about DHAM's FLOPs on a 120-pixel canvas).
@@ -14,6 +15,8 @@ one inference forward pass and of one training step (forward, cross-entropy, bac
 Adam) on a batch of noisy (6 dB) canvases, CPU, float32; within a round every model runs
 once, in an order that rotates, so a change of the machine's load hits all alike. The
 table's ratios are each model's cost over DHAM's at the same side, from this one run.
+With ``--cluttered``: notebook 08's four models at their benchmark recipes on the
+literature's cluttered canvases (native 28-pixel digits), 60 and 100 pixels, batch 64.
 """
 
 from __future__ import annotations
@@ -27,20 +30,33 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from dham_lib.data import TranslatedMNIST, load_mnist
+from dham_lib.data import TranslatedMNIST, cluttered_mnist, load_mnist
+from dham_lib.models import MODELS as BUILDERS
 from dham_lib.models import build_model, forward_flops
-from dham_lib.study.runs import REFERENCE_CANVAS, SCALE
+from dham_lib.study.runs import REFERENCE_CANVAS, SCALE, make_run
 
 MODELS = {
     "dham w16": ("dham", {"width": 16}),
     "pooled_cnn w16": ("pooled_cnn", {"width": 16}),
     "pooled_cnn w8": ("pooled_cnn", {"width": 8}),
 }
+# Notebook 08's recipes, chosen on validation (data/results/pilot_cluttered60.csv).
+CLUTTERED = {
+    "dham": ("dham", {"width": 16, "classifier": "small", "stride": 4}),
+    "oracle": ("oracle", {"classifier": "small"}),
+    "stn_zoom": ("stn_zoom", {"classifier": "small", "start_scale": 0.5}),
+    "pooled_cnn w16": ("pooled_cnn", {"width": 16, "batch_norm": True}),
+}
 
 
-def canvases(side: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A batch of 6 dB canvases of ``side`` pixels with digits of their 120-pixel size."""
+def canvases(side: int, batch: int, cluttered: bool = False):
+    """A batch of 6 dB canvases of ``side`` pixels with digits of their 120-pixel size, or
+    with ``cluttered`` the literature's cluttered MNIST: ``(canvases, labels, boxes)``."""
     images, labels = load_mnist("test", source="bundled", verbose=False)
+    if cluttered:
+        return cluttered_mnist(images[:batch], labels[:batch], canvas=side, seed=0).batch(
+            list(range(batch))
+        )
     ratio = REFERENCE_CANVAS / side
     data = TranslatedMNIST(
         images[:batch],
@@ -59,12 +75,16 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(side: int, batch: int, rounds: int) -> list[dict]:
+def measure(side: int, batch: int, rounds: int, cluttered: bool = False) -> list[dict]:
     """One row per model at this side: weights, MFLOP and ms per canvas."""
     torch.manual_seed(0)
-    models = {name: build_model(kind, **kwargs) for name, (kind, kwargs) in MODELS.items()}
+    if cluttered:  # each model as its benchmark run builds it (an STN's grid knows the side)
+        runs = {name: make_run(kind, canvas=side, **kw) for name, (kind, kw) in CLUTTERED.items()}
+        models = {name: BUILDERS[run.model](run.settings) for name, run in runs.items()}
+    else:
+        models = {name: build_model(kind, **kwargs) for name, (kind, kwargs) in MODELS.items()}
     optimisers = {name: torch.optim.Adam(m.parameters(), lr=1e-3) for name, m in models.items()}
-    images, labels, boxes = canvases(side, batch)
+    images, labels, boxes = canvases(side, batch, cluttered)
 
     def infer(name):
         model = models[name].eval()
@@ -102,16 +122,27 @@ def measure(side: int, batch: int, rounds: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sides", type=int, nargs="+", default=[120, 240, 480])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--sides", type=int, nargs="+", help="default 120 240 480 (60 100)")
+    parser.add_argument("--batch", type=int, help="canvases per batch, default 16 (64)")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="sides 64 and 96, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="sides 64 and 96, 2 rounds, batch 4")
     parser.add_argument("--out", type=Path, help="also write the table as CSV")
+    parser.add_argument(
+        "--cluttered",
+        action="store_true",
+        help="notebook 08's models on cluttered MNIST (the defaults in brackets above)",
+    )
     args = parser.parse_args(argv)
-    sides, rounds, batch = ([64, 96], 2, 4) if args.quick else (args.sides, args.rounds, args.batch)
+    sides = args.sides or ([60, 100] if args.cluttered else [120, 240, 480])
+    batch = args.batch or (64 if args.cluttered else 16)
+    if args.quick:  # the cluttered canvases come in the literature's two sides only
+        sides, rounds, batch = ([60, 100] if args.cluttered else [64, 96]), 2, 4
+    else:
+        rounds = args.rounds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}")
-    table = pd.DataFrame([row for side in sides for row in measure(side, batch, rounds)])
-    dham = table[table["model"] == "dham w16"].set_index("canvas")
+    rows = [row for side in sides for row in measure(side, batch, rounds, args.cluttered)]
+    table = pd.DataFrame(rows)
+    dham = table[table["model"].str.startswith("dham")].set_index("canvas")
     for column in ("mflop_per_canvas", "step_ms_per_canvas"):
         ratio = column.replace("_per_canvas", "_over_dham")
         table[ratio] = table[column] / table["canvas"].map(dham[column])

@@ -139,3 +139,18 @@ def test_the_scaling_benchmark_counts_what_a_larger_canvas_costs(tmp_path, capsy
     # A convolution over the whole canvas costs in proportion to its area, (96/64)^2 = 2.25.
     assert cnn[96] / cnn[64] == pytest.approx(2.25, rel=0.05)
     assert (table["step_ms_per_canvas"] > 0).all()
+
+
+def test_the_scaling_benchmark_times_notebook_08s_models_on_cluttered_canvases(tmp_path):
+    scaling = runpy.run_path(str(BENCH.with_name("scaling.py")))
+    table = scaling["main"](["--quick", "--cluttered"]).set_index(["model", "canvas"])
+    assert set(table.index) == {
+        (m, side) for m in ("dham", "oracle", "stn_zoom", "pooled_cnn w16") for side in (60, 100)
+    }
+    # The benchmark issue's counts for the CNN (21.9 and 62.2 MFLOP); the oracle's glimpse
+    # classifier alone does not grow with the canvas.
+    assert table.at[("pooled_cnn w16", 60), "mflop_per_canvas"] == pytest.approx(21.9, abs=0.05)
+    assert table.at[("pooled_cnn w16", 100), "mflop_per_canvas"] == pytest.approx(62.2, abs=0.05)
+    oracle = table.xs("oracle")["mflop_per_canvas"]
+    assert oracle[60] == oracle[100]
+    assert (table["infer_ms_per_canvas"] > 0).all()
