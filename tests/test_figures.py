@@ -229,34 +229,6 @@ def test_plot_model_comparison_tells_widths_of_one_model_apart():
     assert labels == ["dham", "pooled_cnn w8", "pooled_cnn w16"]
 
 
-def test_plot_outcome_table_draws_both_panels_with_intervals():
-    from dham_lib.study.figures import plot_outcome_table
-
-    table = pd.DataFrame(
-        {
-            "snr_db": [math.inf, math.inf, 0.0, 0.0],
-            "width": [2, 16, 2, 16],
-            "found": [0.6, 1.0, 0.4, 0.0],
-            "found_low": [0.2, 0.6, 0.1, 0.0],
-            "found_high": [0.9, 1.0, 0.8, 0.4],
-            "acc_found": [0.95, 0.96, 0.92, math.nan],  # no run found it: no point
-            "acc_low": [0.94, 0.95, math.nan, math.nan],  # one run: no interval
-            "acc_high": [0.96, 0.97, math.nan, math.nan],
-        }
-    )
-    fig = plot_outcome_table(table)
-    found, accuracy = fig.axes
-    assert_labelled(fig)
-    assert [t.get_text() for t in found.get_legend().get_texts()] == ["clean", "0 dB"]
-    assert [t.get_text() for t in found.get_xticklabels()] == ["2", "16"]
-    points = found.lines[0]  # the clean line: its shares found, in %
-    assert list(points.get_ydata()) == pytest.approx([60.0, 100.0])
-    zero_db = accuracy.containers[1].lines[0].get_ydata()  # a bare point, then none
-    assert zero_db[0] == pytest.approx(92.0) and math.isnan(zero_db[1])
-    with pytest.raises(ValueError, match="at least one"):
-        plot_outcome_table(table.iloc[:0])
-
-
 def _flops_points():
     rows = []
     for side, dham_flops, cnn_flops in ((120, 30.0, 90.0), (480, 114.0, 1500.0)):

@@ -308,6 +308,25 @@ def test_report_writes_the_attention_outcomes_and_the_width_trend(tmp_path, caps
     assert "Nothing to fit: 16 of 16 noisy runs found it." in capsys.readouterr().out
 
 
+def test_report_draws_the_outcomes_by_width_in_a_panel_pair_per_snr(tmp_path, monkeypatch):
+    from dham_lib.study import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda figure, path: drawn.update({path.name: figure}))
+    frame = _additive_runs().assign(iou=0.3, coverage=0.3, train_seconds=1.0)
+    frame.to_csv(tmp_path / "sweep.csv", index=False)
+    results_module.report(tmp_path)
+    fig = drawn["sweep_outcomes.png"]
+    assert len(fig.axes) == 4 and all(ax.get_legend() is None for ax in fig.axes)
+    found_3db, found_0db = fig.axes[0], fig.axes[1]  # the top row, 3 dB first
+    assert found_3db.get_title() == "3 dB (4 runs a width)"
+    assert found_0db.get_title() == "0 dB (4 runs a width)"
+    # 3 dB: 2 and 3 of 4 runs found it at widths 2 and 4; 0 dB: 1 and 2 of 4.
+    assert list(found_3db.lines[0].get_ydata()) == pytest.approx([50.0, 75.0])
+    assert list(found_0db.lines[0].get_ydata()) == pytest.approx([25.0, 50.0])
+    assert [t.get_text() for t in fig.axes[2].get_xticklabels()] == ["2", "4"]
+
+
 def test_found_trend_needs_both_outcomes():
     frame = _additive_runs().assign(centre_error=1.0)
     with pytest.raises(ValueError, match="nothing to fit"):

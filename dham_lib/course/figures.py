@@ -14,7 +14,13 @@ from dham_lib import _checks
 from dham_lib.course.widgets import _number
 from dham_lib.pmf import expected_norm, expected_position
 from dham_lib.sampling import glimpse_box
-from dham_lib.study.figures import box_patch, map_extent
+from dham_lib.study.figures import (
+    _TYPE,
+    _errorbars,
+    box_patch,
+    map_extent,
+    plot_found_by_width,  # noqa: F401 (notebooks/student/05 calls it from here)
+)
 
 # The legend of a slider figure's canvas panel.
 LEGEND = {"loc": "upper right", "fontsize": 8, "framealpha": 0.8}
@@ -155,18 +161,11 @@ def plot_canvases(canvases, true_boxes, labels, ncols: int = 6) -> Figure:
 # ------------------------------------------------------------------------- notebook 05's figures
 
 _MODEL_NAMES = {"pooled_cnn": "CNN", "oracle": "oracle"}
-_TYPE = 9  # the type size of notebook 05's result figures (points)
 _OUTCOME_STYLE = {
     "read": {"color": "C0", "marker": "o"},
     "misread": {"color": "C1", "marker": "s"},
     "never found": {"color": "C3", "marker": "x"},
 }
-
-
-def _errorbars(ax, x, mid, low, high, **style) -> None:
-    """Points ``mid`` at ``x`` with bars from ``low`` to ``high`` (none where they are NaN)."""
-    bars = np.abs(np.array([low, high], dtype=float).reshape(2, -1) - mid)
-    ax.errorbar(x, mid, yerr=np.nan_to_num(bars), fmt="o", markersize=4, **style)
 
 
 def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
@@ -234,44 +233,6 @@ def plot_outcomes(outcomes, threshold: float, fraction: float = 0.9) -> Figure:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
-    """Per SNR, one small panel each (no series overlap): top, the share of runs that found
-    the digit per attention width with its Wilson interval; bottom, the mean test accuracy of
-    those runs with its bootstrap interval (a bare point for one run). Notebook 05."""
-    from dham_lib.study.results import outcome_table, snr_label
-
-    snrs = sorted(outcomes["snr_db"].unique(), reverse=True)
-    fig, axes = plt.subplots(
-        2, len(snrs), figsize=(2.0 * len(snrs) + 0.6, 5.6), sharex=True, sharey="row", squeeze=False
-    )
-    rows = {  # y label (the first panel's; the others share it): columns
-        "runs that found\nthe digit (%)": ("found", "found_low", "found_high"),
-        "their test\naccuracy (%)": ("acc_found", "acc_low", "acc_high"),
-    }
-    for col, snr in enumerate(snrs):
-        table = outcome_table(outcomes[outcomes["snr_db"] == snr], level=level)
-        x = np.log2(table["width"].to_numpy(dtype=float))
-        for ax, (ylabel, columns) in zip(axes[:, col], rows.items(), strict=True):
-            values = (100 * table[c].to_numpy(dtype=float) for c in columns)
-            _errorbars(ax, x, *values, color="C0", capsize=2, linewidth=1)
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=8)
-            ax.set_xlabel("attention width", fontsize=_TYPE)
-            ax.set_ylabel(" " if col else ylabel, fontsize=_TYPE)
-        n = int(table["runs"].iloc[0])
-        axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
-        axes[1, col].set_title(f"{snr_label(snr)}: runs that found it", fontsize=_TYPE)
-        axes[1, col].set_xticks(x, [str(int(w)) for w in table["width"]])
-    axes[0, 0].set_ylim(0, 105)
-    fig.suptitle(
-        f"DHAM by attention width: did the run find the digit, and how well it read it "
-        f"({level:.0%} intervals)",
-        fontsize=_TYPE + 1,
-    )
     fig.tight_layout()
     return fig
 

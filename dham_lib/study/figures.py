@@ -17,7 +17,13 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from dham_lib import _checks
-from dham_lib.study.results import is_accuracy, is_share, snr_label, summary_intervals
+from dham_lib.study.results import (
+    is_accuracy,
+    is_share,
+    outcome_table,
+    snr_label,
+    summary_intervals,
+)
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
 # Axis labels with units for the result columns that have them.
@@ -31,6 +37,7 @@ _METRIC_LABELS = {
     "acc_canvas200": "accuracy on 200×200 canvases (%)",
 }
 _SMALL = 8
+_TYPE = 9  # the type size of notebook 05's result figures (points)
 HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
 # The learning curves' box panels (title, ylabel, ylim), drawn when the history records them.
 _BOX_PANELS = {
@@ -233,32 +240,45 @@ def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = No
     return fig
 
 
-def plot_outcome_table(table) -> Figure:
-    """``results.outcome_table`` by SNR and width against attention width (log2 axis), a line
-    per SNR nudged sideways (``report``): left, the share of runs that found the digit (Wilson
-    interval); right, the mean accuracy of those runs (bootstrap interval, none for one run)."""
-    if len(table) == 0:
-        raise ValueError("table must hold at least one (width, SNR) row")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    columns = (["found", "found_low", "found_high"], ["acc_found", "acc_low", "acc_high"])
-    snrs = sorted(table["snr_db"].unique(), reverse=True)
-    for i, snr in enumerate(snrs):
-        rows = table[table["snr_db"] == snr].sort_values("width")
-        x = np.log2(rows["width"].to_numpy(dtype=float)) + 0.06 * (i - (len(snrs) - 1) / 2)
-        for ax, panel in zip(axes, columns, strict=True):
-            y, low, high = (rows[panel].to_numpy(dtype=float) * 100).T  # shares, in %
-            errors = np.nan_to_num([y - low, high - y])  # no interval: a bare point
-            ax.errorbar(x, y, errors, fmt="o-", capsize=3, color=f"C{i}", label=snr_label(snr))
-    widths = sorted(table["width"].unique())
-    titles = {
-        "runs that found the digit (95% Wilson interval)": "runs (%)",
-        "accuracy of the runs that found it (95% bootstrap)": "test accuracy (%)",
+def _errorbars(ax, x, mid, low, high, **style) -> None:
+    """Points ``mid`` at ``x`` with bars from ``low`` to ``high`` (none where they are NaN)."""
+    bars = np.abs(np.array([low, high], dtype=float).reshape(2, -1) - mid)
+    ax.errorbar(x, mid, yerr=np.nan_to_num(bars), fmt="o", markersize=4, **style)
+
+
+def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
+    """Per SNR, one small panel each (no series overlap): top, the share of runs that found
+    the digit per attention width with its Wilson interval; bottom, the mean test accuracy of
+    those runs with its bootstrap interval (a bare point for one run). Notebook 05 and
+    ``report``."""
+    snrs = sorted(outcomes["snr_db"].unique(), reverse=True)
+    fig, axes = plt.subplots(
+        2, len(snrs), figsize=(2.0 * len(snrs) + 0.6, 5.6), sharex=True, sharey="row", squeeze=False
+    )
+    rows = {  # y label (the first panel's; the others share it): columns
+        "runs that found\nthe digit (%)": ("found", "found_low", "found_high"),
+        "their test\naccuracy (%)": ("acc_found", "acc_low", "acc_high"),
     }
-    for ax, (title, ylabel) in zip(axes, titles.items(), strict=True):
-        ax.set_xticks(np.log2(np.asarray(widths, dtype=float)), [str(w) for w in widths])
-        _style(ax, xlabel="attention width (channels, log scale)", title=title, ylabel=ylabel)
-    axes[0].set_ylim(-3, 103)
-    axes[0].legend(title="SNR", fontsize=_SMALL, title_fontsize=_SMALL, ncols=2)
+    for col, snr in enumerate(snrs):
+        table = outcome_table(outcomes[outcomes["snr_db"] == snr], level=level)
+        x = np.log2(table["width"].to_numpy(dtype=float))
+        for ax, (ylabel, columns) in zip(axes[:, col], rows.items(), strict=True):
+            values = (100 * table[c].to_numpy(dtype=float) for c in columns)
+            _errorbars(ax, x, *values, color="C0", capsize=2, linewidth=1)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+            ax.set_xlabel("attention width", fontsize=_TYPE)
+            ax.set_ylabel(" " if col else ylabel, fontsize=_TYPE)
+        n = int(table["runs"].iloc[0])
+        axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
+        axes[1, col].set_title(f"{snr_label(snr)}: runs that found it", fontsize=_TYPE)
+        axes[1, col].set_xticks(x, [str(int(w)) for w in table["width"]])
+    axes[0, 0].set_ylim(0, 105)
+    fig.suptitle(
+        f"DHAM by attention width: did the run find the digit, and how well it read it "
+        f"({level:.0%} intervals)",
+        fontsize=_TYPE + 1,
+    )
     fig.tight_layout()
     return fig
 

@@ -398,7 +398,7 @@ def _report_sweep(swept: Path, out: Path, figures) -> None:
     table = table.sort_values(["snr_db", "width"], ascending=[False, True])
     print(f"## Attention outcomes (found under {found_threshold():g} px)\n")
     print(outcome_markdown(table) + "\n")
-    figures.save(figures.plot_outcome_table(table), out / "sweep_outcomes.png")
+    figures.save(figures.plot_found_by_width(outcomes), out / "sweep_outcomes.png")
     try:
         trend = sensitivity_markdown(found_sensitivity(runs, thresholds=(None,)))
     except ValueError as error:  # every noisy run found the digit, or none did
