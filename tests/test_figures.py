@@ -131,52 +131,6 @@ def test_learning_curves_without_a_box_skip_the_iou_panel():
     assert len(plot_learning_curves(history).axes) == 2
 
 
-def test_sweep_heatmap_cells_and_labels():
-    from dham_lib.study.figures import plot_sweep_heatmap
-
-    summary = [
-        {
-            "model": "dham",
-            "width": w,
-            "snr_db": snr,
-            "n": 2,
-            "test_acc_mean": 0.5,
-            "test_acc_std": 0.1,
-        }
-        for w in (2, 8)
-        for snr in (math.inf, 6.0, 0.0)
-    ]
-    summary.append(
-        {
-            "model": "oracle",
-            "width": 0,
-            "snr_db": math.inf,
-            "n": 2,
-            "test_acc_mean": 0.9,
-            "test_acc_std": 0.0,
-        }
-    )
-    summary = pd.DataFrame(summary)
-    fig = plot_sweep_heatmap(summary)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "6", "0"]
-    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
-    assert sum("50.0" in t.get_text() for t in ax.texts) == 6
-    # t(0.975, 1 df) = 12.706: 50 ± 12.706 * 10 / sqrt(2) = 50 ± 89.8, clipped to 0-100%.
-    assert all("\n0.0–100.0\nn=2" in t.get_text() for t in ax.texts)
-    iou = summary.assign(iou_mean=0.3, iou_std=0.01, n=1)
-    iou_texts = [t.get_text() for t in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].texts]
-    assert iou_texts == ["0.30\n—\nn=1"] * 5  # two decimals; one seed has no interval
-    assert "blank: no run" in plot_sweep_heatmap(iou[:5], metric="iou").axes[0].get_xlabel()
-    assert "blank" not in ax.get_xlabel()
-    # An IoU of 0.02 ± 0.05 over 2 seeds: its interval stops at 0, as an IoU does.
-    low_iou = summary.assign(iou_mean=0.02, iou_std=0.05)
-    low_texts = [t.get_text() for t in plot_sweep_heatmap(low_iou, metric="iou").axes[0].texts]
-    assert all(text.split("\n")[1].startswith("0.00–") for text in low_texts)
-    with pytest.raises(ValueError, match="metric"):
-        plot_sweep_heatmap(summary, metric="speed")
-
-
 def test_mean_interval_is_students_t():
     from dham_lib.study.results import mean_interval
 

@@ -248,7 +248,7 @@ def run_sweep(args: argparse.Namespace):
 
 
 def run_report(args: argparse.Namespace):
-    """Summarise result tables: tables, the width verdict, heat maps.
+    """Summarise result tables: tables, the width verdict, figures.
 
     Read a folder's clean comparison (clean_validated.csv, else clean.csv) and sweep
     (sweep_validated.csv, else sweep.csv); print Markdown tables, the attention outcomes

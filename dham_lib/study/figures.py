@@ -1,4 +1,4 @@
-"""The figures of a training run and of a results table: glimpses, learning curves, heat maps.
+"""The figures of a training run and of a results table: glimpses, learning curves, outcomes.
 
 ``python -m dham_lib`` draws these (the course's other plots are in ``dham_lib.course.figures``).
 Each returns a matplotlib ``Figure`` without ``plt.show``. Pixel i's centre is drawn at
@@ -19,7 +19,6 @@ from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 from dham_lib import _checks
 from dham_lib.study.results import (
     is_accuracy,
-    is_share,
     outcome_table,
     snr_label,
     summary_intervals,
@@ -199,45 +198,6 @@ def plot_learning_curves(history, held_out: str = "validation") -> Figure:
 
 def _metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, f"{metric} (%)" if is_accuracy(metric) else metric)
-
-
-def plot_sweep_heatmap(summary, metric: str = "test_acc", title: str | None = None) -> Figure:
-    """Heat map of the DHAM rows of a ``results.summarise`` table (``model``, ``width``,
-    ``snr_db``, ``<metric>_mean``, ``<metric>_std``, ``n``): width (rows) against SNR (columns,
-    clean first), notebook 05. A cell: the mean, its 95% interval over seeds ("—" for one
-    seed) and ``n``; accuracies in % to one decimal, others to two."""
-    cells = summary[summary["model"] == "dham"]
-    if cells.empty:
-        raise ValueError("summary must hold at least one row with model 'dham'")
-    if f"{metric}_mean" not in cells:
-        raise ValueError(f"metric {metric!r} is not in the summary; summarise it first")
-    scale, digits = (100, 1) if is_accuracy(metric) else (1, 2)
-    low, high = summary_intervals(cells, metric, is_share(metric))
-    table = cells.assign(low=low * scale, high=high * scale)
-    table = table.pivot(index="width", columns="snr_db").sort_index(axis=1, ascending=False)
-    means = table[f"{metric}_mean"] * scale
-    fig, ax = plt.subplots(figsize=(1.4 * means.shape[1] + 2, 0.85 * means.shape[0] + 1.8))
-    image = ax.imshow(means.to_numpy(), cmap="viridis", aspect="auto")
-    for (i, j), mean in np.ndenumerate(means.to_numpy()):
-        if math.isnan(mean):
-            continue
-        seeds = int(table["n"].iat[i, j])
-        low, high = table["low"].iat[i, j], table["high"].iat[i, j]
-        spread = f"{low:.{digits}f}–{high:.{digits}f}" if seeds > 1 else "—"
-        # White on the dark end of viridis, black on the light end, so every cell reads.
-        colour = "w" if image.norm(mean) < 0.5 else "k"
-        text = f"{mean:.{digits}f}\n{spread}\nn={seeds}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=_SMALL, color=colour)
-    fig.colorbar(image, ax=ax, label=_metric_label(metric))
-    ax.set_xticks(range(means.shape[1]), [snr_label(v).removesuffix(" dB") for v in means])
-    ax.set_yticks(range(means.shape[0]), [str(w) for w in means.index])
-    xlabel = "SNR (dB); noisier to the right"
-    if means.isna().to_numpy().any():
-        xlabel += "\n(blank: no run of this width at this SNR in these rows)"
-    title = title or f"DHAM {_metric_label(metric)}: mean, 95% interval over seeds"
-    _style(ax, grid=None, xlabel=xlabel, ylabel="attention width (channels)", title=title)
-    fig.tight_layout()
-    return fig
 
 
 def _errorbars(ax, x, mid, low, high, **style) -> None:

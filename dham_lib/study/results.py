@@ -388,8 +388,6 @@ def _report_sweep(swept: Path, out: Path, figures) -> None:
     runs = load_results(swept)
     summary = summarise(runs)
     print(f"## Sweep ({swept.name})\n\n" + markdown_table(summary) + "\n")
-    for metric in ("test_acc", "iou"):
-        figures.save(figures.plot_sweep_heatmap(summary, metric), out / f"sweep_{metric}.png")
     outcomes = attention_outcomes(runs)
     if outcomes.empty:
         print("No DHAM run has an oracle run of its SNR and seed: no attention outcomes.\n")
