@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from dham_lib.study.figures import plot_glimpses, plot_learning_curves
+from dham_lib.study.figures import MODEL_COLOURS, plot_glimpses, plot_learning_curves
 from tests.figures import (  # noqa: F401 (agg_backend is an autouse fixture)
     agg_backend,
     assert_labelled,
@@ -164,6 +164,12 @@ def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
     # What is left out is said under the axis, never printed across the panel's data.
     assert "not shown: cnn, oracle" in iou.get_xlabel() and not iou.texts
     assert "not shown" not in accuracy.get_xlabel()
+    # A panel keeps no empty slot for a model it leaves out: DHAM alone, at 0.
+    assert [t.get_text() for t in iou.get_xticklabels()] == ["dham"]
+    assert iou.get_xlim() == (-0.5, 0.5) and iou.lines[0].get_xdata()[0] == 0
+    # Each model has its one colour in every panel.
+    colours = [line.get_color() for line in accuracy.lines if line.get_marker() == "o"]
+    assert colours == ["C5", "C0", "C1"] and iou.lines[0].get_color() == "C0"
 
 
 def test_plot_model_comparison_tells_widths_of_one_model_apart():
@@ -181,6 +187,13 @@ def test_plot_model_comparison_tells_widths_of_one_model_apart():
     (accuracy,) = plot_model_comparison(summary, metrics=("test_acc",)).axes
     labels = [text.get_text() for text in accuracy.get_xticklabels()]
     assert labels == ["dham", "pooled_cnn w8", "pooled_cnn w16"]
+    # The two widths of the CNN share its colour and differ in marker.
+    points = [line for line in accuracy.lines if line.get_marker() in ("o", "s")]
+    assert [(p.get_color(), p.get_marker()) for p in points] == [
+        ("C0", "o"),
+        ("C4", "o"),
+        ("C4", "s"),
+    ]
 
 
 def _flops_points():
@@ -216,7 +229,7 @@ def test_plot_accuracy_against_flops_panels_points_and_legend_off_the_data():
     points = [line for line in means_large.lines if line.get_marker() == "o"]
     assert [p.get_xdata()[0] for p in points] == [114.0, 1500.0]
     assert points[0].get_ydata()[0] == pytest.approx(95.0)
-    assert points[0].get_color() != points[1].get_color()
+    assert [p.get_color() for p in points] == [MODEL_COLOURS["dham"], MODEL_COLOURS["pooled_cnn"]]
     # Each row's axis spans its own intervals; the legend lies outside every panel.
     assert means_small.get_ylim() == pytest.approx((92.0 - 1, 96.0 + 1))
     assert chosen_small.get_ylim() == pytest.approx((93.5 - 1, 97.0 + 1))
@@ -251,6 +264,7 @@ def test_plot_error_against_flops_points_intervals_and_published_lines():
     assert ax.get_xscale() == ax.get_yscale() == "log"
     points = [line for line in ax.lines if line.get_marker() == "o"]
     assert [(p.get_xdata()[0], p.get_ydata()[0]) for p in points] == [(2.5, 2.7), (2.2, 1.3)]
+    assert [p.get_color() for p in points] == [MODEL_COLOURS["dham"], MODEL_COLOURS["oracle"]]
     bars = [c for c in ax.collections if len(c.get_segments())]  # only DHAM's interval
     assert len(bars) == 1 and bars[0].get_segments()[0][:, 1].tolist() == [2.2, 3.2]
     lines = [line for line in ax.lines if line.get_linestyle() == "--"]

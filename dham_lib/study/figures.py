@@ -8,6 +8,7 @@ coordinate i, so boxes are drawn where they sample.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,6 +26,17 @@ from dham_lib.study.results import (
 )
 
 BOX_COLOURS = ("red", "orange", "magenta", "cyan")
+# Each model's colour in every figure that compares models.
+MODEL_COLOURS = {
+    "dham": "C0",
+    "oracle": "C1",
+    "stn_zoom": "C2",
+    "stn": "C3",
+    "pooled_cnn": "C4",
+    "cnn": "C5",
+    "dham_entropy": "C6",
+}
+_WIDTH_MARKERS = ("o", "s", "^", "D")  # a model's first label, then its other widths
 # Axis labels with units for the result columns that have them.
 _METRIC_LABELS = {
     "test_acc": "test accuracy (%)",
@@ -196,6 +208,22 @@ def plot_learning_curves(history, held_out: str = "validation") -> Figure:
     return fig
 
 
+def _model_styles(labels) -> dict[str, dict[str, str]]:
+    """``color`` and ``marker`` per label ("dham", "pooled_cnn w16"): the colour of the model
+    named before the space (:data:`MODEL_COLOURS`; another model takes C7, C8, ...) and, in
+    the labels' order, a marker per width of one model ("o", then "s", "^", "D")."""
+    labels = list(dict.fromkeys(str(label) for label in labels))
+    models = [label.split()[0] for label in labels]
+    extra = [model for model in dict.fromkeys(models) if model not in MODEL_COLOURS]
+    colours = {**MODEL_COLOURS, **{m: f"C{(7 + i) % 10}" for i, m in enumerate(extra)}}
+    styles, seen = {}, Counter()
+    for label, model in zip(labels, models, strict=True):
+        marker = _WIDTH_MARKERS[seen[model] % len(_WIDTH_MARKERS)]
+        styles[label] = {"color": colours[model], "marker": marker}
+        seen[model] += 1
+    return styles
+
+
 def _metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, f"{metric} (%)" if is_accuracy(metric) else metric)
 
@@ -246,8 +274,9 @@ def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
 def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
     """Each model's mean over seeds with its 95% interval (Student's t) from a
     ``results.summarise`` table, a panel per metric (notebook 07). Points, not bars, so each
-    axis spans the data; a metric a model lacks (NaN) and the oracle's box metrics (exact by
-    construction) are left out, as the note under the panel's axis says."""
+    axis spans the data, each model in its :data:`MODEL_COLOURS` colour; a metric a model lacks
+    (NaN) and the oracle's box metrics (exact by construction) are left out of the panel, as
+    the note under its axis says, and the models it shows sit side by side."""
     if summary.empty:
         raise ValueError("summary must not be empty")
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
@@ -256,23 +285,26 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
         f"{model} w{width}" if models.count(model) > 1 and "width" in summary else model
         for model, width in zip(models, summary.get("width", models), strict=True)
     ]
+    styles = _model_styles(names)
     for ax, metric in zip(axes[0], metrics, strict=True):
         scale = 100 if is_accuracy(metric) else 1
         means = summary[f"{metric}_mean"].to_numpy() * scale
         lows, highs = summary_intervals(summary, metric, is_accuracy(metric)) * scale
-        left_out = []
+        shown, left_out = [], []
         for i, (mean, low, high) in enumerate(zip(means, lows, highs, strict=True)):
             if math.isnan(mean) or metric in _BY_CONSTRUCTION.get(models[i], ()):
                 left_out.append(names[i])
                 continue
             yerr = [[mean - low], [high - mean]]
-            ax.errorbar(i, mean, yerr=yerr, fmt="o", capsize=4, color=f"C{i}")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+            ax.errorbar(len(shown), mean, yerr, capsize=4, linestyle="", **styles[names[i]])
+            shown.append(names[i])
+        ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right")
         title = _metric_label(metric)
         unit = "accuracy (%)" if is_accuracy(metric) else title
         # What a panel leaves out is said under its axis, never printed across its data.
         xlabel = f"model\n(not shown: {', '.join(left_out)})" if left_out else "model"
-        _style(ax, grid="y", xlim=(-0.5, len(names) - 0.5), title=title, xlabel=xlabel, ylabel=unit)
+        xlim = (-0.5, max(len(shown), 1) - 0.5)
+        _style(ax, grid="y", xlim=xlim, title=title, xlabel=xlabel, ylabel=unit)
     fig.suptitle("by model: mean over seeds, 95% interval", fontsize=10)
     fig.tight_layout()
     return fig
@@ -289,7 +321,8 @@ def plot_accuracy_against_flops(points) -> Figure:
     pass on one canvas), ``acc``, ``low``, ``high`` (test accuracy and its 95% interval,
     fractions) and ``kind``, ``"mean of all seeds"`` or ``"seed chosen on validation"``. Each
     row's accuracy axis spans its own intervals, so a wide one does not flatten the others;
-    a model keeps its colour in every panel, named in a legend under the panels."""
+    a model keeps its :data:`MODEL_COLOURS` colour in every panel (its widths, as in
+    ``"pooled_cnn w16"``, a marker each), named in a legend under the panels."""
     needed = {"label", "canvas", "mflop", "acc", "low", "high", "kind"}
     if len(points) == 0 or not needed <= set(points.columns):
         raise ValueError(f"points must hold at least one row with the columns {sorted(needed)}")
@@ -298,7 +331,7 @@ def plot_accuracy_against_flops(points) -> Figure:
         raise ValueError(f"unknown kinds {sorted(unknown)}; use {list(_FLOPS_KINDS)}")
     sides = sorted(points["canvas"].unique())
     kinds = [kind for kind in _FLOPS_KINDS if kind in set(points["kind"])]
-    labels = list(dict.fromkeys(points["label"]))
+    styles = _model_styles(points["label"])
     size = (3.9 * len(sides), 3.1 * len(kinds) + 0.8)
     fig, axes = plt.subplots(len(kinds), len(sides), figsize=size, squeeze=False)
     for row_axes, kind in zip(axes, kinds, strict=True):
@@ -307,9 +340,9 @@ def plot_accuracy_against_flops(points) -> Figure:
         for ax, side in zip(row_axes, sides, strict=True):
             for point in rows[rows["canvas"] == side].itertuples():
                 acc, low, high = 100 * point.acc, 100 * point.low, 100 * point.high
-                colour = f"C{labels.index(point.label)}"
                 yerr = [[acc - low], [high - acc]]
-                ax.errorbar(point.mflop, acc, yerr, fmt="o", capsize=3, color=colour)
+                style = styles[str(point.label)]
+                ax.errorbar(point.mflop, acc, yerr, capsize=3, linestyle="", **style)
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...
             ax.xaxis.set_major_formatter("{x:g}")
@@ -318,8 +351,7 @@ def plot_accuracy_against_flops(points) -> Figure:
             title = f"{side}×{side} canvases: {kind}"
             _style(ax, title=title, ylim=ylim, small=True, **_FLOPS_AXES)
     handles = [
-        plt.Line2D([], [], color=f"C{i}", marker="o", linestyle="", label=label)
-        for i, label in enumerate(labels)
+        plt.Line2D([], [], linestyle="", label=label, **style) for label, style in styles.items()
     ]
     fig.suptitle(
         "Test accuracy against compute, 95% intervals "
@@ -336,7 +368,8 @@ def plot_error_against_flops(ours, published) -> Figure:
     per model with ``model``, ``mflop`` (millions of FLOPs of one forward pass on one canvas),
     ``error``, ``low`` and ``high`` (percent; NaN bounds for a single seed), drawn as points
     with their 95% intervals; ``published``: a row per published result with ``model`` and
-    ``error`` (percent), drawn as grey dashed lines across, since the papers give no FLOPs."""
+    ``error`` (percent), drawn as grey dashed lines across, since the papers give no FLOPs.
+    Each model in its :data:`MODEL_COLOURS` colour."""
     needed = {"model", "mflop", "error", "low", "high"}
     if len(ours) == 0 or not needed <= set(ours.columns):
         raise ValueError(f"ours must hold at least one row with the columns {sorted(needed)}")
@@ -348,9 +381,11 @@ def plot_error_against_flops(ours, published) -> Figure:
         where = ((0.99, row.error), ("axes fraction", "data"))
         text = f"{row.model}: {row.error:g}%"
         ax.annotate(text, *where, ha="right", va="bottom", fontsize=_SMALL, color="dimgrey")
-    for i, row in enumerate(ours.itertuples()):
+    styles = _model_styles(ours["model"])
+    for row in ours.itertuples():
         yerr = None if math.isnan(row.low) else [[row.error - row.low], [row.high - row.error]]
-        ax.errorbar(row.mflop, row.error, yerr, fmt="o", capsize=3, color=f"C{i}", label=row.model)
+        colour = styles[str(row.model)]["color"]
+        ax.errorbar(row.mflop, row.error, yerr, fmt="o", capsize=3, color=colour, label=row.model)
     ax.set(xscale="log", yscale="log")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
