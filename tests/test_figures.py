@@ -234,6 +234,9 @@ def test_plot_accuracy_against_flops_panels_points_and_legend_off_the_data():
     assert means_small.get_ylim() == pytest.approx((92.0 - 1, 96.0 + 1))
     assert chosen_small.get_ylim() == pytest.approx((93.5 - 1, 97.0 + 1))
     assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends
+    # An interval that ends at 100% keeps its cap inside the frame.
+    capped = plot_accuracy_against_flops(_flops_points().assign(high=1.0))
+    assert capped.axes[0].get_ylim()[1] == pytest.approx(101.0)
 
 
 def test_plot_accuracy_against_flops_rejects_bad_points():
