@@ -273,6 +273,9 @@ def test_plot_error_against_flops_points_intervals_and_published_lines():
     lines = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert sorted(line.get_ydata()[0] for line in lines) == [1.7, 4.04]
     assert {t.get_text() for t in ax.texts} == {"ST-CNN: 1.7%", "RAM: 4.04%"}
+    for text in ax.texts:  # each label at the right end of its line, inside the axes
+        x, y = ax.transAxes.inverted().transform(text.get_window_extent().p1)
+        assert 0.9 < x <= 1.0 and 0 < y < 1
     low, high = ax.get_ylim()
     assert low < 1.3 and high > 4.04  # every point and line is in view
 

@@ -379,9 +379,10 @@ def plot_error_against_flops(ours, published) -> Figure:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for row in published.itertuples():
         ax.axhline(row.error, color="grey", linestyle="--", linewidth=0.8)
-        where = ((0.99, row.error), ("axes fraction", "data"))
-        text = f"{row.model}: {row.error:g}%"
-        ax.annotate(text, *where, ha="right", va="bottom", fontsize=_SMALL, color="dimgrey")
+        text, at_right = f"{row.model}: {row.error:g}%", ("axes fraction", "data")
+        ax.annotate(
+            text, (0.99, row.error), xycoords=at_right, ha="right", va="bottom", color="dimgrey"
+        )
     styles = _model_styles(ours["model"])
     for row in ours.itertuples():
         yerr = None if math.isnan(row.low) else [[row.error - row.low], [row.high - row.error]]
