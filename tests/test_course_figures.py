@@ -35,6 +35,11 @@ def test_plot_pmf_marks_the_mean_and_the_box():
     assert ax.get_title() == "a square PMF"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (pixels)", "y (pixels)")
     assert colourbar.get_ylabel() == "probability"
+    assert_labelled(fig)
+    # The legend lies below the x label, off the map, and the title clears the colour bar.
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 <= ax.xaxis.label.get_window_extent().y0
+    assert not ax.title.get_window_extent().overlaps(colourbar.get_window_extent())
     # The mean of the square is its centre pixel coordinate (9.5, 14.5).
     mean = [line for line in ax.lines if line.get_marker() == "+"][0]
     assert (mean.get_xdata()[0], mean.get_ydata()[0]) == pytest.approx((9.5, 14.5))

@@ -203,6 +203,11 @@ def test_attention_explorer_view_and_numbers():
     view = explorers.attention_explorer(small_dham(), dataset, index=2, temperature=1.0)
     assert isinstance(view, widgets.View) and isinstance(view.figure, Figure)
     assert_labelled(view.figure)
+    # The canvas panel's legend lies below its x label, off the canvas.
+    ax_canvas = view.figure.axes[0]
+    view.figure.canvas.draw()
+    legend_top = ax_canvas.get_legend().get_window_extent().y1
+    assert legend_top <= ax_canvas.xaxis.label.get_window_extent().y0
     numbers = view.numbers
     assert numbers["label"] == int(labels[2])
     assert 0 <= numbers["prediction"] <= 9 and 0 < numbers["confidence"] <= 1

@@ -22,8 +22,16 @@ from dham_lib.study.figures import (
     plot_found_by_width,  # noqa: F401 (notebooks/student/05 calls it from here)
 )
 
-# The legend of a slider figure's canvas panel.
-LEGEND = {"loc": "upper right", "fontsize": 8, "framealpha": 0.8}
+# The legend of a slider figure's canvas panel: centred below the axes and their x label
+# (borderaxespad, in font sizes, clears the tick labels and the label), off the canvas.
+LEGEND = {
+    "loc": "upper center",
+    "bbox_to_anchor": (0.5, 0),
+    "borderaxespad": 4.2,
+    "ncols": 2,
+    "fontsize": 8,
+    "frameon": False,
+}
 
 
 def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -108,8 +116,9 @@ def plot_pmf(pmf, tx=None, ty=None, s=None, image=None, title="attention PMF") -
     ax.add_patch(box_patch(box, "red", label="glimpse box (tx, ty) ± s"))
     mean_x, mean_y = (box[0] + box[2]).item() / 2, (box[1] + box[3]).item() / 2
     ax.plot([mean_x], [mean_y], "r+", markersize=12, label="mean (tx, ty)")
-    ax.legend(loc="upper right", fontsize=8)
     ax.set(title=title, xlabel="x (pixels)", ylabel="y (pixels)")
+    ax.legend(**LEGEND)  # below the axes, off the map
+    fig.tight_layout()
     return fig
 
 
