@@ -47,6 +47,13 @@ def test_plot_glimpses_draws_each_box():
         attention, truth = [p for p in ax.patches if isinstance(p, Rectangle)]
         assert attention.get_edgecolor()[:3] == pytest.approx((1.0, 0.0, 0.0))
         assert truth.get_linestyle() == "--"
+    # Pixels drawn nearest-neighbour (noise not smoothed), and a legend under the panels
+    # says what the boxes are.
+    assert all(ax.get_images()[0].get_interpolation() == "nearest" for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["glimpse box", "true digit box"]
+    fig.canvas.draw()
+    assert legend.get_window_extent().y1 <= min(ax.get_tightbbox().y0 for ax in fig.axes)
 
 
 def test_plot_glimpses_with_two_glimpses_and_n():
@@ -56,6 +63,10 @@ def test_plot_glimpses_with_two_glimpses_and_n():
     assert_labelled(fig)
     assert len(rectangles(fig.axes[0])) == 2
     assert rectangles(fig.axes[0])[1] == pytest.approx(tuple(boxes[0, 1].tolist()))
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == [
+        "glimpse 0 box",
+        "glimpse 1 box",
+    ]
     named = plot_glimpses(canvases, boxes, glimpses, n=1, glimpse_names=["L2", "L1"])
     assert [ax.get_title() for ax in named.axes[1:]] == ["L2", "L1"]
     with pytest.raises(ValueError, match="glimpse_names must be 2 strings"):

@@ -93,9 +93,10 @@ def box_patch(box: torch.Tensor, colour: str, style: str = "-", label=None) -> R
 
 
 def _show(ax, image: torch.Tensor, title: str, unit: str) -> None:
-    """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels in ``unit``."""
+    """Draw ``[C, H, W]`` (C = 1 grey, 3 colour) with small titles and labels in ``unit``,
+    each pixel a flat square (nearest neighbour: noise is not smoothed into moiré)."""
     pixels = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1)
-    ax.imshow(pixels.numpy(), cmap="gray")
+    ax.imshow(pixels.numpy(), cmap="gray", interpolation="nearest")
     _style(ax, grid=None, small=True, title=title, xlabel=f"x ({unit})", ylabel=f"y ({unit})")
 
 
@@ -114,6 +115,7 @@ def plot_glimpses(
     canvases ``[B, C, H, W]``; boxes ``[B, 4]`` or ``[B, K, 4]`` in pixel coordinates (red,
     then orange, magenta, cyan); glimpses ``[B, C, h, w]`` or ``[B, K, C, h, w]``; labels,
     predictions ``[B]``; true_boxes ``[B, 4]`` (dashed green); ``glimpse_names``: K row titles.
+    A legend under the panels names the boxes.
     """
     canvases = as_tensor("canvases", canvases, (4,))
     boxes = as_tensor("boxes", boxes, (2, 3))
@@ -153,7 +155,17 @@ def plot_glimpses(
             _show(axes[1 + j, i], glimpses[i, j], glimpse_names[j], "glimpse px")
         if true_boxes is not None:
             axes[0, i].add_patch(box_patch(true_boxes[i], "lime", "--"))
-    fig.tight_layout()
+    # The legend's boxes: the drawn style, their size does not matter.
+    entries = [
+        (f"{name} box", BOX_COLOURS[j % len(BOX_COLOURS)], "-")
+        for j, name in enumerate(glimpse_names)
+    ]
+    entries += [] if true_boxes is None else [("true digit box", "lime", "--")]
+    handles = [box_patch(torch.zeros(4), colour, style, label) for label, colour, style in entries]
+    ncols = len(handles) if n > 1 else 1  # one panel is too narrow for two entries a row
+    rows = -(-len(handles) // ncols)
+    fig.tight_layout(rect=(0, (0.1 + 0.2 * rows) / fig.get_figheight(), 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncols=ncols, fontsize=_SMALL, frameon=False)
     return fig
 
 
