@@ -267,12 +267,12 @@ def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
             _errorbars(ax, x, *values, color="C0", capsize=2, linewidth=1)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
-            ax.set_xlabel("attention width", fontsize=_TYPE)
             ax.set_ylabel(" " if col else ylabel, fontsize=_TYPE)
         n = int(table["runs"].iloc[0])
         axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
         axes[1, col].set_title(f"{snr_label(snr)}: runs that found it", fontsize=_TYPE)
         axes[1, col].set_xticks(x, [str(int(w)) for w in table["width"]])
+        axes[1, col].set_xlabel("attention width", fontsize=_TYPE)  # the rows share it
     axes[0, 0].set_ylim(0, 105)
     fig.suptitle(
         f"DHAM by attention width: did the run find the digit, and how well it read it "
