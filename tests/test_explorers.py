@@ -2,6 +2,7 @@
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -244,6 +245,16 @@ def test_gallery_follows_the_slider():
         clean.numbers["requested SNR (dB)"]
     )
     assert clean.figure.axes[0].get_xlabel() == "x (pixels)"
+    # At the notebooks' 80 dpi and the default 100, each canvas pixel gets at least one
+    # screen pixel, nearest neighbour: no moiré from a resampled grid.
+    for dpi in (80, 100):
+        with plt.rc_context({"figure.dpi": dpi}):
+            fig = snr_gallery(0.0).figure
+        fig.canvas.draw()
+        for ax in fig.axes:
+            assert ax.images[0].get_interpolation() == "nearest"
+            box = ax.get_window_extent()
+            assert min(box.width, box.height) >= 120
 
 
 def test_attention_at_snr_runs_the_chosensmall_dham():

@@ -292,7 +292,9 @@ def clutter_explorer(
 
 def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
     """``n`` test canvases (classes in turn) at ``snr_db`` (None: clean), titled with their
-    SNR (notebook 05). Numbers: the requested SNR, the mean measured SNR and the mean noise σ.
+    SNR, three to a row, each canvas pixel at least one screen pixel at the figure's dpi and
+    drawn nearest-neighbour, so the noise shows without moiré (notebook 05). Numbers: the
+    requested SNR, the mean measured SNR and the mean noise σ.
     """
     snr_db = _checks.snr_db("snr_db", snr_db)
     n = _checks.positive_int("n", n)
@@ -305,7 +307,11 @@ def snr_gallery(snr_db: float | None, n: int = 6, seed: int = 0) -> View:
         measured = measured_snr_db(clean, canvases, boxes)
     shown = ["clean" if snr_db is None else f"{snr:.1f} dB" for snr in measured.tolist()]
     titles = [f"digit {digit}, {snr}" for digit, snr in zip(digits.tolist(), shown, strict=True)]
-    fig, _ = canvas_grid(canvases, titles, n, panel=(2.1, 2.6))
+    # A panel (inches): the canvas's pixels plus about an inch for its labels and title.
+    height, width = canvases.shape[-2:]
+    dpi = plt.rcParams["figure.dpi"]
+    panel = (width / dpi + 0.9, height / dpi + 1.0)
+    fig, _ = canvas_grid(canvases, titles, min(n, 3), panel, interpolation="nearest")
     fig.suptitle(f"120×120 test canvases, {'clean' if snr_db is None else f'SNR {snr_db:g} dB'}")
     fig.tight_layout()
     numbers = {"requested SNR (dB)": math.inf if snr_db is None else snr_db}

@@ -50,16 +50,17 @@ def draw_image(ax, image: torch.Tensor, title: str, unit: str = "canvas") -> Non
     label_axes(ax, title, f"x ({unit} pixels)", f"y ({unit} pixels)")
 
 
-def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3)):
+def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3), **style):
     """Canvases ``[B, 1, H, W]`` in rows of ``ncols`` panels of ``panel`` inches, titled, in
-    small type (notebooks 04 to 06): the figure and the B axes used."""
+    small type (notebooks 04 to 06), ``style`` passed to ``imshow``: the figure and the B axes
+    used."""
     nrows = -(-len(canvases) // ncols)
     figsize = (panel[0] * ncols, panel[1] * nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
     for ax in axes.flat[len(canvases) :]:
         ax.axis("off")
     for ax, canvas, title in zip(axes.flat, canvases, titles, strict=False):
-        _canvas_panel(ax, canvas[0], title, 8)
+        _canvas_panel(ax, canvas[0], title, 8, **style)
     return fig, axes.flat[: len(canvases)]
 
 
