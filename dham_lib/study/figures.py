@@ -393,8 +393,8 @@ def plot_error_against_flops(ours, published) -> Figure:
         ax.axhline(row.error, color="grey", linestyle="--", linewidth=0.8)
         text, at_right = f"{row.model}: {row.error:g}%", ("axes fraction", "data")
         ax.annotate(
-            text, (0.99, row.error), xycoords=at_right, ha="right", va="bottom", color="dimgrey"
-        )
+            text, (0.99, row.error), xycoords=at_right, ha="right", va="bottom", fontsize=_SMALL
+        ).set_color("dimgrey")
     styles = _model_styles(ours["model"])
     for row in ours.itertuples():
         yerr = None if math.isnan(row.low) else [[row.error - row.low], [row.high - row.error]]
