@@ -19,10 +19,12 @@ import itertools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from lock_on_init import crossed_model  # the crossed runs' start
+from matplotlib.ticker import MultipleLocator
 
 from dham_lib.metrics import box_centre_error
 from dham_lib.study.runs import Run, make_run, run_schedule
@@ -67,22 +69,31 @@ def probe(attention_seed: int, slope: float, steps: int, width: int = 2) -> list
 
 
 def plot(table: pd.DataFrame):
-    """Centre error and live channels against the step, one line per start and slope."""
-    figure, (error_ax, live_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-    for (seed, slope), run in table.groupby(["attention_seed", "slope"]):
+    """Centre error and live channels against the step, one line per start and slope; the
+    live counts, whole numbers that often coincide, are each lifted by a small offset so
+    every line shows."""
+    figure, (error_ax, live_ax) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    groups = list(table.groupby(["attention_seed", "slope"]))
+    offsets = 0.06 * (np.arange(len(groups)) - (len(groups) - 1) / 2)
+    for ((seed, slope), run), offset in zip(groups, offsets, strict=True):
         label = f"attention start {seed}, " + ("ReLU" if slope == 0 else f"leaky ReLU {slope:g}")
         style = "-" if slope == 0 else "--"
         error_ax.plot(run["step"], run["centre_error"], style, label=label)
-        live_ax.plot(run["step"], run["live_channels"], style, label=label)
+        live_ax.plot(run["step"], run["live_channels"] + offset, style, label=label)
     error_ax.set(
         title="Where the glimpse is", xlabel="training step", ylabel="centre error (pixels)"
     )
     live_ax.set(
         title="First-layer channels still live",
         xlabel="training step",
-        ylabel="channels positive somewhere",
+        ylabel=f"channels positive somewhere\n(lines offset by up to ±{offsets.max():.2f})",
     )
-    live_ax.legend(fontsize=8)
+    live_ax.yaxis.set_major_locator(MultipleLocator(1))  # whole channels
+    for ax in (error_ax, live_ax):
+        ax.grid(alpha=0.3)
+    handles, labels = live_ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    figure.suptitle("DHAM's first training steps (width 2, clean canvases): does it lock on?")
     return figure
 
 
