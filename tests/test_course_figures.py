@@ -100,6 +100,10 @@ def test_plot_noise_ladder_draws_canvas_pixels_at_whole_screen_pixels():
         width = ax.get_position().width * fig.get_figwidth() * dpi
         assert width == pytest.approx(80)  # 40 canvas pixels, 2 screen pixels each
         assert ax.get_images()[0].get_interpolation() == "nearest"
+    # One grey scale for every panel: a digit keeps its shade from SNR to SNR.
+    everything = torch.cat(list(canvases.values()))
+    limits = (everything.min().item(), everything.max().item())
+    assert all(ax.get_images()[0].get_clim() == pytest.approx(limits) for ax in fig.axes)
     with pytest.raises(ValueError, match="one shape"):
         figures.plot_noise_ladder(canvases, [3])
 
@@ -127,3 +131,7 @@ def test_outcome_figures_are_labelled_and_keep_legends_off_the_data():
     assert_labelled(fig)
     names = [label.get_text() for label in fig.axes[0].get_xticklabels()]
     assert names == ["DHAM 2", "DHAM 8", "oracle"]
+    # Equal runs (the oracle's two) show as two dots: each dot's x is jittered by ±0.08.
+    dots = [c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())]
+    oracle = [xy for xy in dots if all(abs(x - 2.12) <= 0.08 for x, _ in xy)]
+    assert len(oracle) == 1 and oracle[0][0][0] != oracle[0][1][0]

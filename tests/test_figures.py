@@ -183,6 +183,32 @@ def test_plot_model_comparison_points_with_intervals_and_no_oracle_box():
     assert colours == ["C5", "C0", "C1"] and iou.lines[0].get_color() == "C0"
 
 
+def test_plot_model_comparison_shares_the_accuracy_axis_and_takes_titles():
+    from dham_lib.study.figures import plot_model_comparison
+
+    summary = pd.DataFrame(
+        {
+            "model": ["dham", "oracle"],
+            "n": [3, 3],
+            "test_acc_mean": [0.96, 0.98],
+            "test_acc_std": [0.004, 0.002],
+            "acc_canvas200_mean": [0.35, 0.97],
+            "acc_canvas200_std": [0.05, 0.003],
+        }
+    )
+    titles = {"test_acc": "accuracy on 120×120 canvases (%)"}
+    fig = plot_model_comparison(summary, ("test_acc", "acc_canvas200"), titles=titles)
+    small, large = fig.axes
+    assert_labelled(fig)
+    # All accuracies: one y axis, so a 2-point spread looks smaller than a 60-point fall.
+    assert small.get_ylim() == large.get_ylim() and small.get_ylim()[0] < 40
+    assert small.get_title() == titles["test_acc"]
+    assert large.get_title() == "accuracy on 200×200 canvases (%)"
+    # Without titles, the usual one.
+    plain = plot_model_comparison(summary, ("test_acc",)).axes[0]
+    assert plain.get_title() == "test accuracy (%)"
+
+
 def test_plot_model_comparison_tells_widths_of_one_model_apart():
     from dham_lib.study.figures import plot_model_comparison
 

@@ -29,7 +29,7 @@ LEGEND = {
     "bbox_to_anchor": (0.5, 0),
     "borderaxespad": 4.2,
     "ncols": 2,
-    "fontsize": 8,
+    "fontsize": 9,
     "frameon": False,
 }
 
@@ -60,7 +60,7 @@ def canvas_grid(canvases: torch.Tensor, titles, ncols: int, panel=(2.2, 2.3), **
     for ax in axes.flat[len(canvases) :]:
         ax.axis("off")
     for ax, canvas, title in zip(axes.flat, canvases, titles, strict=False):
-        _canvas_panel(ax, canvas[0], title, 8, **style)
+        _canvas_panel(ax, canvas[0], title, 9, **style)
     return fig, axes.flat[: len(canvases)]
 
 
@@ -70,7 +70,7 @@ def _canvas_panel(ax, canvas: torch.Tensor, title: str, size: float, **style) ->
     ax.set_title(title, fontsize=size)
     ax.set_xlabel("x (pixels)", fontsize=size)
     ax.set_ylabel("y (pixels)", fontsize=size)
-    ax.tick_params(labelsize=8)
+    ax.tick_params(labelsize=9)
 
 
 def one_image(name: str, value) -> torch.Tensor:
@@ -136,7 +136,7 @@ def plot_glimpse_sizes(stats: dict[str, dict[str, torch.Tensor]], title: str | N
     sides = torch.cat([torch.cat([n["digit_side"], n["glimpse_side"]]) for n in stats.values()])
     low, high = sides.min().item(), sides.max().item()
     ax.plot([low, high], [low, high], color="0.5", linestyle="--", label="glimpse = digit box")
-    ax.legend(fontsize=8, markerscale=2)
+    ax.legend(fontsize=9, markerscale=2)
     ax.grid(alpha=0.3)
     ax.set(
         title=title or "glimpse size against digit size",
@@ -182,7 +182,8 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
     """The same canvases at several SNRs, a column per SNR (``canvases``: label -> ``[B, 1, H,
     W]``), a row per digit (``digits``: B labels), notebook 05. Each canvas pixel is drawn as
     ``scale`` × ``scale`` screen pixels at the figure's dpi, nearest neighbour, so the noise
-    shows as it is, without the moiré of a resampled grid."""
+    shows as it is, without the moiré of a resampled grid; one grey scale spans all panels,
+    so the digit keeps its shade across SNRs."""
     if not isinstance(canvases, dict) or not canvases:
         raise ValueError("canvases must be a non-empty dict of SNR label -> [B, 1, H, W]")
     grids = [
@@ -193,6 +194,10 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
             "every entry of canvases must be [B, 1, H, W] of one shape, B = len(digits)"
         )
     scale = _checks.positive_int("scale", scale)
+    shades = {
+        "vmin": min(g.min().item() for g in grids),
+        "vmax": max(g.max().item() for g in grids),
+    }
     rows, cols, (height, width) = len(digits), len(grids), grids[0].shape[-2:]
     dpi = plt.rcParams["figure.dpi"]
     # Margins in screen pixels: room for the labels left and below, titles above each row.
@@ -207,7 +212,7 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
             y0 = fig_h - top - (row + 1) * panel_h - row * gap_y
             ax = fig.add_axes((x0 / fig_w, y0 / fig_h, panel_w / fig_w, panel_h / fig_h))
             title = f"digit {int(digit)}, {label}"
-            _canvas_panel(ax, grid[row, 0], title, _TYPE, interpolation="nearest")
+            _canvas_panel(ax, grid[row, 0], title, _TYPE, interpolation="nearest", **shades)
     fig.suptitle(
         f"The same digits at falling SNR ({width}×{height} canvases, 1 canvas pixel = "
         f"{scale}×{scale} screen pixels)",
@@ -242,20 +247,22 @@ def plot_outcomes(outcomes, threshold: float, fraction: float = 0.9) -> Figure:
         "test accuracy / oracle's, same SNR and seed (%)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
 
 def plot_runs_by_model(frame, snrs, level: float = 0.95) -> Figure:
-    """Test accuracy of every run (grey dots) and each model's mean with its Student-t
-    interval (black), a panel per SNR in ``snrs``: DHAM's widths, then the other models
-    (notebook 05's CNN under noise)."""
+    """Test accuracy of every run (grey dots, each shifted sideways by a seeded ±0.08 so
+    equal runs show apart) and each model's mean with its Student-t interval (black), a panel
+    per SNR in ``snrs``: DHAM's widths, then the other models (notebook 05's CNN under
+    noise)."""
     from dham_lib.study.results import MODEL_ORDER, mean_interval, snr_label
 
     fig, axes = plt.subplots(
         1, len(snrs), figsize=(4.6 * len(snrs), 4.0), sharey=True, squeeze=False
     )
+    jitter = np.random.default_rng(0)  # seeded: the figure draws the same every time
     for ax, snr in zip(axes[0], snrs, strict=True):
         runs = frame[frame["snr_db"] == snr]
         groups = [(f"DHAM {int(w)}", r) for w, r in runs[runs["model"] == "dham"].groupby("width")]
@@ -264,13 +271,14 @@ def plot_runs_by_model(frame, snrs, level: float = 0.95) -> Figure:
         groups += [(_MODEL_NAMES.get(m, m), r) for m, r in others]
         for i, (_, group) in enumerate(groups):
             accuracy = group["test_acc"].to_numpy(dtype=float)
-            ax.scatter(np.full(len(accuracy), i + 0.12), 100 * accuracy, s=12, color="0.55")
+            x = i + 0.12 + jitter.uniform(-0.08, 0.08, len(accuracy))  # equal runs: apart
+            ax.scatter(x, 100 * accuracy, s=12, color="0.55")
             mean, std = accuracy.mean(), accuracy.std(ddof=1) if len(accuracy) > 1 else 0.0
             interval = mean_interval(mean, std, len(accuracy), level, True)
             shown = (100 * v for v in (mean, *interval))
             _errorbars(ax, i - 0.12, *shown, color="black", capsize=3)
         ax.set_xticks(
-            range(len(groups)), [name for name, _ in groups], rotation=45, ha="right", fontsize=8
+            range(len(groups)), [name for name, _ in groups], rotation=45, ha="right", fontsize=9
         )
         ax.grid(axis="y", alpha=0.3)
         label_axes(

@@ -47,7 +47,7 @@ _METRIC_LABELS = {
     "acc_canvas160": "accuracy on 160×160 canvases (%)",
     "acc_canvas200": "accuracy on 200×200 canvases (%)",
 }
-_SMALL = 8
+_SMALL = 9
 _TYPE = 9  # the type size of notebook 05's result figures (points)
 HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")
 # The learning curves' box panels (title, ylabel, ylim), drawn when the history records them.
@@ -266,7 +266,7 @@ def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
             values = (100 * table[c].to_numpy(dtype=float) for c in columns)
             _errorbars(ax, x, *values, color="C0", capsize=2, linewidth=1)
             ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=8)
+            ax.tick_params(labelsize=_SMALL)
             ax.set_ylabel(" " if col else ylabel, fontsize=_TYPE)
         n = int(table["runs"].iloc[0])
         axes[0, col].set_title(f"{snr_label(snr)} ({n} runs a width)", fontsize=_TYPE)
@@ -283,15 +283,21 @@ def plot_found_by_width(outcomes, level: float = 0.95) -> Figure:
     return fig
 
 
-def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou")) -> Figure:
+def plot_model_comparison(
+    summary, metrics: tuple[str, ...] = ("test_acc", "iou"), titles: dict | None = None
+) -> Figure:
     """Each model's mean over seeds with its 95% interval (Student's t) from a
     ``results.summarise`` table, a panel per metric (notebook 07). Points, not bars, so each
     axis spans the data, each model in its :data:`MODEL_COLOURS` colour; a metric a model lacks
     (NaN) and the oracle's box metrics (exact by construction) are left out of the panel, as
-    the note under its axis says, and the models it shows sit side by side."""
+    the note under its axis says, and the models it shows sit side by side. When every metric
+    is an accuracy the panels share one y axis, so their spreads compare. ``titles``: metric ->
+    panel title, for this figure only (the others keep their usual titles)."""
     if summary.empty:
         raise ValueError("summary must not be empty")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    sharey = all(is_accuracy(metric) for metric in metrics)
+    size = (3.6 * len(metrics), 3.4)
+    fig, axes = plt.subplots(1, len(metrics), figsize=size, sharey=sharey, squeeze=False)
     models = summary["model"].astype(str).tolist()
     names = [  # a model that comes in several widths is told apart by its width
         f"{model} w{width}" if models.count(model) > 1 and "width" in summary else model
@@ -311,8 +317,8 @@ def plot_model_comparison(summary, metrics: tuple[str, ...] = ("test_acc", "iou"
             ax.errorbar(len(shown), mean, yerr, capsize=4, linestyle="", **styles[names[i]])
             shown.append(names[i])
         ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right")
-        title = _metric_label(metric)
-        unit = "accuracy (%)" if is_accuracy(metric) else title
+        title = (titles or {}).get(metric, _metric_label(metric))
+        unit = "accuracy (%)" if is_accuracy(metric) else _metric_label(metric)
         # What a panel leaves out is said under its axis, never printed across its data.
         xlabel = f"model\n(not shown: {', '.join(left_out)})" if left_out else "model"
         xlim = (-0.5, max(len(shown), 1) - 0.5)

@@ -426,7 +426,9 @@ def report(folder: str | os.PathLike) -> None:
         sizes = ("test_acc", "acc_canvas160", "acc_canvas200")
         summary = summarise(runs, metrics=sizes)
         print(f"\n## Larger canvases (trained on 120×120)\n\n{markdown_table(summary, sizes)}\n")
-        figures.save(figures.plot_model_comparison(summary, sizes), out / "clean_canvas_sizes.png")
+        titles = {"test_acc": "accuracy on 120×120 canvases (%)"}
+        figure = figures.plot_model_comparison(summary, sizes, titles=titles)
+        figures.save(figure, out / "clean_canvas_sizes.png")
     if swept is not None:
         _report_sweep(swept, out, figures)
     for path in sorted(set(folder.glob("*.csv")) - {clean, swept}):
