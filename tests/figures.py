@@ -29,7 +29,7 @@ def rectangles(ax) -> list[tuple[float, float, float, float]]:
     ]
 
 
-MIN_FONT_PT = 8  # the smallest text a figure may hold, readable at the notebooks' dpi
+MIN_FONT_PT = 9  # the smallest text a figure may hold, readable at the notebooks' dpi
 
 
 def assert_labelled(fig: Figure, skip=()) -> None:

@@ -98,7 +98,7 @@ def pmf_explorer(
         ax_pmf.add_patch(box_patch(box, colour, style, label=f"{norm} box, s = {s.item():.2f}"))
     mean = to_pixels(tx, w).item(), to_pixels(ty, h).item()
     ax_pmf.plot(*mean, "r+", markersize=14, markeredgewidth=2, label="mean (tx, ty)")
-    ax_pmf.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    ax_pmf.legend(loc="lower left", fontsize=9, framealpha=0.8)
     # A margin around the map, grey, so a box that reaches past the map shows as such.
     ax_pmf.set_facecolor("0.85")
     ax_pmf.set_xlim(-0.5 - w / 4, w - 0.5 + w / 4)
@@ -127,7 +127,7 @@ def bilinear_explorer(x: float, y: float) -> View:
     value = bilinear_sample(image, grid)[0, 0, 0, 0].item()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     _heat(fig, ax, image[0, 0], "pixel value", cmap="gray", vmin=0, vmax=1)
-    centred = {"ha": "center", "va": "center", "fontsize": 8}
+    centred = {"ha": "center", "va": "center", "fontsize": 9}
     for row, pixels in enumerate(image[0, 0].tolist()):
         for col, pixel in enumerate(pixels):
             colour = "black" if pixel > 0.5 else "white"
