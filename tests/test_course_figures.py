@@ -100,10 +100,11 @@ def test_plot_noise_ladder_draws_canvas_pixels_at_whole_screen_pixels():
         width = ax.get_position().width * fig.get_figwidth() * dpi
         assert width == pytest.approx(80)  # 40 canvas pixels, 2 screen pixels each
         assert ax.get_images()[0].get_interpolation() == "nearest"
-    # One grey scale for every panel: a digit keeps its shade from SNR to SNR.
-    everything = torch.cat(list(canvases.values()))
-    limits = (everything.min().item(), everything.max().item())
-    assert all(ax.get_images()[0].get_clim() == pytest.approx(limits) for ax in fig.axes)
+    # One grey scale for every panel, the digit's 0 to 1, whatever the noise's range: a
+    # digit keeps its shade from SNR to SNR.
+    noisy = {"clean": canvases["clean"], "-6 dB": 3 * torch.randn(2, 1, 40, 40)}
+    fig = figures.plot_noise_ladder(noisy, [3, 7], scale=2)
+    assert all(ax.get_images()[0].get_clim() == (0.0, 1.0) for ax in fig.axes)
     with pytest.raises(ValueError, match="one shape"):
         figures.plot_noise_ladder(canvases, [3])
 

@@ -182,8 +182,9 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
     """The same canvases at several SNRs, a column per SNR (``canvases``: label -> ``[B, 1, H,
     W]``), a row per digit (``digits``: B labels), notebook 05. Each canvas pixel is drawn as
     ``scale`` × ``scale`` screen pixels at the figure's dpi, nearest neighbour, so the noise
-    shows as it is, without the moiré of a resampled grid; one grey scale spans all panels,
-    so the digit keeps its shade across SNRs."""
+    shows as it is, without the moiré of a resampled grid; every panel shows 0 as black and 1
+    (the digit's strokes) as white, noise beyond that range saturating, so the digit keeps
+    its shade across SNRs."""
     if not isinstance(canvases, dict) or not canvases:
         raise ValueError("canvases must be a non-empty dict of SNR label -> [B, 1, H, W]")
     grids = [
@@ -194,10 +195,7 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
             "every entry of canvases must be [B, 1, H, W] of one shape, B = len(digits)"
         )
     scale = _checks.positive_int("scale", scale)
-    shades = {
-        "vmin": min(g.min().item() for g in grids),
-        "vmax": max(g.max().item() for g in grids),
-    }
+    shades = {"vmin": 0.0, "vmax": 1.0}  # the digit's range in every panel
     rows, cols, (height, width) = len(digits), len(grids), grids[0].shape[-2:]
     dpi = plt.rcParams["figure.dpi"]
     # Margins in screen pixels: room for the labels left and below, titles above each row.
@@ -215,7 +213,7 @@ def plot_noise_ladder(canvases: dict, digits, scale: int = 2) -> Figure:
             _canvas_panel(ax, grid[row, 0], title, _TYPE, interpolation="nearest", **shades)
     fig.suptitle(
         f"The same digits at falling SNR ({width}×{height} canvases, 1 canvas pixel = "
-        f"{scale}×{scale} screen pixels)",
+        f"{scale}×{scale} screen pixels; grey from 0 to 1, noise beyond it saturates)",
         fontsize=_TYPE + 1,
         y=1 - 12 / fig_h,
     )
