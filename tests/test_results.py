@@ -132,6 +132,8 @@ def test_model_summary_orders_models_and_handles_subsets(tmp_path):
     every_width = results_module.model_summary(path)
     assert every_width[["model", "width"]].values.tolist()[1:3] == [["dham", 8], ["dham", 16]]
     assert results_module.model_summary(path, snr_db=6.0)["n"].tolist() == [1]
+    from_frame = results_module.model_summary(results_module.load_results(path), width=16)
+    pd.testing.assert_frame_equal(from_frame, summary)
 
 
 def test_wilson_interval_by_hand():

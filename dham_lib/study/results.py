@@ -205,18 +205,19 @@ def markdown_table(summary: pd.DataFrame, metrics: tuple[str, ...] = ("test_acc"
 
 
 def model_summary(
-    path: str | os.PathLike,
+    results: str | os.PathLike | pd.DataFrame,
     snr_db: float | None = None,
     background: str = "noise",
     width: int | None = None,
     metrics: tuple[str, ...] = COMPARISON_METRICS,
 ) -> pd.DataFrame:
-    """:func:`summarise` of each model in a results CSV at ``snr_db`` (None: clean) with
-    ``background``, DHAM at ``width`` only (None: a row per width), in :data:`MODEL_ORDER`.
-    Empty for a missing file, so a notebook runs while its sweep is still going."""
-    if not os.path.exists(path):
+    """:func:`summarise` of each model in a results CSV (or its :func:`load_results` frame) at
+    ``snr_db`` (None: clean) with ``background``, DHAM at ``width`` only (None: a row per
+    width), in :data:`MODEL_ORDER`. Empty for a missing file, so a notebook runs while its
+    sweep is still going."""
+    if not isinstance(results, pd.DataFrame) and not os.path.exists(results):
         return pd.DataFrame()
-    frame = load_results(path)
+    frame = results if isinstance(results, pd.DataFrame) else load_results(results)
     keep = frame["snr_db"] == (CLEAN if snr_db is None else snr_db)
     keep &= frame["background"] == background
     if width is not None:
