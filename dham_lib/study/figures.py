@@ -332,6 +332,14 @@ _FLOPS_KINDS = ("mean of all seeds", "seed chosen on validation")
 _FLOPS_AXES = {"xlabel": "MFLOP per canvas (log scale)", "ylabel": "test accuracy (%)"}
 
 
+def _log_scale(axis) -> None:
+    """A log scale on ``axis`` ticked at 1, 2, 5, 10, 20, ... and labelled as plain numbers."""
+    axis.axes.set(**{f"{axis.axis_name}scale": "log"})
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter("{x:g}")
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_accuracy_against_flops(points) -> Figure:
     """Test accuracy against FLOPs per canvas (notebook 07): a column of panels per canvas
     side, a row per summary of a model's seeds. ``points`` has a row per model, canvas and
@@ -362,10 +370,7 @@ def plot_accuracy_against_flops(points) -> Figure:
                 yerr = [[acc - low], [high - acc]]
                 style = styles[str(point.label)]
                 ax.errorbar(point.mflop, acc, yerr, capsize=3, linestyle="", **style)
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...
-            ax.xaxis.set_major_formatter("{x:g}")
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            _log_scale(ax.xaxis)
             ax.margins(x=0.12)
             title = f"{side}×{side} canvases: {kind}"
             _style(ax, title=title, ylim=ylim, small=True, **_FLOPS_AXES)
@@ -406,11 +411,8 @@ def plot_error_against_flops(ours, published) -> Figure:
         yerr = None if math.isnan(row.low) else [[row.error - row.low], [row.high - row.error]]
         colour = styles[str(row.model)]["color"]
         ax.errorbar(row.mflop, row.error, yerr, fmt="o", capsize=3, color=colour, label=row.model)
-    ax.set(xscale="log", yscale="log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-        axis.set_major_formatter("{x:g}")
-        axis.set_minor_formatter(NullFormatter())
+    _log_scale(ax.xaxis)
+    _log_scale(ax.yaxis)
     ax.margins(x=0.3, y=0.1)
     title = "Test error against compute: ours with 95% intervals, published as lines"
     _style(ax, title=title, xlabel="MFLOP per canvas", ylabel="test error (%)")
