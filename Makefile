@@ -110,7 +110,8 @@ reproduce-scaling: setup
 
 # Notebook 08: the literature's cluttered MNIST at 60 and 100 px on the full MNIST (downloaded
 # once, or copied into $$DHAM_CACHE_DIR/MNIST/raw/), every model at its recipe chosen on
-# validation at 60 px (data/results/pilot_cluttered60.csv), 20 epochs.
+# validation at 60 px (data/results/pilot_cluttered60.csv), 20 epochs; at 100 px the STN adds
+# DHAM's canvas curriculum, chosen on validation there (data/results/pilot_cluttered100.csv).
 CLUTTERED := --source full --background mnist_cluttered --snr-db clean --epochs 20
 BENCHMARK := $(CLUTTERED) --canvas 60 --out $(REPRODUCE_DIR)/cluttered60.csv
 BENCHMARK100 := $(CLUTTERED) --canvas 100 --out $(REPRODUCE_DIR)/cluttered100.csv
@@ -125,7 +126,9 @@ reproduce-benchmark: setup
 		--seeds 0 1 2
 	$(SWEEP) $(BENCHMARK100) $(DHAM_RECIPE)
 	$(SWEEP) $(BENCHMARK100) --models oracle --classifier small --seeds 0 1 2
-	$(SWEEP) $(BENCHMARK100) $(STN_RECIPE)
+	$(SWEEP) $(BENCHMARK100) $(STN_RECIPE) --canvas-curriculum 4 --canvas-curriculum-start 40
+	$(SWEEP) $(BENCHMARK100) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true \
+		--seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dham_lib.egg-info
