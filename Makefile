@@ -117,18 +117,18 @@ BENCHMARK := $(CLUTTERED) --canvas 60 --out $(REPRODUCE_DIR)/cluttered60.csv
 BENCHMARK100 := $(CLUTTERED) --canvas 100 --out $(REPRODUCE_DIR)/cluttered100.csv
 DHAM_RECIPE := --models dham --widths 16 --classifier small --stride 4 --canvas-curriculum 4 \
 	--canvas-curriculum-start 40 --seeds 0 1 2 3 4
+ORACLE_RECIPE := --models oracle --classifier small --seeds 0 1 2
 STN_RECIPE := --models stn_zoom --classifier small --attention-lr 1e-3 --start-scale 0.5 --seeds 0 1 2
+CNN_RECIPE := --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true --seeds 0 1 2
 reproduce-benchmark: setup
 	$(SWEEP) $(BENCHMARK) $(DHAM_RECIPE)
-	$(SWEEP) $(BENCHMARK) --models oracle --classifier small --seeds 0 1 2
+	$(SWEEP) $(BENCHMARK) $(ORACLE_RECIPE)
 	$(SWEEP) $(BENCHMARK) $(STN_RECIPE)
-	$(SWEEP) $(BENCHMARK) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true \
-		--seeds 0 1 2
+	$(SWEEP) $(BENCHMARK) $(CNN_RECIPE)
 	$(SWEEP) $(BENCHMARK100) $(DHAM_RECIPE)
-	$(SWEEP) $(BENCHMARK100) --models oracle --classifier small --seeds 0 1 2
+	$(SWEEP) $(BENCHMARK100) $(ORACLE_RECIPE)
 	$(SWEEP) $(BENCHMARK100) $(STN_RECIPE) --canvas-curriculum 4 --canvas-curriculum-start 40
-	$(SWEEP) $(BENCHMARK100) --models pooled_cnn --widths 16 --lr 3e-3 --batch-norm true \
-		--seeds 0 1 2
+	$(SWEEP) $(BENCHMARK100) $(CNN_RECIPE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dham_lib.egg-info
