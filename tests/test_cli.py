@@ -197,6 +197,7 @@ def test_reproduce_benchmark_reruns_the_committed_benchmark_runs(table):
 
     folder = Path(__file__).resolve().parents[1] / "data" / "results" / table
     committed = {path.stem for path in folder.glob("*.json")}
+    assert committed, f"no records in {folder}"
     parser = build_parser()
     built = {
         runs.run_name(run)
